@@ -1,0 +1,138 @@
+//! The daemon's configuration: `/etc/berth/berthd.toml`, every key optional.
+//!
+//! Parsing only; nothing here touches the host. A missing default file is not an error
+//! (defaults apply); a file given with `--config` must exist.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Where the daemon looks when `--config` is not given.
+pub const DEFAULT_PATH: &str = "/etc/berth/berthd.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the config file {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+}
+
+/// Which D-Bus bus the daemon serves on and the CLI talks to.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(from = "String")]
+pub enum BusChoice {
+    System,
+    Session,
+    Address(String),
+}
+
+impl From<String> for BusChoice {
+    fn from(s: String) -> Self {
+        match s.as_str() {
+            "system" => BusChoice::System,
+            "session" => BusChoice::Session,
+            _ => BusChoice::Address(s),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "snake_case")]
+pub struct Config {
+    /// Task state, images and the database live here.
+    pub state_dir: PathBuf,
+    /// MiB of host memory kept out of the books for the OS and berth itself (the ECS agent's
+    /// `ECS_RESERVED_MEMORY`).
+    pub memory_reserve_mib: u64,
+    /// Address of the Prometheus `/metrics` endpoint.
+    pub metrics_listen: SocketAddr,
+    /// `"system"`, `"session"`, or a D-Bus address such as `unix:path=/run/x`.
+    pub bus: BusChoice,
+    /// Where cgroup v2 is mounted; only tests point it elsewhere.
+    pub cgroup_mount: PathBuf,
+    /// The cgroup (relative to `cgroup_mount`) berth owns. Absent: the one systemd delegated
+    /// to the daemon, read from `/proc/self/cgroup`.
+    pub cgroup_path: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            state_dir: PathBuf::from("/var/lib/berth"),
+            memory_reserve_mib: 256,
+            metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9580)),
+            bus: BusChoice::System,
+            cgroup_mount: PathBuf::from("/sys/fs/cgroup"),
+            cgroup_path: None,
+        }
+    }
+}
+
+impl Config {
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })
+    }
+
+    /// Loads `explicit` if given (it must exist), else the default path if it exists, else
+    /// the defaults.
+    pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
+        let path = explicit.unwrap_or(Path::new(DEFAULT_PATH));
+        match std::fs::read_to_string(path) {
+            Ok(text) => Config::parse(&text, path),
+            Err(e) if explicit.is_none() && e.kind() == std::io::ErrorKind::NotFound => {
+                Ok(Config::default())
+            }
+            Err(source) => Err(ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        assert_eq!(Config::parse("", Path::new("x")).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn keys_are_read() {
+        let c = Config::parse(
+            "state_dir = \"/tmp/s\"\nmemory_reserve_mib = 512\nmetrics_listen = \"0.0.0.0:9100\"\nbus = \"unix:path=/run/b\"\n",
+            Path::new("x"),
+        )
+        .unwrap();
+        assert_eq!(c.state_dir, PathBuf::from("/tmp/s"));
+        assert_eq!(c.memory_reserve_mib, 512);
+        assert_eq!(c.metrics_listen.port(), 9100);
+        assert_eq!(c.bus, BusChoice::Address("unix:path=/run/b".into()));
+    }
+
+    #[test]
+    fn unknown_key_names_the_file_and_key() {
+        let err = Config::parse("memory_reserve = 5\n", Path::new("/etc/berth/berthd.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/etc/berth/berthd.toml"), "{err}");
+        assert!(err.contains("memory_reserve"), "{err}");
+    }
+
+    #[test]
+    fn explicit_missing_file_is_an_error() {
+        let err = Config::load(Some(Path::new("/nonexistent/berthd.toml"))).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/berthd.toml"));
+    }
+}

@@ -1,0 +1,203 @@
+//! Validation of one `containerDefinitions[i]` entry into a typed [`ContainerDefinition`].
+//! Cross-container checks (names, links, dependsOn targets) live in `task.rs`.
+
+use serde_json::{Map, Value};
+
+use super::model::{ContainerDefinition, NetworkMode, PortMapping, Protocol};
+use super::walk::{self, join, Report};
+
+/// Smallest hard or soft memory limit ECS accepts for a container, in MiB.
+pub const MIN_CONTAINER_MIB: u64 = 6;
+
+const KNOWN: &[&str] = &[
+    "name", "image", "cpu", "memory", "memoryReservation", "links", "portMappings", "essential",
+    "entryPoint", "command", "environment", "environmentFiles", "mountPoints", "volumesFrom",
+    "linuxParameters", "dependsOn", "startTimeout", "stopTimeout", "hostname", "user",
+    "workingDirectory", "disableNetworking", "privileged", "readonlyRootFilesystem", "dnsServers",
+    "dnsSearchDomains", "extraHosts", "dockerSecurityOptions", "interactive", "pseudoTerminal",
+    "dockerLabels", "ulimits", "healthCheck", "systemControls", "resourceRequirements",
+];
+
+const IGNORED: &[(&str, &str)] = &[
+    ("logConfiguration", "logs go to the journal and the task's log files"),
+    ("firelensConfiguration", "log routing has no meaning on one host"),
+    ("repositoryCredentials", "images are imported, not pulled"),
+    ("secrets", "AWS Secrets Manager and SSM are not reachable from one host"),
+    ("restartPolicy", "not supported yet"),
+    ("versionConsistency", "images are imported, not pulled"),
+];
+
+const ULIMITS: &[&str] = &[
+    "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc",
+    "rss", "rtprio", "rttime", "sigpending", "stack",
+];
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 255 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn valid_image(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 255 && s.chars().all(|c| c.is_ascii_alphanumeric() || "./:_@-".contains(c))
+}
+
+pub fn validate(r: &mut Report, c: &Map<String, Value>, path: &str, mode: NetworkMode) -> Option<ContainerDefinition> {
+    walk::check_keys(r, c, path, KNOWN, IGNORED);
+    let name = walk::string(r, c, path, "name");
+    match &name {
+        None if walk::get(c, "name").is_none() => r.problem(join(path, "name"), "is required"),
+        Some(n) if !valid_name(n) => r.problem(join(path, "name"), format!("\"{n}\" must be 1-255 letters, digits, hyphens or underscores")),
+        _ => {}
+    }
+    let image = walk::string(r, c, path, "image");
+    match &image {
+        None if walk::get(c, "image").is_none() => r.problem(join(path, "image"), "is required"),
+        Some(i) if !valid_image(i) => r.problem(join(path, "image"), format!("\"{i}\" contains invalid characters")),
+        _ => {}
+    }
+    let cpu = walk::integer(r, c, path, "cpu").unwrap_or(0);
+    let memory = walk::integer(r, c, path, "memory");
+    let memory_reservation = walk::integer(r, c, path, "memoryReservation");
+    for (key, v) in [("memory", memory), ("memoryReservation", memory_reservation)] {
+        if let Some(v) = v.filter(|v| *v < MIN_CONTAINER_MIB) {
+            r.problem(join(path, key), format!("must be at least {MIN_CONTAINER_MIB} MiB, not {v}"));
+        }
+    }
+    if let (Some(hard), Some(soft)) = (memory, memory_reservation) {
+        if soft > hard {
+            r.problem(join(path, "memoryReservation"), format!("{soft} MiB must not exceed memory ({hard} MiB)"));
+        }
+    }
+    let environment = environment(r, c, path);
+    let port_mappings = port_mappings(r, c, path, mode);
+    mount_points(r, c, path);
+    security_options(r, c, path);
+    ulimits(r, c, path);
+    resource_requirements(r, c, path);
+    if walk::get(c, "inferenceDevices").is_some() {
+        r.problem(join(path, "inferenceDevices"), "Elastic Inference is a remote AWS service; no host can provide it");
+    }
+    let def = ContainerDefinition {
+        name: name?,
+        image: image?,
+        cpu,
+        memory,
+        memory_reservation,
+        essential: walk::boolean(r, c, path, "essential").unwrap_or(true),
+        entry_point: walk::strings(r, c, path, "entryPoint"),
+        command: walk::strings(r, c, path, "command"),
+        environment,
+        working_directory: walk::string(r, c, path, "workingDirectory"),
+        user: walk::string(r, c, path, "user"),
+        port_mappings,
+        stop_timeout: walk::integer(r, c, path, "stopTimeout"),
+    };
+    Some(def)
+}
+
+fn environment(r: &mut Report, c: &Map<String, Value>, path: &str) -> Vec<(String, String)> {
+    walk::objects(r, c, path, "environment")
+        .into_iter()
+        .filter_map(|(p, e)| {
+            let name = walk::string(r, e, &p, "name");
+            if name.is_none() {
+                r.problem(join(&p, "name"), "is required");
+            }
+            Some((name?, walk::string(r, e, &p, "value").unwrap_or_default()))
+        })
+        .collect()
+}
+
+fn port_mappings(r: &mut Report, c: &Map<String, Value>, path: &str, mode: NetworkMode) -> Vec<PortMapping> {
+    let mut out = Vec::new();
+    for (p, m) in walk::objects(r, c, path, "portMappings") {
+        let container = walk::integer(r, m, &p, "containerPort");
+        let host = walk::integer(r, m, &p, "hostPort");
+        let protocol = match walk::string(r, m, &p, "protocol").as_deref() {
+            None | Some("tcp") => Protocol::Tcp,
+            Some("udp") => Protocol::Udp,
+            Some(other) => {
+                r.problem(join(&p, "protocol"), format!("\"{other}\" must be tcp or udp"));
+                Protocol::Tcp
+            }
+        };
+        for (key, v) in [("containerPort", container), ("hostPort", host)] {
+            if v.is_some_and(|v| v > 65535) {
+                r.problem(join(&p, key), "must be a port number up to 65535");
+            }
+        }
+        if mode == NetworkMode::Awsvpc {
+            if let (Some(cp), Some(hp)) = (container, host.filter(|h| *h != 0)) {
+                if cp != hp {
+                    r.problem(join(&p, "hostPort"), format!("in awsvpc network mode the host port must equal the container port ({hp} != {cp})"));
+                }
+            }
+        }
+        match container {
+            Some(cp) if (1..=65535).contains(&cp) => out.push(PortMapping {
+                container_port: cp as u16,
+                host_port: host.filter(|h| (1..=65535).contains(h)).map(|h| h as u16),
+                protocol,
+            }),
+            Some(0) => r.problem(join(&p, "containerPort"), "must be between 1 and 65535"),
+            None if walk::get(m, "containerPortRange").is_none() => r.problem(join(&p, "containerPort"), "is required"),
+            _ => {}
+        }
+    }
+    out
+}
+
+fn mount_points(r: &mut Report, c: &Map<String, Value>, path: &str) {
+    for (p, m) in walk::objects(r, c, path, "mountPoints") {
+        match walk::string(r, m, &p, "containerPath") {
+            Some(cp) if !cp.starts_with('/') => r.problem(join(&p, "containerPath"), format!("\"{cp}\" is not an absolute Linux path (a Windows task definition cannot run on a Linux host)")),
+            None => r.problem(join(&p, "containerPath"), "is required"),
+            _ => {}
+        }
+        if walk::string(r, m, &p, "sourceVolume").is_none() {
+            r.problem(join(&p, "sourceVolume"), "is required");
+        }
+    }
+}
+
+fn security_options(r: &mut Report, c: &Map<String, Value>, path: &str) {
+    let p = join(path, "dockerSecurityOptions");
+    for (i, opt) in walk::strings(r, c, path, "dockerSecurityOptions").unwrap_or_default().iter().enumerate() {
+        let known = opt == "no-new-privileges"
+            || ["apparmor:", "label:", "seccomp:"].iter().any(|pre| opt.starts_with(pre));
+        if opt.starts_with("credentialspec:") {
+            r.problem(walk::index(&p, i), format!("\"{opt}\": credentialspec is a Windows (gMSA) option; a Linux host cannot honour it and will not drop a security option silently"));
+        } else if !known {
+            r.problem(walk::index(&p, i), format!("\"{opt}\" is not a security option berth knows (no-new-privileges, apparmor:, label:, seccomp:)"));
+        }
+    }
+}
+
+fn ulimits(r: &mut Report, c: &Map<String, Value>, path: &str) {
+    for (p, u) in walk::objects(r, c, path, "ulimits") {
+        match walk::string(r, u, &p, "name") {
+            Some(n) if !ULIMITS.contains(&n.as_str()) => r.problem(join(&p, "name"), format!("\"{n}\" is not a ulimit ({})", ULIMITS.join(", "))),
+            None => r.problem(join(&p, "name"), "is required"),
+            _ => {}
+        }
+        let soft = walk::integer(r, u, &p, "softLimit");
+        let hard = walk::integer(r, u, &p, "hardLimit");
+        if let (Some(s), Some(h)) = (soft, hard) {
+            if s > h {
+                r.problem(join(&p, "softLimit"), format!("{s} must not exceed hardLimit {h}"));
+            }
+        }
+    }
+}
+
+fn resource_requirements(r: &mut Report, c: &Map<String, Value>, path: &str) {
+    for (p, req) in walk::objects(r, c, path, "resourceRequirements") {
+        match walk::string(r, req, &p, "type").as_deref() {
+            Some("GPU") => {
+                walk::integer(r, req, &p, "value");
+            }
+            Some("InferenceAccelerator") => r.problem(join(&p, "type"), "InferenceAccelerator (Elastic Inference) is a remote AWS service; no host can provide it"),
+            Some(other) => r.problem(join(&p, "type"), format!("\"{other}\" must be GPU")),
+            None => r.problem(join(&p, "type"), "is required"),
+        }
+    }
+}

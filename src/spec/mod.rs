@@ -1,0 +1,54 @@
+//! ECS task definitions: the JSON operators already have, read as ECS reads it and validated
+//! into a typed [`TaskDefinition`]. Every problem is reported at once with its JSON path;
+//! fields without meaning on one host are kept and listed as ignored.
+//!
+//! Pure: no I/O, nothing from the rest of berth.
+
+mod container;
+mod model;
+mod task;
+mod units;
+mod walk;
+
+pub use model::{ContainerDefinition, NetworkMode, PortMapping, Protocol, SharedNamespace, TaskDefinition};
+pub use walk::Problem;
+
+/// A definition that passed validation, with what berth will not act on.
+#[derive(Debug, Clone)]
+pub struct Validated {
+    pub definition: TaskDefinition,
+    /// Paths of kept-but-ignored fields, each with why (`executionRoleArn (IAM roles ...)`).
+    pub ignored: Vec<String>,
+    /// The JSON as given, for describe.
+    pub json: serde_json::Value,
+}
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum SpecError {
+    #[error("not valid JSON: {message} at line {line} column {column}")]
+    Json { line: usize, column: usize, message: String },
+    #[error("{} problem(s) in the task definition: {}", .0.len(), .0.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<Problem>),
+}
+
+/// Parses and validates ECS task definition JSON.
+pub fn parse(text: &str) -> Result<Validated, SpecError> {
+    let json: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+        let full = e.to_string();
+        let message = full.split(" at line ").next().unwrap_or(&full).to_string();
+        SpecError::Json { line: e.line(), column: e.column(), message }
+    })?;
+    let mut report = walk::Report::default();
+    let definition = task::validate(&mut report, &json);
+    match definition {
+        Some(definition) if report.problems.is_empty() => Ok(Validated {
+            definition,
+            ignored: report.ignored,
+            json,
+        }),
+        _ => Err(SpecError::Invalid(report.problems)),
+    }
+}
+
+#[cfg(test)]
+mod tests;

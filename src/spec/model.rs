@@ -1,0 +1,105 @@
+//! Typed task definitions: what validation produces and the rest of berth consumes. Only the
+//! fields berth acts on are typed; the registered JSON is kept whole beside them.
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    Bridge,
+    Awsvpc,
+    Host,
+    None,
+}
+
+impl NetworkMode {
+    pub fn parse(s: &str) -> Option<NetworkMode> {
+        Some(match s {
+            "bridge" => NetworkMode::Bridge,
+            "awsvpc" => NetworkMode::Awsvpc,
+            "host" => NetworkMode::Host,
+            "none" => NetworkMode::None,
+            _ => return None,
+        })
+    }
+}
+
+/// `pidMode` / `ipcMode`: share the host's namespace or one per task (absent: per container).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SharedNamespace {
+    Host,
+    Task,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PortMapping {
+    pub container_port: u16,
+    /// Absent or 0: a dynamic host port.
+    pub host_port: Option<u16>,
+    pub protocol: Protocol,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerDefinition {
+    pub name: String,
+    pub image: String,
+    /// CPU units, a relative share (`cpu.weight`).
+    pub cpu: u64,
+    /// Hard limit in MiB (`memory.max`).
+    pub memory: Option<u64>,
+    /// Soft limit in MiB (`memory.low`).
+    pub memory_reservation: Option<u64>,
+    pub essential: bool,
+    pub entry_point: Option<Vec<String>>,
+    pub command: Option<Vec<String>>,
+    pub environment: Vec<(String, String)>,
+    pub working_directory: Option<String>,
+    pub user: Option<String>,
+    pub port_mappings: Vec<PortMapping>,
+    /// Seconds between SIGTERM and SIGKILL.
+    pub stop_timeout: Option<u64>,
+}
+
+impl ContainerDefinition {
+    /// MiB this container takes from the books when the task gives no memory of its own.
+    pub fn reservation_mib(&self) -> u64 {
+        self.memory_reservation.or(self.memory).unwrap_or(0)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskDefinition {
+    pub family: String,
+    /// Task-level CPU units (`cpu.max` ceiling).
+    pub cpu: Option<u64>,
+    /// Task-level MiB (`memory.max`).
+    pub memory: Option<u64>,
+    pub network_mode: NetworkMode,
+    pub pid_mode: Option<SharedNamespace>,
+    pub ipc_mode: Option<SharedNamespace>,
+    pub containers: Vec<ContainerDefinition>,
+}
+
+impl TaskDefinition {
+    /// The reservation the task takes from capacity (DESIGN.md, "Resource semantics").
+    pub fn reserved_memory_mib(&self) -> u64 {
+        self.memory
+            .unwrap_or_else(|| self.containers.iter().map(|c| c.reservation_mib()).sum())
+    }
+
+    pub fn reserved_cpu_units(&self) -> u64 {
+        self.cpu
+            .unwrap_or_else(|| self.containers.iter().map(|c| c.cpu).sum())
+    }
+}

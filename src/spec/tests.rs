@@ -1,0 +1,87 @@
+use super::*;
+
+fn problems(text: &str) -> Vec<String> {
+    match parse(text) {
+        Err(SpecError::Invalid(p)) => p.iter().map(|p| p.to_string()).collect(),
+        other => panic!("expected problems, got {other:?}"),
+    }
+}
+
+#[test]
+fn minimal_definition_defaults() {
+    let v = parse(r#"{"family":"web","containerDefinitions":[{"name":"app","image":"busybox","memory":64}]}"#).unwrap();
+    let d = v.definition;
+    assert_eq!(d.network_mode, NetworkMode::Bridge);
+    assert!(d.containers[0].essential);
+    assert_eq!(d.reserved_memory_mib(), 64);
+    assert!(v.ignored.is_empty());
+}
+
+#[test]
+fn three_errors_are_all_reported_with_paths() {
+    let p = problems(r#"{"family":"bad family","containerDefinitions":[
+        {"name":"a","image":"busybox","memory":64},
+        {"name":"b","image":"busybox","memory":4}],
+        "networkMode":"overlay"}"#);
+    assert_eq!(p.len(), 3, "{p:?}");
+    assert!(p.iter().any(|m| m.starts_with("family: ")), "{p:?}");
+    assert!(p.iter().any(|m| m == "containerDefinitions[1].memory: must be at least 6 MiB, not 4"), "{p:?}");
+    assert!(p.iter().any(|m| m.starts_with("networkMode: \"overlay\"")), "{p:?}");
+}
+
+#[test]
+fn task_sizes_as_strings_and_units() {
+    let v = parse(r#"{"family":"f","cpu":"0.5 vCPU","memory":"1 GB","containerDefinitions":[{"name":"a","image":"i"}]}"#).unwrap();
+    assert_eq!(v.definition.cpu, Some(512));
+    assert_eq!(v.definition.memory, Some(1024));
+    assert_eq!(v.definition.reserved_memory_mib(), 1024);
+}
+
+#[test]
+fn reservation_prefers_memory_reservation() {
+    let v = parse(r#"{"family":"f","containerDefinitions":[
+        {"name":"a","image":"i","memory":256,"memoryReservation":64},
+        {"name":"b","image":"i","memory":32}]}"#).unwrap();
+    assert_eq!(v.definition.reserved_memory_mib(), 96);
+}
+
+#[test]
+fn host_meaningless_fields_are_ignored_not_refused() {
+    let v = parse(r#"{"family":"f","executionRoleArn":"arn:aws:iam::1:role/x","requiresCompatibilities":["FARGATE"],
+        "containerDefinitions":[{"name":"a","image":"i","memory":64,
+        "logConfiguration":{"logDriver":"awslogs","options":{"awslogs-group":"g"}},"portBindings":[]}]}"#).unwrap();
+    let ignored = v.ignored.join("\n");
+    assert!(ignored.contains("executionRoleArn (IAM roles"), "{ignored}");
+    assert!(ignored.contains("requiresCompatibilities"), "{ignored}");
+    assert!(ignored.contains("containerDefinitions[0].logConfiguration"), "{ignored}");
+    assert!(ignored.contains("containerDefinitions[0].portBindings (not an ECS field)"), "{ignored}");
+}
+
+#[test]
+fn malformed_json_names_line_and_column() {
+    let err = parse("{\n  \"family\": \"x\",\n  \"cpu\": $$$X$$$\n}").unwrap_err();
+    match err {
+        SpecError::Json { line, column, .. } => assert_eq!((line, column), (3, 10)),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn container_needs_memory_when_task_has_none() {
+    let p = problems(r#"{"family":"f","containerDefinitions":[{"name":"a","image":"i"}]}"#);
+    assert_eq!(p, vec!["containerDefinitions[0].memory: memory or memoryReservation is required when the task sets no memory"]);
+}
+
+#[test]
+fn references_must_exist() {
+    let p = problems(r#"{"family":"f","containerDefinitions":[{"name":"a","image":"i","memory":8,
+        "links":["ghost:g"],"dependsOn":[{"containerName":"nope","condition":"START"}],
+        "mountPoints":[{"sourceVolume":"v","containerPath":"/d"}]}]}"#);
+    assert_eq!(p.len(), 3, "{p:?}");
+}
+
+#[test]
+fn no_essential_container_is_refused() {
+    let p = problems(r#"{"family":"f","containerDefinitions":[{"name":"a","image":"i","memory":8,"essential":false}]}"#);
+    assert_eq!(p, vec!["containerDefinitions: at least one container must be essential"]);
+}
