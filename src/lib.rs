@@ -3,5 +3,9 @@
 pub mod capacity;
 pub mod cgroup;
 pub mod config;
+pub mod daemon;
+pub mod dbus;
+pub mod engine;
 pub mod host;
+pub mod metrics;
 pub mod spec;

@@ -4,9 +4,11 @@
 use std::path::PathBuf;
 
 fn corpus() -> PathBuf {
-    std::env::var_os("BERTH_REALWORLD_DIR").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/realworld/taskdefs")
-    })
+    std::env::var_os("BERTH_REALWORLD_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/realworld/taskdefs")
+        })
 }
 
 #[test]
@@ -18,8 +20,12 @@ fn every_realworld_definition_meets_its_expectation() {
     let mut checked = 0;
     for line in table.lines().skip(1).filter(|l| !l.trim().is_empty()) {
         let mut cols = line.split('\t');
-        let (file, expect) = (cols.next().unwrap_or_default(), cols.next().unwrap_or_default());
-        let text = std::fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let (file, expect) = (
+            cols.next().unwrap_or_default(),
+            cols.next().unwrap_or_default(),
+        );
+        let text =
+            std::fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
         let outcome = berth::spec::parse(&text);
         checked += 1;
         match (expect.strip_prefix("refuse:"), outcome) {
@@ -28,12 +34,24 @@ fn every_realworld_definition_meets_its_expectation() {
             (Some(names), Err(e)) => {
                 let msg = e.to_string();
                 if !names.split('|').any(|n| msg.contains(n)) {
-                    failures.push(format!("{file}: refused, but the message names none of {names}: {msg}"));
+                    failures.push(format!(
+                        "{file}: refused, but the message names none of {names}: {msg}"
+                    ));
                 }
             }
-            (Some(names), Ok(_)) => failures.push(format!("{file}: expected refusal naming {names}, but it registered")),
+            (Some(names), Ok(_)) => failures.push(format!(
+                "{file}: expected refusal naming {names}, but it registered"
+            )),
         }
     }
-    assert!(checked >= 40, "only {checked} definitions listed in expected.tsv");
-    assert!(failures.is_empty(), "{} of {checked} definitions failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        checked >= 40,
+        "only {checked} definitions listed in expected.tsv"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} definitions failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

@@ -1,1 +1,169 @@
-fn main(){}
+//! berthctl: the command line over berth's D-Bus API. Human tables by default, `--json` for
+//! scripts. Uses only the generated proxy and the spec types.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use serde_json::json;
+
+use berth::dbus::client::ManagerProxy;
+
+#[derive(Parser)]
+#[command(version, about = "berth: Amazon ECS for one Linux host (command line)")]
+struct Args {
+    /// D-Bus address of the bus berthd serves on (default: the system bus).
+    #[arg(long, global = true, env = "BERTH_BUS_ADDRESS", value_name = "ADDR")]
+    bus_address: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The host's registered and remaining CPU and memory.
+    Capacity,
+    /// Register an ECS task definition file; prints family:revision.
+    Register { file: PathBuf },
+    /// List active task definitions (optionally of families starting with PREFIX).
+    Definitions { prefix: Option<String> },
+    /// Show a registered task definition (FAMILY or FAMILY:REVISION).
+    Definition { reference: String },
+    /// Deregister FAMILY:REVISION.
+    Deregister { reference: String },
+}
+
+async fn connect(address: Option<&str>) -> anyhow::Result<ManagerProxy<'static>> {
+    let conn = match address {
+        Some(a) => zbus::connection::Builder::address(a).build().await,
+        None => zbus::connection::Builder::system().build().await,
+    }
+    .with_context(|| {
+        format!(
+            "cannot connect to the bus {}",
+            address.unwrap_or("(system)")
+        )
+    })?;
+    Ok(ManagerProxy::new(&conn).await?)
+}
+
+/// Shows a daemon error as its short name and message, e.g. `InvalidTaskDefinition: ...`.
+fn wire(e: berth::dbus::BerthError) -> anyhow::Error {
+    use berth::dbus::BerthError as E;
+    match e {
+        E::ZBus(z) => z.into(),
+        E::AccessDenied(m) => anyhow::anyhow!("AccessDenied: {m}"),
+        E::InvalidTaskDefinition(m) => anyhow::anyhow!("InvalidTaskDefinition: {m}"),
+        E::NotFound(m) => anyhow::anyhow!("NotFound: {m}"),
+        E::InvalidArgument(m) => anyhow::anyhow!("InvalidArgument: {m}"),
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let m = connect(args.bus_address.as_deref()).await?;
+    match args.command {
+        Command::Capacity => {
+            let (rc, rm) = (m.registered_cpu().await?, m.registered_memory().await?);
+            let (fc, fm) = (m.remaining_cpu().await?, m.remaining_memory().await?);
+            if args.json {
+                let v = json!({"registeredCpu": rc, "registeredMemory": rm, "remainingCpu": fc, "remainingMemory": fm});
+                println!("{v}");
+            } else {
+                println!(
+                    "{:<10} {:>12} {:>12} {:>12}",
+                    "RESOURCE", "REGISTERED", "RESERVED", "REMAINING"
+                );
+                println!(
+                    "{:<10} {:>12} {:>12} {:>12}",
+                    "cpu",
+                    rc,
+                    rc - fc.min(rc),
+                    fc
+                );
+                println!(
+                    "{:<10} {:>12} {:>12} {:>12}",
+                    "memory",
+                    format!("{rm} MiB"),
+                    format!("{} MiB", rm - fm.min(rm)),
+                    format!("{fm} MiB")
+                );
+            }
+        }
+        Command::Register { file } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let (reference, ignored) = m.register_task_definition(text).await.map_err(wire)?;
+            if args.json {
+                println!(
+                    "{}",
+                    json!({"taskDefinition": reference, "ignored": ignored})
+                );
+            } else {
+                println!("{reference}");
+                for i in ignored {
+                    eprintln!("ignored: {i}");
+                }
+            }
+        }
+        Command::Definitions { prefix } => {
+            let list = m.list_task_definitions(prefix.unwrap_or_default()).await?;
+            if args.json {
+                println!("{}", json!(list));
+            } else {
+                list.iter().for_each(|d| println!("{d}"));
+            }
+        }
+        Command::Definition { reference } => {
+            let text = m.describe_task_definition(reference).await.map_err(wire)?;
+            let v: serde_json::Value = serde_json::from_str(&text)?;
+            println!(
+                "{}",
+                if args.json {
+                    v.to_string()
+                } else {
+                    serde_json::to_string_pretty(&v)?
+                }
+            );
+        }
+        Command::Deregister { reference } => {
+            println!(
+                "{}",
+                m.deregister_task_definition(reference)
+                    .await
+                    .map_err(wire)?
+            );
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("berthctl: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!(
+                "berthctl: {}",
+                e.chain()
+                    .map(|c| c.to_string())
+                    .collect::<Vec<_>>()
+                    .join(": ")
+            );
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -38,8 +38,14 @@ impl Books {
 
     pub fn remaining(&self) -> Resources {
         Resources {
-            cpu_units: self.registered.cpu_units.saturating_sub(self.reserved.cpu_units),
-            memory_mib: self.registered.memory_mib.saturating_sub(self.reserved.memory_mib),
+            cpu_units: self
+                .registered
+                .cpu_units
+                .saturating_sub(self.reserved.cpu_units),
+            memory_mib: self
+                .registered
+                .memory_mib
+                .saturating_sub(self.reserved.memory_mib),
         }
     }
 }
@@ -50,14 +56,32 @@ mod tests {
 
     #[test]
     fn registration_counts_units_and_subtracts_the_reserve() {
-        let b = Books::register(HostResources { cpus: 2, memory_mib: 1967 }, 256);
-        assert_eq!(b.registered(), Resources { cpu_units: 2048, memory_mib: 1711 });
+        let b = Books::register(
+            HostResources {
+                cpus: 2,
+                memory_mib: 1967,
+            },
+            256,
+        );
+        assert_eq!(
+            b.registered(),
+            Resources {
+                cpu_units: 2048,
+                memory_mib: 1711
+            }
+        );
         assert_eq!(b.remaining(), b.registered());
     }
 
     #[test]
     fn reserve_larger_than_memory_leaves_zero() {
-        let b = Books::register(HostResources { cpus: 1, memory_mib: 100 }, 256);
+        let b = Books::register(
+            HostResources {
+                cpus: 1,
+                memory_mib: 100,
+            },
+            256,
+        );
         assert_eq!(b.registered().memory_mib, 0);
     }
 }

@@ -91,13 +91,20 @@ mod tests {
         let err = check_host(d.path(), Path::new("/system.slice/berthd.service")).unwrap_err();
         let line = err.to_string();
         assert!(line.contains("cgroup v2 is not mounted"), "{line}");
-        assert!(line.contains("systemd.unified_cgroup_hierarchy=1"), "{line}");
+        assert!(
+            line.contains("systemd.unified_cgroup_hierarchy=1"),
+            "{line}"
+        );
         assert!(!line.contains('\n'));
     }
 
     #[test]
     fn missing_memory_controller_is_named() {
-        let d = fake(Some("cpu io memory pids"), "system.slice/berthd.service", "cpu pids\n");
+        let d = fake(
+            Some("cpu io memory pids"),
+            "system.slice/berthd.service",
+            "cpu pids\n",
+        );
         let err = check_host(d.path(), Path::new("/system.slice/berthd.service")).unwrap_err();
         assert_eq!(
             err,
@@ -108,20 +115,33 @@ mod tests {
             }
         );
         let line = err.to_string();
-        assert!(line.contains("memory controller(s) are not available"), "{line}");
+        assert!(
+            line.contains("memory controller(s) are not available"),
+            "{line}"
+        );
         assert!(line.contains("Delegate=yes"), "{line}");
     }
 
     #[test]
     fn full_v2_host_passes() {
-        let d = fake(Some("cpuset cpu io memory pids"), "system.slice/berthd.service", "cpu io memory pids");
+        let d = fake(
+            Some("cpuset cpu io memory pids"),
+            "system.slice/berthd.service",
+            "cpu io memory pids",
+        );
         check_host(d.path(), Path::new("/system.slice/berthd.service")).unwrap();
     }
 
     #[test]
     fn own_cgroup_reads_the_unified_line() {
         let text = "12:memory:/user.slice\n0::/system.slice/berthd.service\n";
-        assert_eq!(own_cgroup(text).unwrap(), PathBuf::from("/system.slice/berthd.service"));
-        assert_eq!(own_cgroup("1:name=systemd:/\n"), Err(HostCheckError::NoOwnCgroup));
+        assert_eq!(
+            own_cgroup(text).unwrap(),
+            PathBuf::from("/system.slice/berthd.service")
+        );
+        assert_eq!(
+            own_cgroup("1:name=systemd:/\n"),
+            Err(HostCheckError::NoOwnCgroup)
+        );
     }
 }

@@ -79,8 +79,7 @@ impl CgroupTree {
 
     fn enable_controllers(&self, dir: &Path) -> Result<(), TreeError> {
         let avail_path = dir.join("cgroup.controllers");
-        let available =
-            std::fs::read_to_string(&avail_path).map_err(io("read", &avail_path))?;
+        let available = std::fs::read_to_string(&avail_path).map_err(io("read", &avail_path))?;
         let line: Vec<String> = WANTED
             .iter()
             .filter(|c| available.split_whitespace().any(|a| a == **c))
@@ -97,14 +96,27 @@ mod tests {
 
     #[test]
     fn locate_strips_the_daemon_leaf() {
-        let t = CgroupTree::locate(Path::new("/sys/fs/cgroup"), Path::new("/system.slice/berthd.service/daemon")).unwrap();
-        assert_eq!(t.root(), Path::new("/sys/fs/cgroup/system.slice/berthd.service"));
-        assert_eq!(t.tasks(), PathBuf::from("/sys/fs/cgroup/system.slice/berthd.service/tasks"));
+        let t = CgroupTree::locate(
+            Path::new("/sys/fs/cgroup"),
+            Path::new("/system.slice/berthd.service/daemon"),
+        )
+        .unwrap();
+        assert_eq!(
+            t.root(),
+            Path::new("/sys/fs/cgroup/system.slice/berthd.service")
+        );
+        assert_eq!(
+            t.tasks(),
+            PathBuf::from("/sys/fs/cgroup/system.slice/berthd.service/tasks")
+        );
     }
 
     #[test]
     fn root_cgroup_is_refused() {
-        assert!(matches!(CgroupTree::locate(Path::new("/sys/fs/cgroup"), Path::new("/")), Err(TreeError::RootCgroup)));
+        assert!(matches!(
+            CgroupTree::locate(Path::new("/sys/fs/cgroup"), Path::new("/")),
+            Err(TreeError::RootCgroup)
+        ));
     }
 
     #[test]
@@ -116,7 +128,13 @@ mod tests {
         std::fs::write(root.join("tasks/cgroup.controllers"), "cpu memory pids").unwrap();
         let t = CgroupTree::locate(d.path(), Path::new("/svc")).unwrap();
         t.take(4242).unwrap();
-        assert_eq!(std::fs::read_to_string(root.join("daemon/cgroup.procs")).unwrap(), "4242");
-        assert_eq!(std::fs::read_to_string(root.join("cgroup.subtree_control")).unwrap(), "+cpu +memory +pids");
+        assert_eq!(
+            std::fs::read_to_string(root.join("daemon/cgroup.procs")).unwrap(),
+            "4242"
+        );
+        assert_eq!(
+            std::fs::read_to_string(root.join("cgroup.subtree_control")).unwrap(),
+            "+cpu +memory +pids"
+        );
     }
 }

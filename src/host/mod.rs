@@ -81,10 +81,20 @@ mod tests {
     #[test]
     fn reads_fake_proc_and_sys() {
         let d = tempfile::tempdir().unwrap();
-        std::fs::write(d.path().join("meminfo"), "MemTotal:        2014256 kB\nMemFree: 1 kB\n").unwrap();
+        std::fs::write(
+            d.path().join("meminfo"),
+            "MemTotal:        2014256 kB\nMemFree: 1 kB\n",
+        )
+        .unwrap();
         std::fs::create_dir_all(d.path().join("devices/system/cpu")).unwrap();
         std::fs::write(d.path().join("devices/system/cpu/online"), "0-1\n").unwrap();
         let r = read_resources(d.path(), d.path()).unwrap();
-        assert_eq!(r, HostResources { cpus: 2, memory_mib: 1967 });
+        assert_eq!(
+            r,
+            HostResources {
+                cpus: 2,
+                memory_mib: 1967
+            }
+        );
     }
 }

@@ -10,61 +10,138 @@ use super::walk::{self, join, Report};
 pub const MIN_CONTAINER_MIB: u64 = 6;
 
 const KNOWN: &[&str] = &[
-    "name", "image", "cpu", "memory", "memoryReservation", "links", "portMappings", "essential",
-    "entryPoint", "command", "environment", "environmentFiles", "mountPoints", "volumesFrom",
-    "linuxParameters", "dependsOn", "startTimeout", "stopTimeout", "hostname", "user",
-    "workingDirectory", "disableNetworking", "privileged", "readonlyRootFilesystem", "dnsServers",
-    "dnsSearchDomains", "extraHosts", "dockerSecurityOptions", "interactive", "pseudoTerminal",
-    "dockerLabels", "ulimits", "healthCheck", "systemControls", "resourceRequirements",
+    "name",
+    "image",
+    "cpu",
+    "memory",
+    "memoryReservation",
+    "links",
+    "portMappings",
+    "essential",
+    "entryPoint",
+    "command",
+    "environment",
+    "environmentFiles",
+    "mountPoints",
+    "volumesFrom",
+    "linuxParameters",
+    "dependsOn",
+    "startTimeout",
+    "stopTimeout",
+    "hostname",
+    "user",
+    "workingDirectory",
+    "disableNetworking",
+    "privileged",
+    "readonlyRootFilesystem",
+    "dnsServers",
+    "dnsSearchDomains",
+    "extraHosts",
+    "dockerSecurityOptions",
+    "interactive",
+    "pseudoTerminal",
+    "dockerLabels",
+    "ulimits",
+    "healthCheck",
+    "systemControls",
+    "resourceRequirements",
 ];
 
 const IGNORED: &[(&str, &str)] = &[
-    ("logConfiguration", "logs go to the journal and the task's log files"),
-    ("firelensConfiguration", "log routing has no meaning on one host"),
+    (
+        "logConfiguration",
+        "logs go to the journal and the task's log files",
+    ),
+    (
+        "firelensConfiguration",
+        "log routing has no meaning on one host",
+    ),
     ("repositoryCredentials", "images are imported, not pulled"),
-    ("secrets", "AWS Secrets Manager and SSM are not reachable from one host"),
+    (
+        "secrets",
+        "AWS Secrets Manager and SSM are not reachable from one host",
+    ),
     ("restartPolicy", "not supported yet"),
     ("versionConsistency", "images are imported, not pulled"),
 ];
 
 const ULIMITS: &[&str] = &[
-    "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc",
-    "rss", "rtprio", "rttime", "sigpending", "stack",
+    "core",
+    "cpu",
+    "data",
+    "fsize",
+    "locks",
+    "memlock",
+    "msgqueue",
+    "nice",
+    "nofile",
+    "nproc",
+    "rss",
+    "rtprio",
+    "rttime",
+    "sigpending",
+    "stack",
 ];
 
 fn valid_name(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 255 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    !s.is_empty()
+        && s.len() <= 255
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 fn valid_image(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 255 && s.chars().all(|c| c.is_ascii_alphanumeric() || "./:_@-".contains(c))
+    !s.is_empty()
+        && s.len() <= 255
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "./:_@-".contains(c))
 }
 
-pub fn validate(r: &mut Report, c: &Map<String, Value>, path: &str, mode: NetworkMode) -> Option<ContainerDefinition> {
+pub fn validate(
+    r: &mut Report,
+    c: &Map<String, Value>,
+    path: &str,
+    mode: NetworkMode,
+) -> Option<ContainerDefinition> {
     walk::check_keys(r, c, path, KNOWN, IGNORED);
     let name = walk::string(r, c, path, "name");
     match &name {
         None if walk::get(c, "name").is_none() => r.problem(join(path, "name"), "is required"),
-        Some(n) if !valid_name(n) => r.problem(join(path, "name"), format!("\"{n}\" must be 1-255 letters, digits, hyphens or underscores")),
+        Some(n) if !valid_name(n) => r.problem(
+            join(path, "name"),
+            format!("\"{n}\" must be 1-255 letters, digits, hyphens or underscores"),
+        ),
         _ => {}
     }
     let image = walk::string(r, c, path, "image");
     match &image {
         None if walk::get(c, "image").is_none() => r.problem(join(path, "image"), "is required"),
-        Some(i) if !valid_image(i) => r.problem(join(path, "image"), format!("\"{i}\" contains invalid characters")),
+        Some(i) if !valid_image(i) => r.problem(
+            join(path, "image"),
+            format!("\"{i}\" contains invalid characters"),
+        ),
         _ => {}
     }
     let cpu = walk::integer(r, c, path, "cpu").unwrap_or(0);
     let memory = walk::integer(r, c, path, "memory");
     let memory_reservation = walk::integer(r, c, path, "memoryReservation");
-    for (key, v) in [("memory", memory), ("memoryReservation", memory_reservation)] {
+    for (key, v) in [
+        ("memory", memory),
+        ("memoryReservation", memory_reservation),
+    ] {
         if let Some(v) = v.filter(|v| *v < MIN_CONTAINER_MIB) {
-            r.problem(join(path, key), format!("must be at least {MIN_CONTAINER_MIB} MiB, not {v}"));
+            r.problem(
+                join(path, key),
+                format!("must be at least {MIN_CONTAINER_MIB} MiB, not {v}"),
+            );
         }
     }
     if let (Some(hard), Some(soft)) = (memory, memory_reservation) {
         if soft > hard {
-            r.problem(join(path, "memoryReservation"), format!("{soft} MiB must not exceed memory ({hard} MiB)"));
+            r.problem(
+                join(path, "memoryReservation"),
+                format!("{soft} MiB must not exceed memory ({hard} MiB)"),
+            );
         }
     }
     let environment = environment(r, c, path);
@@ -74,7 +151,10 @@ pub fn validate(r: &mut Report, c: &Map<String, Value>, path: &str, mode: Networ
     ulimits(r, c, path);
     resource_requirements(r, c, path);
     if walk::get(c, "inferenceDevices").is_some() {
-        r.problem(join(path, "inferenceDevices"), "Elastic Inference is a remote AWS service; no host can provide it");
+        r.problem(
+            join(path, "inferenceDevices"),
+            "Elastic Inference is a remote AWS service; no host can provide it",
+        );
     }
     let def = ContainerDefinition {
         name: name?,
@@ -107,7 +187,12 @@ fn environment(r: &mut Report, c: &Map<String, Value>, path: &str) -> Vec<(Strin
         .collect()
 }
 
-fn port_mappings(r: &mut Report, c: &Map<String, Value>, path: &str, mode: NetworkMode) -> Vec<PortMapping> {
+fn port_mappings(
+    r: &mut Report,
+    c: &Map<String, Value>,
+    path: &str,
+    mode: NetworkMode,
+) -> Vec<PortMapping> {
     let mut out = Vec::new();
     for (p, m) in walk::objects(r, c, path, "portMappings") {
         let container = walk::integer(r, m, &p, "containerPort");
@@ -116,7 +201,10 @@ fn port_mappings(r: &mut Report, c: &Map<String, Value>, path: &str, mode: Netwo
             None | Some("tcp") => Protocol::Tcp,
             Some("udp") => Protocol::Udp,
             Some(other) => {
-                r.problem(join(&p, "protocol"), format!("\"{other}\" must be tcp or udp"));
+                r.problem(
+                    join(&p, "protocol"),
+                    format!("\"{other}\" must be tcp or udp"),
+                );
                 Protocol::Tcp
             }
         };
@@ -139,7 +227,9 @@ fn port_mappings(r: &mut Report, c: &Map<String, Value>, path: &str, mode: Netwo
                 protocol,
             }),
             Some(0) => r.problem(join(&p, "containerPort"), "must be between 1 and 65535"),
-            None if walk::get(m, "containerPortRange").is_none() => r.problem(join(&p, "containerPort"), "is required"),
+            None if walk::get(m, "containerPortRange").is_none() => {
+                r.problem(join(&p, "containerPort"), "is required")
+            }
             _ => {}
         }
     }
@@ -161,9 +251,15 @@ fn mount_points(r: &mut Report, c: &Map<String, Value>, path: &str) {
 
 fn security_options(r: &mut Report, c: &Map<String, Value>, path: &str) {
     let p = join(path, "dockerSecurityOptions");
-    for (i, opt) in walk::strings(r, c, path, "dockerSecurityOptions").unwrap_or_default().iter().enumerate() {
+    for (i, opt) in walk::strings(r, c, path, "dockerSecurityOptions")
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
         let known = opt == "no-new-privileges"
-            || ["apparmor:", "label:", "seccomp:"].iter().any(|pre| opt.starts_with(pre));
+            || ["apparmor:", "label:", "seccomp:"]
+                .iter()
+                .any(|pre| opt.starts_with(pre));
         if opt.starts_with("credentialspec:") {
             r.problem(walk::index(&p, i), format!("\"{opt}\": credentialspec is a Windows (gMSA) option; a Linux host cannot honour it and will not drop a security option silently"));
         } else if !known {
@@ -175,7 +271,10 @@ fn security_options(r: &mut Report, c: &Map<String, Value>, path: &str) {
 fn ulimits(r: &mut Report, c: &Map<String, Value>, path: &str) {
     for (p, u) in walk::objects(r, c, path, "ulimits") {
         match walk::string(r, u, &p, "name") {
-            Some(n) if !ULIMITS.contains(&n.as_str()) => r.problem(join(&p, "name"), format!("\"{n}\" is not a ulimit ({})", ULIMITS.join(", "))),
+            Some(n) if !ULIMITS.contains(&n.as_str()) => r.problem(
+                join(&p, "name"),
+                format!("\"{n}\" is not a ulimit ({})", ULIMITS.join(", ")),
+            ),
             None => r.problem(join(&p, "name"), "is required"),
             _ => {}
         }
@@ -183,7 +282,10 @@ fn ulimits(r: &mut Report, c: &Map<String, Value>, path: &str) {
         let hard = walk::integer(r, u, &p, "hardLimit");
         if let (Some(s), Some(h)) = (soft, hard) {
             if s > h {
-                r.problem(join(&p, "softLimit"), format!("{s} must not exceed hardLimit {h}"));
+                r.problem(
+                    join(&p, "softLimit"),
+                    format!("{s} must not exceed hardLimit {h}"),
+                );
             }
         }
     }

@@ -10,7 +10,9 @@ mod task;
 mod units;
 mod walk;
 
-pub use model::{ContainerDefinition, NetworkMode, PortMapping, Protocol, SharedNamespace, TaskDefinition};
+pub use model::{
+    ContainerDefinition, NetworkMode, PortMapping, Protocol, SharedNamespace, TaskDefinition,
+};
 pub use walk::Problem;
 
 /// A definition that passed validation, with what berth will not act on.
@@ -26,7 +28,11 @@ pub struct Validated {
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum SpecError {
     #[error("not valid JSON: {message} at line {line} column {column}")]
-    Json { line: usize, column: usize, message: String },
+    Json {
+        line: usize,
+        column: usize,
+        message: String,
+    },
     #[error("{} problem(s) in the task definition: {}", .0.len(), .0.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; "))]
     Invalid(Vec<Problem>),
 }
@@ -36,7 +42,11 @@ pub fn parse(text: &str) -> Result<Validated, SpecError> {
     let json: serde_json::Value = serde_json::from_str(text).map_err(|e| {
         let full = e.to_string();
         let message = full.split(" at line ").next().unwrap_or(&full).to_string();
-        SpecError::Json { line: e.line(), column: e.column(), message }
+        SpecError::Json {
+            line: e.line(),
+            column: e.column(),
+            message,
+        }
     })?;
     let mut report = walk::Report::default();
     let definition = task::validate(&mut report, &json);

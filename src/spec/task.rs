@@ -14,16 +14,30 @@ use super::walk::{self, join, Report};
 pub const MAX_CONTAINERS: usize = 10;
 
 const KNOWN: &[&str] = &[
-    "family", "containerDefinitions", "cpu", "memory", "networkMode", "pidMode", "ipcMode",
-    "volumes", "inferenceAccelerators", "runtimePlatform",
+    "family",
+    "containerDefinitions",
+    "cpu",
+    "memory",
+    "networkMode",
+    "pidMode",
+    "ipcMode",
+    "volumes",
+    "inferenceAccelerators",
+    "runtimePlatform",
 ];
 
 const IGNORED: &[(&str, &str)] = &[
     ("taskRoleArn", "IAM roles have no meaning on one host"),
     ("executionRoleArn", "IAM roles have no meaning on one host"),
-    ("requiresCompatibilities", "berth chooses isolation per task"),
+    (
+        "requiresCompatibilities",
+        "berth chooses isolation per task",
+    ),
     ("placementConstraints", "there is one host"),
-    ("proxyConfiguration", "App Mesh proxies are not managed by berth"),
+    (
+        "proxyConfiguration",
+        "App Mesh proxies are not managed by berth",
+    ),
     ("tags", "kept only"),
     ("ephemeralStorage", "containers write to the host's disk"),
     ("enableFaultInjection", "not supported"),
@@ -46,7 +60,10 @@ pub fn validate(r: &mut Report, root: &Value) -> Option<TaskDefinition> {
     let network_mode = match walk::string(r, obj, "", "networkMode") {
         None => NetworkMode::Bridge,
         Some(s) => NetworkMode::parse(&s).unwrap_or_else(|| {
-            r.problem("networkMode", format!("\"{s}\" must be one of bridge, host, awsvpc, none"));
+            r.problem(
+                "networkMode",
+                format!("\"{s}\" must be one of bridge, host, awsvpc, none"),
+            );
             NetworkMode::Bridge
         }),
     };
@@ -57,9 +74,18 @@ pub fn validate(r: &mut Report, root: &Value) -> Option<TaskDefinition> {
 
     let entries = walk::objects(r, obj, "", "containerDefinitions");
     if walk::get(obj, "containerDefinitions").is_none() || entries.is_empty() {
-        r.problem("containerDefinitions", "at least one container definition is required");
+        r.problem(
+            "containerDefinitions",
+            "at least one container definition is required",
+        );
     } else if entries.len() > MAX_CONTAINERS {
-        r.problem("containerDefinitions", format!("{} containers; ECS allows at most {MAX_CONTAINERS}", entries.len()));
+        r.problem(
+            "containerDefinitions",
+            format!(
+                "{} containers; ECS allows at most {MAX_CONTAINERS}",
+                entries.len()
+            ),
+        );
     }
     let mut containers = Vec::new();
     for (p, c) in &entries {
@@ -69,7 +95,10 @@ pub fn validate(r: &mut Report, root: &Value) -> Option<TaskDefinition> {
     }
     cross_checks(r, &entries, &volumes, cpu, memory);
     if !containers.is_empty() && !containers.iter().any(|c| c.essential) {
-        r.problem("containerDefinitions", "at least one container must be essential");
+        r.problem(
+            "containerDefinitions",
+            "at least one container must be essential",
+        );
     }
     Some(TaskDefinition {
         family: family?,
@@ -86,31 +115,55 @@ fn family(r: &mut Report, obj: &Map<String, Value>) -> Option<String> {
     let f = walk::string(r, obj, "", "family");
     match &f {
         None => r.problem("family", "is required"),
-        Some(f) if f.is_empty() || f.len() > 255 || !f.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') => {
-            r.problem("family", format!("\"{f}\" must be 1-255 letters, digits, hyphens or underscores"))
+        Some(f)
+            if f.is_empty()
+                || f.len() > 255
+                || !f
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') =>
+        {
+            r.problem(
+                "family",
+                format!("\"{f}\" must be 1-255 letters, digits, hyphens or underscores"),
+            )
         }
         _ => {}
     }
     f
 }
 
-fn task_size(r: &mut Report, obj: &Map<String, Value>, key: &str, parse: fn(&str) -> Result<u64, String>) -> Option<u64> {
+fn task_size(
+    r: &mut Report,
+    obj: &Map<String, Value>,
+    key: &str,
+    parse: fn(&str) -> Result<u64, String>,
+) -> Option<u64> {
     let parsed = match walk::get(obj, key)? {
-        Value::Number(n) => n.as_u64().ok_or_else(|| format!("{n} must be a positive whole number")),
+        Value::Number(n) => n
+            .as_u64()
+            .ok_or_else(|| format!("{n} must be a positive whole number")),
         Value::String(s) => parse(s),
         _ => Err("must be a number or a string such as \"512\"".to_string()),
     };
     parsed.map_err(|m| r.problem(key, m)).ok()
 }
 
-fn namespace_mode(r: &mut Report, obj: &Map<String, Value>, key: &str, allowed: &[&str]) -> Option<SharedNamespace> {
+fn namespace_mode(
+    r: &mut Report,
+    obj: &Map<String, Value>,
+    key: &str,
+    allowed: &[&str],
+) -> Option<SharedNamespace> {
     let s = walk::string(r, obj, "", key)?;
     match s.as_str() {
         "host" => Some(SharedNamespace::Host),
         "task" => Some(SharedNamespace::Task),
         other if allowed.contains(&other) => None,
         other => {
-            r.problem(key, format!("\"{other}\" must be one of {}", allowed.join(", ")));
+            r.problem(
+                key,
+                format!("\"{other}\" must be one of {}", allowed.join(", ")),
+            );
             None
         }
     }
@@ -120,11 +173,17 @@ fn volumes(r: &mut Report, obj: &Map<String, Value>) -> HashSet<String> {
     let mut names = HashSet::new();
     for (p, v) in walk::objects(r, obj, "", "volumes") {
         match walk::string(r, v, &p, "name") {
-            Some(n) if !names.insert(n.clone()) => r.problem(join(&p, "name"), format!("volume \"{n}\" is declared twice")),
+            Some(n) if !names.insert(n.clone()) => r.problem(
+                join(&p, "name"),
+                format!("volume \"{n}\" is declared twice"),
+            ),
             None => r.problem(join(&p, "name"), "is required"),
             _ => {}
         }
-        for key in ["efsVolumeConfiguration", "fsxWindowsFileServerVolumeConfiguration"] {
+        for key in [
+            "efsVolumeConfiguration",
+            "fsxWindowsFileServerVolumeConfiguration",
+        ] {
             if walk::get(v, key).is_some() {
                 r.problem(join(&p, key), "needs an AWS file system that one host cannot mount; use a host volume instead");
             }
@@ -132,7 +191,10 @@ fn volumes(r: &mut Report, obj: &Map<String, Value>) -> HashSet<String> {
         if let Some(host) = walk::get(v, "host").and_then(Value::as_object) {
             if let Some(sp) = walk::string(r, host, &join(&p, "host"), "sourcePath") {
                 if !sp.starts_with('/') {
-                    r.problem(join(&p, "host.sourcePath"), format!("\"{sp}\" is not an absolute Linux path"));
+                    r.problem(
+                        join(&p, "host.sourcePath"),
+                        format!("\"{sp}\" is not an absolute Linux path"),
+                    );
                 }
             }
         }
@@ -142,12 +204,18 @@ fn volumes(r: &mut Report, obj: &Map<String, Value>) -> HashSet<String> {
 
 fn refuse_remote_features(r: &mut Report, obj: &Map<String, Value>) {
     if walk::array(r, obj, "", "inferenceAccelerators").is_some_and(|a| !a.is_empty()) {
-        r.problem("inferenceAccelerators", "Elastic Inference is a remote AWS service; no host can provide it");
+        r.problem(
+            "inferenceAccelerators",
+            "Elastic Inference is a remote AWS service; no host can provide it",
+        );
     }
     if let Some(rp) = walk::get(obj, "runtimePlatform").and_then(Value::as_object) {
         if let Some(os) = walk::string(r, rp, "runtimePlatform", "operatingSystemFamily") {
             if os.starts_with("WINDOWS") {
-                r.problem("runtimePlatform.operatingSystemFamily", format!("\"{os}\": berth runs Linux containers only"));
+                r.problem(
+                    "runtimePlatform.operatingSystemFamily",
+                    format!("\"{os}\": berth runs Linux containers only"),
+                );
             }
         }
     }
@@ -155,12 +223,21 @@ fn refuse_remote_features(r: &mut Report, obj: &Map<String, Value>) {
 
 type Entries<'a> = [(String, &'a Map<String, Value>)];
 
-fn cross_checks(r: &mut Report, entries: &Entries, volumes: &HashSet<String>, cpu: Option<u64>, memory: Option<u64>) {
+fn cross_checks(
+    r: &mut Report,
+    entries: &Entries,
+    volumes: &HashSet<String>,
+    cpu: Option<u64>,
+    memory: Option<u64>,
+) {
     let mut names = HashSet::new();
     for (p, c) in entries {
         if let Some(Value::String(n)) = walk::get(c, "name") {
             if !names.insert(n.as_str()) {
-                r.problem(join(p, "name"), format!("container name \"{n}\" is used twice"));
+                r.problem(
+                    join(p, "name"),
+                    format!("container name \"{n}\" is used twice"),
+                );
             }
         }
     }
@@ -168,53 +245,87 @@ fn cross_checks(r: &mut Report, entries: &Entries, volumes: &HashSet<String>, cp
         references(r, c, p, &names, volumes);
         let own_mem = walk::get(c, "memory").and_then(Value::as_u64);
         if memory.is_none() && own_mem.is_none() && walk::get(c, "memoryReservation").is_none() {
-            r.problem(join(p, "memory"), "memory or memoryReservation is required when the task sets no memory");
+            r.problem(
+                join(p, "memory"),
+                "memory or memoryReservation is required when the task sets no memory",
+            );
         }
         if let (Some(task), Some(own)) = (memory, own_mem) {
             if own > task {
-                r.problem(join(p, "memory"), format!("{own} MiB exceeds the task's memory ({task} MiB)"));
+                r.problem(
+                    join(p, "memory"),
+                    format!("{own} MiB exceeds the task's memory ({task} MiB)"),
+                );
             }
         }
         if let (Some(task), Some(own)) = (cpu, walk::get(c, "cpu").and_then(Value::as_u64)) {
             if own > task {
-                r.problem(join(p, "cpu"), format!("{own} units exceed the task's cpu ({task} units)"));
+                r.problem(
+                    join(p, "cpu"),
+                    format!("{own} units exceed the task's cpu ({task} units)"),
+                );
             }
         }
     }
 }
 
 /// links, volumesFrom, dependsOn and mountPoints must name what the definition declares.
-fn references(r: &mut Report, c: &Map<String, Value>, p: &str, names: &HashSet<&str>, volumes: &HashSet<String>) {
+fn references(
+    r: &mut Report,
+    c: &Map<String, Value>,
+    p: &str,
+    names: &HashSet<&str>,
+    volumes: &HashSet<String>,
+) {
     let mut quiet = Report::default();
-    for (i, link) in walk::strings(&mut quiet, c, p, "links").unwrap_or_default().iter().enumerate() {
+    for (i, link) in walk::strings(&mut quiet, c, p, "links")
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
         let target = link.split(':').next().unwrap_or_default();
         if !names.contains(target) {
-            r.problem(walk::index(&join(p, "links"), i), format!("links to \"{target}\", which is not a container of this task"));
+            r.problem(
+                walk::index(&join(p, "links"), i),
+                format!("links to \"{target}\", which is not a container of this task"),
+            );
         }
     }
     for (vp, v) in walk::objects(&mut quiet, c, p, "volumesFrom") {
         if let Some(src) = walk::string(&mut quiet, v, &vp, "sourceContainer") {
             if !names.contains(src.as_str()) {
-                r.problem(join(&vp, "sourceContainer"), format!("\"{src}\" is not a container of this task"));
+                r.problem(
+                    join(&vp, "sourceContainer"),
+                    format!("\"{src}\" is not a container of this task"),
+                );
             }
         }
     }
     for (dp, d) in walk::objects(r, c, p, "dependsOn") {
         match walk::string(r, d, &dp, "containerName") {
-            Some(n) if !names.contains(n.as_str()) => r.problem(join(&dp, "containerName"), format!("\"{n}\" is not a container of this task")),
+            Some(n) if !names.contains(n.as_str()) => r.problem(
+                join(&dp, "containerName"),
+                format!("\"{n}\" is not a container of this task"),
+            ),
             None => r.problem(join(&dp, "containerName"), "is required"),
             _ => {}
         }
         match walk::string(r, d, &dp, "condition").as_deref() {
             Some("START" | "COMPLETE" | "SUCCESS" | "HEALTHY") => {}
-            Some(other) => r.problem(join(&dp, "condition"), format!("\"{other}\" must be START, COMPLETE, SUCCESS or HEALTHY")),
+            Some(other) => r.problem(
+                join(&dp, "condition"),
+                format!("\"{other}\" must be START, COMPLETE, SUCCESS or HEALTHY"),
+            ),
             None => r.problem(join(&dp, "condition"), "is required"),
         }
     }
     for (mp, m) in walk::objects(&mut quiet, c, p, "mountPoints") {
         if let Some(v) = walk::string(&mut quiet, m, &mp, "sourceVolume") {
             if !volumes.contains(&v) {
-                r.problem(join(&mp, "sourceVolume"), format!("\"{v}\" is not declared in volumes"));
+                r.problem(
+                    join(&mp, "sourceVolume"),
+                    format!("\"{v}\" is not declared in volumes"),
+                );
             }
         }
     }

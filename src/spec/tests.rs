@@ -9,7 +9,10 @@ fn problems(text: &str) -> Vec<String> {
 
 #[test]
 fn minimal_definition_defaults() {
-    let v = parse(r#"{"family":"web","containerDefinitions":[{"name":"app","image":"busybox","memory":64}]}"#).unwrap();
+    let v = parse(
+        r#"{"family":"web","containerDefinitions":[{"name":"app","image":"busybox","memory":64}]}"#,
+    )
+    .unwrap();
     let d = v.definition;
     assert_eq!(d.network_mode, NetworkMode::Bridge);
     assert!(d.containers[0].essential);
@@ -19,14 +22,23 @@ fn minimal_definition_defaults() {
 
 #[test]
 fn three_errors_are_all_reported_with_paths() {
-    let p = problems(r#"{"family":"bad family","containerDefinitions":[
+    let p = problems(
+        r#"{"family":"bad family","containerDefinitions":[
         {"name":"a","image":"busybox","memory":64},
         {"name":"b","image":"busybox","memory":4}],
-        "networkMode":"overlay"}"#);
+        "networkMode":"overlay"}"#,
+    );
     assert_eq!(p.len(), 3, "{p:?}");
     assert!(p.iter().any(|m| m.starts_with("family: ")), "{p:?}");
-    assert!(p.iter().any(|m| m == "containerDefinitions[1].memory: must be at least 6 MiB, not 4"), "{p:?}");
-    assert!(p.iter().any(|m| m.starts_with("networkMode: \"overlay\"")), "{p:?}");
+    assert!(
+        p.iter()
+            .any(|m| m == "containerDefinitions[1].memory: must be at least 6 MiB, not 4"),
+        "{p:?}"
+    );
+    assert!(
+        p.iter().any(|m| m.starts_with("networkMode: \"overlay\"")),
+        "{p:?}"
+    );
 }
 
 #[test]
@@ -39,9 +51,12 @@ fn task_sizes_as_strings_and_units() {
 
 #[test]
 fn reservation_prefers_memory_reservation() {
-    let v = parse(r#"{"family":"f","containerDefinitions":[
+    let v = parse(
+        r#"{"family":"f","containerDefinitions":[
         {"name":"a","image":"i","memory":256,"memoryReservation":64},
-        {"name":"b","image":"i","memory":32}]}"#).unwrap();
+        {"name":"b","image":"i","memory":32}]}"#,
+    )
+    .unwrap();
     assert_eq!(v.definition.reserved_memory_mib(), 96);
 }
 
@@ -53,8 +68,14 @@ fn host_meaningless_fields_are_ignored_not_refused() {
     let ignored = v.ignored.join("\n");
     assert!(ignored.contains("executionRoleArn (IAM roles"), "{ignored}");
     assert!(ignored.contains("requiresCompatibilities"), "{ignored}");
-    assert!(ignored.contains("containerDefinitions[0].logConfiguration"), "{ignored}");
-    assert!(ignored.contains("containerDefinitions[0].portBindings (not an ECS field)"), "{ignored}");
+    assert!(
+        ignored.contains("containerDefinitions[0].logConfiguration"),
+        "{ignored}"
+    );
+    assert!(
+        ignored.contains("containerDefinitions[0].portBindings (not an ECS field)"),
+        "{ignored}"
+    );
 }
 
 #[test]
@@ -74,14 +95,21 @@ fn container_needs_memory_when_task_has_none() {
 
 #[test]
 fn references_must_exist() {
-    let p = problems(r#"{"family":"f","containerDefinitions":[{"name":"a","image":"i","memory":8,
+    let p = problems(
+        r#"{"family":"f","containerDefinitions":[{"name":"a","image":"i","memory":8,
         "links":["ghost:g"],"dependsOn":[{"containerName":"nope","condition":"START"}],
-        "mountPoints":[{"sourceVolume":"v","containerPath":"/d"}]}]}"#);
+        "mountPoints":[{"sourceVolume":"v","containerPath":"/d"}]}]}"#,
+    );
     assert_eq!(p.len(), 3, "{p:?}");
 }
 
 #[test]
 fn no_essential_container_is_refused() {
-    let p = problems(r#"{"family":"f","containerDefinitions":[{"name":"a","image":"i","memory":8,"essential":false}]}"#);
-    assert_eq!(p, vec!["containerDefinitions: at least one container must be essential"]);
+    let p = problems(
+        r#"{"family":"f","containerDefinitions":[{"name":"a","image":"i","memory":8,"essential":false}]}"#,
+    );
+    assert_eq!(
+        p,
+        vec!["containerDefinitions: at least one container must be essential"]
+    );
 }

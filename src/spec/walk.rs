@@ -58,7 +58,10 @@ pub fn string(r: &mut Report, obj: &Map<String, Value>, path: &str, key: &str) -
     match get(obj, key)? {
         Value::String(s) => Some(s.clone()),
         other => {
-            r.problem(join(path, key), format!("must be a string, not {}", kind(other)));
+            r.problem(
+                join(path, key),
+                format!("must be a string, not {}", kind(other)),
+            );
             None
         }
     }
@@ -68,7 +71,10 @@ pub fn boolean(r: &mut Report, obj: &Map<String, Value>, path: &str, key: &str) 
     match get(obj, key)? {
         Value::Bool(b) => Some(*b),
         other => {
-            r.problem(join(path, key), format!("must be true or false, not {}", kind(other)));
+            r.problem(
+                join(path, key),
+                format!("must be true or false, not {}", kind(other)),
+            );
             None
         }
     }
@@ -83,29 +89,48 @@ pub fn integer(r: &mut Report, obj: &Map<String, Value>, path: &str, key: &str) 
         _ => None,
     };
     if n.is_none() {
-        r.problem(join(path, key), format!("must be a non-negative integer, not {}", show(v)));
+        r.problem(
+            join(path, key),
+            format!("must be a non-negative integer, not {}", show(v)),
+        );
     }
     n
 }
 
-pub fn strings(r: &mut Report, obj: &Map<String, Value>, path: &str, key: &str) -> Option<Vec<String>> {
+pub fn strings(
+    r: &mut Report,
+    obj: &Map<String, Value>,
+    path: &str,
+    key: &str,
+) -> Option<Vec<String>> {
     let items = array(r, obj, path, key)?;
     let p = join(path, key);
     let mut out = Vec::new();
     for (i, item) in items.iter().enumerate() {
         match item {
             Value::String(s) => out.push(s.clone()),
-            other => r.problem(index(&p, i), format!("must be a string, not {}", kind(other))),
+            other => r.problem(
+                index(&p, i),
+                format!("must be a string, not {}", kind(other)),
+            ),
         }
     }
     Some(out)
 }
 
-pub fn array<'v>(r: &mut Report, obj: &'v Map<String, Value>, path: &str, key: &str) -> Option<&'v Vec<Value>> {
+pub fn array<'v>(
+    r: &mut Report,
+    obj: &'v Map<String, Value>,
+    path: &str,
+    key: &str,
+) -> Option<&'v Vec<Value>> {
     match get(obj, key)? {
         Value::Array(a) => Some(a),
         other => {
-            r.problem(join(path, key), format!("must be a list, not {}", kind(other)));
+            r.problem(
+                join(path, key),
+                format!("must be a list, not {}", kind(other)),
+            );
             None
         }
     }
@@ -122,7 +147,12 @@ pub fn object<'v>(r: &mut Report, v: &'v Value, path: &str) -> Option<&'v Map<St
 }
 
 /// Objects of a list field, each with its path.
-pub fn objects<'v>(r: &mut Report, obj: &'v Map<String, Value>, path: &str, key: &str) -> Vec<(String, &'v Map<String, Value>)> {
+pub fn objects<'v>(
+    r: &mut Report,
+    obj: &'v Map<String, Value>,
+    path: &str,
+    key: &str,
+) -> Vec<(String, &'v Map<String, Value>)> {
     let Some(items) = array(r, obj, path, key) else {
         return Vec::new();
     };
@@ -139,7 +169,13 @@ pub fn objects<'v>(r: &mut Report, obj: &'v Map<String, Value>, path: &str, key:
 
 /// Reports keys of `obj` that are neither `known` nor `ignored` as unknown (kept, ignored),
 /// and present `ignored` keys as meaningless on one host.
-pub fn check_keys(r: &mut Report, obj: &Map<String, Value>, path: &str, known: &[&str], ignored: &[(&str, &str)]) {
+pub fn check_keys(
+    r: &mut Report,
+    obj: &Map<String, Value>,
+    path: &str,
+    known: &[&str],
+    ignored: &[(&str, &str)],
+) {
     for (key, value) in obj {
         if value.is_null() || known.contains(&key.as_str()) {
             continue;

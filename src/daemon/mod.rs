@@ -1,0 +1,109 @@
+//! berthd's life: check the host, take the delegated cgroup subtree, register capacity, serve
+//! D-Bus and `/metrics`, tell systemd, and stop cleanly on SIGTERM.
+
+mod notify;
+
+use std::path::{Path, PathBuf};
+
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::capacity::Books;
+use crate::cgroup::{self, CgroupTree};
+use crate::config::Config;
+use crate::dbus::{self, Manager};
+use crate::engine::Engine;
+use crate::host;
+use crate::metrics::{self, Metrics};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Host(#[from] cgroup::HostCheckError),
+    #[error("cannot read /proc/self/cgroup")]
+    OwnCgroup(#[source] std::io::Error),
+    #[error(transparent)]
+    Tree(#[from] cgroup::TreeError),
+    #[error(transparent)]
+    Resources(#[from] host::HostError),
+    #[error("cannot create the state directory {path}")]
+    StateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot listen for metrics on {addr} (set metrics_listen in the config)")]
+    MetricsListen {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Metrics(#[from] metrics::MetricsError),
+    #[error("cannot serve {name} on the D-Bus bus ({bus:?}); on the system bus the policy file org.berth.Agent1.conf must be installed")]
+    Bus {
+        name: &'static str,
+        bus: crate::config::BusChoice,
+        #[source]
+        source: zbus::Error,
+    },
+    #[error("cannot install signal handlers")]
+    Signals(#[source] std::io::Error),
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run(config: Config) -> Result<(), DaemonError> {
+    let own = match &config.cgroup_path {
+        Some(p) => p.clone(),
+        None => cgroup::own_cgroup(
+            &std::fs::read_to_string("/proc/self/cgroup").map_err(DaemonError::OwnCgroup)?,
+        )?,
+    };
+    cgroup::check_host(&config.cgroup_mount, &own)?;
+    let tree = CgroupTree::locate(&config.cgroup_mount, &own)?;
+    tree.take(std::process::id())?;
+    tracing::info!(cgroup = %tree.root().display(), "took the delegated cgroup subtree");
+
+    std::fs::create_dir_all(&config.state_dir).map_err(|source| DaemonError::StateDir {
+        path: config.state_dir.clone(),
+        source,
+    })?;
+    let resources = host::read_resources(Path::new("/proc"), Path::new("/sys"))?;
+    let engine = Engine::new(Books::register(resources, config.memory_reserve_mib));
+
+    let listener = TcpListener::bind(config.metrics_listen)
+        .await
+        .map_err(|source| DaemonError::MetricsListen {
+            addr: config.metrics_listen,
+            source,
+        })?;
+    let metrics_task = tokio::spawn(metrics::serve(listener, Metrics::new(engine.clone())?));
+
+    let bus_err = |source| DaemonError::Bus {
+        name: dbus::BUS_NAME,
+        bus: config.bus.clone(),
+        source,
+    };
+    let _conn = dbus::builder(&config.bus)
+        .serve_at(dbus::MANAGER_PATH, Manager::new(engine.clone()))
+        .name(dbus::BUS_NAME)
+        .build()
+        .await
+        .map_err(bus_err)?;
+    tracing::info!(metrics = %config.metrics_listen, "berthd serving {}", dbus::BUS_NAME);
+
+    notify::ready();
+    let watchdog = notify::spawn_watchdog();
+    let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+        _ = int.recv() => tracing::info!("SIGINT: stopping"),
+    }
+    notify::stopping();
+    metrics_task.abort();
+    if let Some(w) = watchdog {
+        w.abort();
+    }
+    Ok(())
+}

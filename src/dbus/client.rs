@@ -1,0 +1,4 @@
+//! The client side of the D-Bus face, for `berthctl` and tests: the proxy generated from the
+//! interface in `manager.rs`, so the two cannot drift apart.
+
+pub use super::manager::ManagerProxy;

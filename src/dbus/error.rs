@@ -1,0 +1,31 @@
+//! Wire errors of `org.berth.Agent1`: one place maps engine errors to D-Bus error names, so
+//! clients can match on the name and show the message as it is.
+
+use zbus::DBusError;
+
+use crate::engine::DefinitionError;
+
+#[derive(Debug, DBusError)]
+#[zbus(prefix = "org.berth.Agent1.Error")]
+pub enum BerthError {
+    #[zbus(error)]
+    ZBus(zbus::Error),
+    /// The caller is neither root nor in the `berth` group.
+    AccessDenied(String),
+    /// The task definition is not valid JSON or not a valid ECS task definition.
+    InvalidTaskDefinition(String),
+    /// The named object does not exist.
+    NotFound(String),
+    /// An argument is malformed.
+    InvalidArgument(String),
+}
+
+impl From<DefinitionError> for BerthError {
+    fn from(e: DefinitionError) -> Self {
+        match e {
+            DefinitionError::Spec(_) => BerthError::InvalidTaskDefinition(e.to_string()),
+            DefinitionError::NotFound(_) => BerthError::NotFound(e.to_string()),
+            DefinitionError::BadReference(_) => BerthError::InvalidArgument(e.to_string()),
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! berth's metric families and how a scrape fills them from the engine.
+
+use prometheus::{Encoder, IntGaugeVec, Opts, Registry, TextEncoder};
+
+use crate::engine::Engine;
+
+const MIB: i64 = 1024 * 1024;
+
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    engine: Engine,
+    cpu_units: IntGaugeVec,
+    memory_bytes: IntGaugeVec,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    #[error("cannot define metric families")]
+    Define(#[from] prometheus::Error),
+}
+
+impl Metrics {
+    pub fn new(engine: Engine) -> Result<Metrics, MetricsError> {
+        let registry = Registry::new();
+        let cpu_units = IntGaugeVec::new(
+            Opts::new(
+                "berth_host_cpu_units",
+                "Host CPU units (1024 per CPU), registered and remaining after reservations.",
+            ),
+            &["state"],
+        )?;
+        let memory_bytes = IntGaugeVec::new(
+            Opts::new("berth_host_memory_bytes", "Host memory in bytes, registered (MemTotal less the reserve) and remaining after reservations."),
+            &["state"],
+        )?;
+        let build = IntGaugeVec::new(
+            Opts::new(
+                "berth_build_info",
+                "A metric with a constant 1 labelled by berth's version.",
+            ),
+            &["version"],
+        )?;
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        registry.register(Box::new(cpu_units.clone()))?;
+        registry.register(Box::new(memory_bytes.clone()))?;
+        registry.register(Box::new(build))?;
+        Ok(Metrics {
+            registry,
+            engine,
+            cpu_units,
+            memory_bytes,
+        })
+    }
+
+    /// Fills the gauges from the engine and renders the text format.
+    pub fn render(&self) -> Vec<u8> {
+        let cap = self.engine.capacity();
+        for (state, r) in [("registered", cap.registered), ("remaining", cap.remaining)] {
+            self.cpu_units
+                .with_label_values(&[state])
+                .set(r.cpu_units as i64);
+            self.memory_bytes
+                .with_label_values(&[state])
+                .set(r.memory_mib as i64 * MIB);
+        }
+        let mut out = Vec::new();
+        // Encoding into a Vec fails only on malformed families, which `new` rules out.
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!(error = %e, "cannot encode metrics");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capacity::Books;
+    use crate::host::HostResources;
+
+    #[test]
+    fn scrape_shows_registered_and_remaining() {
+        let engine = Engine::new(Books::register(
+            HostResources {
+                cpus: 2,
+                memory_mib: 2000,
+            },
+            0,
+        ));
+        let text = String::from_utf8(Metrics::new(engine).unwrap().render()).unwrap();
+        assert!(
+            text.contains("berth_host_cpu_units{state=\"registered\"} 2048"),
+            "{text}"
+        );
+        assert!(
+            text.contains("berth_host_memory_bytes{state=\"remaining\"} 2097152000"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE berth_build_info gauge"), "{text}");
+    }
+}

@@ -1,0 +1,132 @@
+# berthd under systemd on the system bus: the walking skeleton's promises.
+
+METRICS=127.0.0.1:9580
+RESERVE=128
+
+install_berthd() {
+  [ -f /etc/systemd/system/berthd.service ] && return 0
+  sed "s|^ExecStart=.*|ExecStart=$BIN/berthd|" "$REPO/systemd/berthd.service" > /etc/systemd/system/berthd.service
+  install -m 644 "$REPO/systemd/org.berth.Agent1.conf" /usr/share/dbus-1/system.d/
+  install -m 644 "$REPO/systemd/berth.sysusers.conf" /usr/lib/sysusers.d/berth.conf
+  systemd-sysusers
+  mkdir -p /etc/berth
+  printf 'memory_reserve_mib = %s\nmetrics_listen = "%s"\n' "$RESERVE" "$METRICS" > /etc/berth/berthd.toml
+  busctl call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus ReloadConfig
+  systemctl daemon-reload
+}
+
+ensure_running() {
+  install_berthd
+  systemctl is-active -q berthd || systemctl start berthd
+}
+
+prop() { busctl get-property org.berth.Agent1 /org/berth/Agent1 org.berth.Agent1.Manager "$1" | awk '{print $2}'; }
+
+test_unit_passes_systemd_analyze_verify() {
+  install_berthd
+  out=$(systemd-analyze verify /etc/systemd/system/berthd.service 2>&1)
+  assert_eq "" "$out" "systemd-analyze verify output"
+}
+
+test_systemctl_start_makes_it_active() {
+  install_berthd
+  systemctl start berthd || fail "systemctl start berthd failed: $(journalctl -u berthd -n 20 --no-pager)"
+  assert_eq active "$(systemctl is-active berthd)" "systemctl is-active berthd"
+}
+
+test_daemon_sits_in_its_own_leaf_with_tasks_beside_it() {
+  ensure_running
+  pid=$(systemctl show -p MainPID --value berthd)
+  assert_eq "0::/system.slice/berthd.service/daemon" "$(cat /proc/"$pid"/cgroup)" "berthd's cgroup"
+  ctl=$(cat /sys/fs/cgroup/system.slice/berthd.service/tasks/cgroup.subtree_control)
+  assert_contains "$ctl" "memory" "tasks/cgroup.subtree_control"
+  assert_contains "$ctl" "cpu" "tasks/cgroup.subtree_control"
+}
+
+test_registered_memory_is_memtotal_less_reserve() {
+  ensure_running
+  memtotal_kib=$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)
+  assert_eq "$((memtotal_kib / 1024 - RESERVE))" "$(prop RegisteredMemory)" "RegisteredMemory"
+  assert_eq "$(( $(nproc) * 1024 ))" "$(prop RegisteredCpu)" "RegisteredCpu"
+  assert_eq "$(prop RegisteredMemory)" "$(prop RemainingMemory)" "RemainingMemory with no tasks"
+}
+
+test_introspection_lists_interface_and_properties() {
+  ensure_running
+  out=$(busctl introspect org.berth.Agent1 /org/berth/Agent1)
+  assert_contains "$out" "org.berth.Agent1.Manager" "introspect"
+  for p in Version RegisteredCpu RegisteredMemory RemainingCpu RemainingMemory RegisterTaskDefinition; do
+    assert_contains "$out" "$p" "introspect"
+  done
+}
+
+test_berthctl_capacity_matches_the_bus() {
+  ensure_running
+  json=$("$BIN/berthctl" capacity --json)
+  got=$(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(d["registeredCpu"], d["registeredMemory"], d["remainingCpu"], d["remainingMemory"])' "$json")
+  assert_eq "$(prop RegisteredCpu) $(prop RegisteredMemory) $(prop RemainingCpu) $(prop RemainingMemory)" "$got" "berthctl capacity --json"
+  table=$("$BIN/berthctl" capacity)
+  assert_contains "$table" "REMAINING" "berthctl capacity table"
+}
+
+DEF='{"family":"skeleton","containerDefinitions":[{"name":"app","image":"busybox","memory":32}]}'
+
+test_non_member_is_refused_a_manager_call_and_root_is_not() {
+  ensure_running
+  out=$(runuser -u tester -- busctl call org.berth.Agent1 /org/berth/Agent1 org.berth.Agent1.Manager RegisterTaskDefinition s "$DEF" 2>&1)
+  assert_contains "$out" "ccess denied" "tester's RegisterTaskDefinition"
+  # reads stay open
+  out=$(runuser -u tester -- busctl get-property org.berth.Agent1 /org/berth/Agent1 org.berth.Agent1.Manager Version 2>&1)
+  assert_contains "$out" "s \"" "tester reading Version"
+  out=$(busctl call org.berth.Agent1 /org/berth/Agent1 org.berth.Agent1.Manager RegisterTaskDefinition s "$DEF" 2>&1)
+  assert_contains "$out" "skeleton:" "root's RegisterTaskDefinition"
+}
+
+test_berth_group_member_may_change_state() {
+  ensure_running
+  id operator >/dev/null 2>&1 || useradd --create-home -G berth operator
+  out=$(runuser -u operator -- busctl call org.berth.Agent1 /org/berth/Agent1 org.berth.Agent1.Manager RegisterTaskDefinition s "$DEF" 2>&1)
+  assert_contains "$out" "skeleton:" "berth member's RegisterTaskDefinition"
+}
+
+test_daemon_checks_credentials_on_a_bus_without_policy() {
+  install_berthd
+  dbus-daemon --session --nofork --print-address=1 --address=unix:path=/run/berth-test-bus > /tmp/bus.addr &
+  buspid=$!
+  wait_for 10 test -S /run/berth-test-bus || fail "private bus did not start"
+  chmod 666 /run/berth-test-bus
+  printf 'bus = "unix:path=/run/berth-test-bus"\nmetrics_listen = "127.0.0.1:9581"\nstate_dir = "/run/berth-private"\n' > /tmp/private.toml
+  systemd-run -q --unit berthd-private -p Type=notify -p Delegate=yes -p NotifyAccess=main "$BIN/berthd" --config /tmp/private.toml
+  export DBUS_SYSTEM_BUS_ADDRESS=unix:path=/run/berth-test-bus
+  out=$(runuser -u tester -- env BERTH_BUS_ADDRESS=unix:path=/run/berth-test-bus "$BIN/berthctl" register /dev/stdin <<<"$DEF" 2>&1)
+  assert_contains "$out" "AccessDenied: uid $(id -u tester) may not change berth's state" "tester's register on a policy-free bus"
+  out=$(BERTH_BUS_ADDRESS=unix:path=/run/berth-test-bus "$BIN/berthctl" register /dev/stdin <<<"$DEF" 2>&1)
+  assert_eq "skeleton:1" "$out" "root's register on the private bus"
+  systemctl stop berthd-private
+  kill "$buspid"
+}
+
+test_metrics_pass_promtool_and_show_capacity() {
+  ensure_running
+  wait_for 10 curl -sf "http://$METRICS/metrics" || fail "no /metrics"
+  body=$(curl -sf "http://$METRICS/metrics")
+  check=$(printf '%s\n' "$body" | promtool check metrics 2>&1)
+  assert_eq "0" "$?" "promtool check metrics ($check)"
+  mem_bytes=$(( $(prop RegisteredMemory) * 1024 * 1024 ))
+  assert_contains "$body" "berth_host_memory_bytes{state=\"registered\"} $mem_bytes" "metrics"
+  assert_contains "$body" "berth_host_cpu_units{state=\"remaining\"} $(prop RemainingCpu)" "metrics"
+  assert_contains "$body" "berth_build_info{version=" "metrics"
+}
+
+test_zz_systemctl_stop_is_quick_and_complete() {
+  ensure_running
+  pid=$(systemctl show -p MainPID --value berthd)
+  start=$(date +%s%N)
+  systemctl stop berthd
+  ms=$(( ($(date +%s%N) - start) / 1000000 ))
+  (( ms < 5000 )) || fail "systemctl stop took ${ms} ms"
+  if kill -0 "$pid" 2>/dev/null; then fail "berthd ($pid) still runs after stop"; fi
+  assert_eq "inactive" "$(systemctl is-active berthd)" "state after stop"
+  out=$(journalctl -u berthd --no-pager -o cat | grep -c "SIGTERM: stopping")
+  assert_eq "1" "$out" "berthd logged a clean SIGTERM stop"
+}

@@ -1,0 +1,48 @@
+# Guest test helpers: assertions that say what was expected and what was seen, and a runner
+# that runs every test_* function, prints each result and closes with "N passed, N failed".
+# Sourced by tests/guest/run-all; runs as root inside the test guest.
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+BIN=${BERTH_BIN:-$REPO/target/debug}
+_fail_msgs=()
+
+fail() { _fail_msgs+=("$*"); return 1; }
+
+assert_eq() { # expected actual what
+  [ "$1" == "$2" ] || fail "$3: expected '$1', got '$2'"
+}
+
+assert_contains() { # haystack needle what
+  [[ "$1" == *"$2"* ]] || fail "$3: expected to contain '$2', got: ${1:0:600}"
+}
+
+assert_not_contains() {
+  [[ "$1" != *"$2"* ]] || fail "$3: expected not to contain '$2', got: ${1:0:600}"
+}
+
+# wait_for SECONDS CMD...: retries CMD every 0.2 s until it succeeds.
+wait_for() {
+  local deadline=$((SECONDS + $1)); shift
+  until "$@" >/dev/null 2>&1; do
+    (( SECONDS >= deadline )) && return 1
+    sleep 0.2
+  done
+}
+
+run_tests() {
+  local passed=0 failed=0 t
+  for t in $(declare -F | awk '{print $3}' | grep '^test_'); do
+    _fail_msgs=()
+    local start=$SECONDS
+    if ( "$t"; rc=$?
+         if [ ${#_fail_msgs[@]} -gt 0 ]; then printf 'assertion: %s\n' "${_fail_msgs[@]}"; exit 1; fi
+         exit $rc ) > "/tmp/$t.log" 2>&1; then
+      passed=$((passed + 1)); echo "ok   $t ($((SECONDS - start))s)"
+    else
+      failed=$((failed + 1)); echo "FAIL $t ($((SECONDS - start))s)"
+      sed 's/^/     | /' "/tmp/$t.log" | tail -n 40
+    fi
+  done
+  echo "guest: $passed passed, $failed failed"
+  [ "$failed" -eq 0 ]
+}
