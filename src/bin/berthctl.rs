@@ -27,7 +27,7 @@ struct Args {
 enum Command {
     /// The host's registered and remaining CPU and memory.
     Capacity,
-    /// Register an ECS task definition file; prints family:revision.
+    /// Register an ECS task definition file (`-` for standard input); prints family:revision.
     Register { file: PathBuf },
     /// List active task definitions (optionally of families starting with PREFIX).
     Definitions { prefix: Option<String> },

@@ -84,23 +84,38 @@ test_non_member_is_refused_a_manager_call_and_root_is_not() {
 
 test_berth_group_member_may_change_state() {
   ensure_running
-  id operator >/dev/null 2>&1 || useradd --create-home -G berth operator
-  out=$(runuser -u operator -- busctl call org.berth.Agent1 /org/berth/Agent1 org.berth.Agent1.Manager RegisterTaskDefinition s "$DEF" 2>&1)
+  id deployer >/dev/null 2>&1 || useradd --create-home -G berth deployer
+  out=$(runuser -u deployer -- busctl call org.berth.Agent1 /org/berth/Agent1 org.berth.Agent1.Manager RegisterTaskDefinition s "$DEF" 2>&1)
   assert_contains "$out" "skeleton:" "berth member's RegisterTaskDefinition"
 }
 
 test_daemon_checks_credentials_on_a_bus_without_policy() {
   install_berthd
-  dbus-daemon --session --nofork --print-address=1 --address=unix:path=/run/berth-test-bus > /tmp/bus.addr &
+  # A bus that lets every user connect and call anything: only berthd's own check stands.
+  cat > /tmp/open-bus.conf <<'CONF'
+<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:path=/run/berth-test-bus</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+  </policy>
+</busconfig>
+CONF
+  dbus-daemon --config-file=/tmp/open-bus.conf --nofork --print-address=1 > /tmp/bus.addr &
   buspid=$!
   wait_for 10 test -S /run/berth-test-bus || fail "private bus did not start"
   chmod 666 /run/berth-test-bus
   printf 'bus = "unix:path=/run/berth-test-bus"\nmetrics_listen = "127.0.0.1:9581"\nstate_dir = "/run/berth-private"\n' > /tmp/private.toml
   systemd-run -q --unit berthd-private -p Type=notify -p Delegate=yes -p NotifyAccess=main "$BIN/berthd" --config /tmp/private.toml
-  export DBUS_SYSTEM_BUS_ADDRESS=unix:path=/run/berth-test-bus
-  out=$(runuser -u tester -- env BERTH_BUS_ADDRESS=unix:path=/run/berth-test-bus "$BIN/berthctl" register /dev/stdin <<<"$DEF" 2>&1)
+  out=$(runuser -u tester -- env BERTH_BUS_ADDRESS=unix:path=/run/berth-test-bus "$BIN/berthctl" register - <<<"$DEF" 2>&1)
   assert_contains "$out" "AccessDenied: uid $(id -u tester) may not change berth's state" "tester's register on a policy-free bus"
-  out=$(BERTH_BUS_ADDRESS=unix:path=/run/berth-test-bus "$BIN/berthctl" register /dev/stdin <<<"$DEF" 2>&1)
+  out=$(BERTH_BUS_ADDRESS=unix:path=/run/berth-test-bus "$BIN/berthctl" register - <<<"$DEF" 2>&1)
   assert_eq "skeleton:1" "$out" "root's register on the private bus"
   systemctl stop berthd-private
   kill "$buspid"
