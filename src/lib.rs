@@ -9,3 +9,4 @@ pub mod engine;
 pub mod host;
 pub mod metrics;
 pub mod spec;
+pub mod store;

@@ -60,6 +60,7 @@ fn wire(e: berth::dbus::BerthError) -> anyhow::Error {
         E::InvalidTaskDefinition(m) => anyhow::anyhow!("InvalidTaskDefinition: {m}"),
         E::NotFound(m) => anyhow::anyhow!("NotFound: {m}"),
         E::InvalidArgument(m) => anyhow::anyhow!("InvalidArgument: {m}"),
+        E::Failed(m) => anyhow::anyhow!("Failed: {m}"),
     }
 }
 
@@ -94,8 +95,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }
         }
         Command::Register { file } => {
-            let text = std::fs::read_to_string(&file)
-                .with_context(|| format!("cannot read {}", file.display()))?;
+            let text = if file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin()).context("cannot read standard input")?
+            } else {
+                std::fs::read_to_string(&file)
+                    .with_context(|| format!("cannot read {}", file.display()))?
+            };
             let (reference, ignored) = m.register_task_definition(text).await.map_err(wire)?;
             if args.json {
                 println!(

@@ -15,6 +15,7 @@ use crate::dbus::{self, Manager};
 use crate::engine::Engine;
 use crate::host;
 use crate::metrics::{self, Metrics};
+use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -47,6 +48,8 @@ pub enum DaemonError {
         #[source]
         source: zbus::Error,
     },
+    #[error(transparent)]
+    Store(#[from] StoreError),
     #[error("cannot install signal handlers")]
     Signals(#[source] std::io::Error),
 }
@@ -69,7 +72,8 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         source,
     })?;
     let resources = host::read_resources(Path::new("/proc"), Path::new("/sys"))?;
-    let engine = Engine::new(Books::register(resources, config.memory_reserve_mib));
+    let store = Store::open(&config.state_dir)?;
+    let engine = Engine::new(Books::register(resources, config.memory_reserve_mib), store)?;
 
     let listener = TcpListener::bind(config.metrics_listen)
         .await

@@ -18,6 +18,8 @@ pub enum BerthError {
     NotFound(String),
     /// An argument is malformed.
     InvalidArgument(String),
+    /// berthd could not do what was asked (its state database failed, ...).
+    Failed(String),
 }
 
 impl From<DefinitionError> for BerthError {
@@ -26,6 +28,19 @@ impl From<DefinitionError> for BerthError {
             DefinitionError::Spec(_) => BerthError::InvalidTaskDefinition(e.to_string()),
             DefinitionError::NotFound(_) => BerthError::NotFound(e.to_string()),
             DefinitionError::BadReference(_) => BerthError::InvalidArgument(e.to_string()),
+            DefinitionError::Store(_) => BerthError::Failed(error_chain(&e)),
         }
     }
+}
+
+/// The error and its causes on one line, for messages that cross the bus.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
 }

@@ -4,11 +4,14 @@
 use std::collections::BTreeMap;
 
 use crate::spec::{self, SpecError, TaskDefinition};
+use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DefinitionError {
     #[error(transparent)]
     Spec(#[from] SpecError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
     #[error("task definition \"{0}\" is not registered")]
     NotFound(String),
     #[error("\"{0}\" is not a task definition reference (FAMILY or FAMILY:REVISION)")]
@@ -38,13 +41,30 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// The revision the next registration of `family` gets.
+    pub fn next_revision(&self, family: &str) -> u32 {
+        self.families
+            .get(family)
+            .and_then(|revs| revs.iter().map(|r| r.revision).max())
+            .unwrap_or(0)
+            + 1
+    }
+
+    /// Registers the next revision of the definition's family.
+    #[cfg(test)]
     pub fn register(&mut self, v: spec::Validated) -> Registered {
+        let revision = self.next_revision(&v.definition.family);
+        self.restore(revision, true, v)
+    }
+
+    /// Adds a revision whose number is already decided (by the store).
+    pub fn restore(&mut self, revision: u32, active: bool, v: spec::Validated) -> Registered {
         let family = v.definition.family.clone();
         let revisions = self.families.entry(family.clone()).or_default();
         let reg = Registered {
             family,
-            revision: revisions.len() as u32 + 1,
-            active: true,
+            revision,
+            active,
             definition: v.definition,
             ignored: v.ignored,
             json: v.json,

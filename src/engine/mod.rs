@@ -1,8 +1,8 @@
 //! The one owner of berth's mutable state: the capacity books and the registered task
 //! definitions. Faces hold an [`Engine`] handle, ask it to act, and read snapshots.
 //!
-//! Task definitions are held in memory until the durable store lands (issue: capacity books,
-//! durable state and restarts).
+//! Every change is committed to the [`Store`] before the registry in memory and the caller
+//! see it; on start the registry is rebuilt from the store.
 
 mod definitions;
 
@@ -12,11 +12,13 @@ pub use definitions::{DefinitionError, Registered};
 
 use crate::capacity::{Books, Resources};
 use crate::spec;
+use crate::store::{Store, StoreError, StoredDefinition};
 
 #[derive(Debug)]
 struct State {
     books: Books,
     definitions: definitions::Registry,
+    store: Store,
 }
 
 /// A cheap, cloneable handle on the engine.
@@ -33,13 +35,28 @@ pub struct CapacitySnapshot {
 }
 
 impl Engine {
-    pub fn new(books: Books) -> Engine {
-        Engine {
+    /// Builds the engine over `store`, restoring the registered task definitions.
+    pub fn new(books: Books, store: Store) -> Result<Engine, StoreError> {
+        let mut registry = definitions::Registry::default();
+        for stored in store.definitions()? {
+            let reference = format!("{}:{}", stored.family, stored.revision);
+            match spec::parse(&stored.json) {
+                Ok(v) => {
+                    registry.restore(stored.revision, stored.active, v);
+                }
+                // A definition a newer validation refuses stays in the store, untouched.
+                Err(e) => {
+                    tracing::warn!(task_definition = %reference, error = %e, "stored task definition no longer validates; not loaded")
+                }
+            }
+        }
+        Ok(Engine {
             state: Arc::new(Mutex::new(State {
                 books,
-                definitions: definitions::Registry::default(),
+                definitions: registry,
+                store,
             })),
-        }
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -57,7 +74,17 @@ impl Engine {
 
     pub fn register_definition(&self, json: &str) -> Result<Registered, DefinitionError> {
         let validated = spec::parse(json)?;
-        Ok(self.lock().definitions.register(validated))
+        let mut state = self.lock();
+        let revision = state
+            .definitions
+            .next_revision(&validated.definition.family);
+        state.store.insert_definition(&StoredDefinition {
+            family: validated.definition.family.clone(),
+            revision,
+            active: true,
+            json: validated.json.to_string(),
+        })?;
+        Ok(state.definitions.restore(revision, true, validated))
     }
 
     pub fn list_definitions(&self, family_prefix: &str) -> Vec<String> {
@@ -69,6 +96,15 @@ impl Engine {
     }
 
     pub fn deregister_definition(&self, reference: &str) -> Result<String, DefinitionError> {
-        self.lock().definitions.deregister(reference)
+        let mut state = self.lock();
+        let found = state.definitions.get(reference)?;
+        if !found.active || !reference.contains(':') {
+            // Let the registry produce the precise refusal (inactive, or no revision given).
+            return state.definitions.deregister(reference);
+        }
+        state
+            .store
+            .deactivate_definition(&found.family, found.revision)?;
+        state.definitions.deregister(reference)
     }
 }

@@ -81,13 +81,16 @@ mod tests {
 
     #[test]
     fn scrape_shows_registered_and_remaining() {
-        let engine = Engine::new(Books::register(
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(dir.path()).unwrap();
+        let books = Books::register(
             HostResources {
                 cpus: 2,
                 memory_mib: 2000,
             },
             0,
-        ));
+        );
+        let engine = Engine::new(books, store).unwrap();
         let text = String::from_utf8(Metrics::new(engine).unwrap().render()).unwrap();
         assert!(
             text.contains("berth_host_cpu_units{state=\"registered\"} 2048"),

@@ -145,3 +145,20 @@ test_zz_systemctl_stop_is_quick_and_complete() {
   out=$(journalctl -u berthd --no-pager -o cat | grep -c "SIGTERM: stopping")
   assert_eq "1" "$out" "berthd logged a clean SIGTERM stop"
 }
+
+test_registered_definitions_survive_a_restart() {
+  ensure_running
+  local def='{"family":"durable","containerDefinitions":[{"name":"a","image":"busybox","memory":16}]}'
+  first=$("$BIN/berthctl" register - <<<"$def")
+  systemctl restart berthd || fail "restart failed"
+  listed=$("$BIN/berthctl" definitions durable)
+  assert_contains "$listed" "$first" "definitions after restart"
+  second=$("$BIN/berthctl" register - <<<"$def")
+  assert_eq "durable:$(( ${first#durable:} + 1 ))" "$second" "revision after restart"
+  assert_eq "$second" "$("$BIN/berthctl" deregister "$second")" "deregister"
+  systemctl restart berthd
+  listed=$("$BIN/berthctl" definitions durable)
+  assert_not_contains "$listed" "$second" "deregistered revision after restart"
+  desc=$("$BIN/berthctl" definition "$second" --json)
+  assert_contains "$desc" '"status":"INACTIVE"' "describe of a deregistered revision"
+}

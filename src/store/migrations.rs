@@ -1,0 +1,16 @@
+//! Schema steps, applied in order inside one transaction; `user_version` records the last.
+//! Never edit a released step: add the next one.
+
+pub const STEPS: &[(i64, &str)] = &[(
+    1,
+    "CREATE TABLE task_definitions (
+        family TEXT NOT NULL,
+        revision INTEGER NOT NULL,
+        active INTEGER NOT NULL,
+        json TEXT NOT NULL,
+        registered_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        PRIMARY KEY (family, revision)
+    );",
+)];
+
+pub const LATEST: i64 = STEPS[STEPS.len() - 1].0;

@@ -1,0 +1,181 @@
+//! Durable state in embedded SQLite (WAL) under the state directory. Every change a caller is
+//! told about is committed here first. The schema is versioned by `PRAGMA user_version` and
+//! migrated forward; a file from a newer berth is refused, never rewritten.
+//!
+//! Holds task definitions today; tasks, services and events join as those land.
+
+mod migrations;
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the state database {path}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error(
+        "the state database {path} has schema version {found}, newer than this berthd knows ({known}); \
+         run the berthd that wrote it, or move the file away to start empty"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    #[error("state database {path}: {action}")]
+    Query {
+        path: PathBuf,
+        action: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+}
+
+/// One stored revision of a task definition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredDefinition {
+    pub family: String,
+    pub revision: u32,
+    pub active: bool,
+    pub json: String,
+}
+
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) `state_dir/berth.db` and brings its schema up to date.
+    pub fn open(state_dir: &Path) -> Result<Store, StoreError> {
+        let path = state_dir.join("berth.db");
+        let open_err = |source| StoreError::Open {
+            path: path.clone(),
+            source,
+        };
+        let conn = Connection::open(&path).map_err(open_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(open_err)?;
+        let mut store = Store { conn, path };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn query_err(&self, action: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
+        move |source| StoreError::Query {
+            path: self.path.clone(),
+            action,
+            source,
+        }
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let found: i64 = self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(self.query_err("read the schema version"))?;
+        let known = migrations::LATEST;
+        if found > known {
+            return Err(StoreError::TooNew {
+                path: self.path.clone(),
+                found,
+                known,
+            });
+        }
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|source| StoreError::Query {
+                path: path.clone(),
+                action: "begin a migration",
+                source,
+            })?;
+        for (version, sql) in migrations::STEPS.iter().filter(|(v, _)| *v > found) {
+            tx.execute_batch(sql)
+                .and_then(|_| tx.pragma_update(None, "user_version", version))
+                .map_err(|source| StoreError::Query {
+                    path: path.clone(),
+                    action: "migrate the schema",
+                    source,
+                })?;
+        }
+        tx.commit().map_err(|source| StoreError::Query {
+            path,
+            action: "commit a migration",
+            source,
+        })
+    }
+
+    /// The next revision number of `family` (1 for a new family).
+    pub fn next_revision(&self, family: &str) -> Result<u32, StoreError> {
+        let max: Option<u32> = self
+            .conn
+            .query_row(
+                "SELECT MAX(revision) FROM task_definitions WHERE family = ?1",
+                params![family],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.query_err("read the latest revision"))?
+            .flatten();
+        Ok(max.unwrap_or(0) + 1)
+    }
+
+    pub fn insert_definition(&self, d: &StoredDefinition) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO task_definitions (family, revision, active, json) VALUES (?1, ?2, ?3, ?4)",
+                params![d.family, d.revision, d.active, d.json],
+            )
+            .map_err(self.query_err("record a task definition"))?;
+        Ok(())
+    }
+
+    pub fn deactivate_definition(&self, family: &str, revision: u32) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE task_definitions SET active = 0 WHERE family = ?1 AND revision = ?2",
+                params![family, revision],
+            )
+            .map_err(self.query_err("deregister a task definition"))?;
+        Ok(())
+    }
+
+    pub fn definitions(&self) -> Result<Vec<StoredDefinition>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT family, revision, active, json FROM task_definitions ORDER BY family, revision")
+            .map_err(self.query_err("list task definitions"))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(StoredDefinition {
+                    family: r.get(0)?,
+                    revision: r.get(1)?,
+                    active: r.get(2)?,
+                    json: r.get(3)?,
+                })
+            })
+            .map_err(self.query_err("list task definitions"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(self.query_err("read a task definition"))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,56 @@
+use super::*;
+
+fn def(family: &str, revision: u32) -> StoredDefinition {
+    StoredDefinition {
+        family: family.into(),
+        revision,
+        active: true,
+        json: "{}".into(),
+    }
+}
+
+#[test]
+fn definitions_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.next_revision("web").unwrap(), 1);
+        s.insert_definition(&def("web", 1)).unwrap();
+        s.insert_definition(&def("web", 2)).unwrap();
+        s.deactivate_definition("web", 1).unwrap();
+    }
+    let s = Store::open(dir.path()).unwrap();
+    assert_eq!(s.next_revision("web").unwrap(), 3);
+    let all = s.definitions().unwrap();
+    assert_eq!(all.len(), 2);
+    assert!(!all[0].active && all[1].active);
+}
+
+#[test]
+fn duplicate_revision_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    s.insert_definition(&def("web", 1)).unwrap();
+    assert!(s.insert_definition(&def("web", 1)).is_err());
+}
+
+#[test]
+fn newer_schema_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::open(dir.path()).unwrap());
+    let path = dir.path().join("berth.db");
+    Connection::open(&path)
+        .unwrap()
+        .pragma_update(None, "user_version", 99)
+        .unwrap();
+    let err = Store::open(dir.path()).unwrap_err().to_string();
+    assert!(
+        err.contains("schema version 99, newer than this berthd knows (1)"),
+        "{err}"
+    );
+    let v: i64 = Connection::open(&path)
+        .unwrap()
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, 99);
+}
