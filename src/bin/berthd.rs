@@ -13,9 +13,18 @@ const EXIT_CONFIG: u8 = 78;
 #[derive(Parser)]
 #[command(version, about = "berth: Amazon ECS for one Linux host (daemon)")]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Config file (TOML). Default: /etc/berth/berthd.toml if it exists, else built-in defaults.
     #[arg(long, value_name = "PATH")]
     config: Option<PathBuf>,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// (internal) The per-task shim berthd starts; not for use by hand.
+    #[command(hide = true)]
+    Shim { task_dir: PathBuf },
 }
 
 fn one_line(e: &anyhow::Error) -> String {
@@ -27,6 +36,17 @@ fn one_line(e: &anyhow::Error) -> String {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Command::Shim { task_dir }) = args.command {
+        // No tracing subscriber here: libcontainer forks this process, and output from the
+        // forked child would land in the container's stderr.
+        return match berth::runtime::shim::run(&task_dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("berth-shim: {}", one_line(&e.into()));
+                ExitCode::FAILURE
+            }
+        };
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")

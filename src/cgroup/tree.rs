@@ -23,6 +23,7 @@ pub enum TreeError {
 /// The cgroup subtree berth owns, as absolute directories.
 #[derive(Debug, Clone)]
 pub struct CgroupTree {
+    mount: PathBuf,
     root: PathBuf,
 }
 
@@ -51,6 +52,7 @@ impl CgroupTree {
             return Err(TreeError::RootCgroup);
         }
         Ok(CgroupTree {
+            mount: mount.to_owned(),
             root: mount.join(rel),
         })
     }
@@ -64,6 +66,22 @@ impl CgroupTree {
         self.root.join("tasks")
     }
 
+    /// The cgroup of one task.
+    pub fn task(&self, id: &str) -> PathBuf {
+        self.tasks().join(id)
+    }
+
+    /// The leaf every shim moves into: out of the daemon's leaf, so that the daemon's own
+    /// usage is its own, and out of the tasks', so that a shim never counts against a task.
+    pub fn shims(&self) -> PathBuf {
+        self.root.join("shims")
+    }
+
+    /// `abs` as a path from the hierarchy's mount point, the form OCI's `cgroupsPath` takes.
+    pub fn relative(&self, abs: &Path) -> PathBuf {
+        Path::new("/").join(abs.strip_prefix(&self.mount).unwrap_or(abs))
+    }
+
     /// Moves process `pid` into the `daemon` leaf and enables the controllers below the root
     /// and below `tasks/`.
     pub fn take(&self, pid: u32) -> Result<(), TreeError> {
@@ -72,6 +90,8 @@ impl CgroupTree {
         let procs = leaf.join("cgroup.procs");
         std::fs::write(&procs, pid.to_string()).map_err(io("move the daemon into", &procs))?;
         self.enable_controllers(&self.root)?;
+        let shims = self.shims();
+        std::fs::create_dir_all(&shims).map_err(io("create", &shims))?;
         let tasks = self.tasks();
         std::fs::create_dir_all(&tasks).map_err(io("create", &tasks))?;
         self.enable_controllers(&tasks)

@@ -59,6 +59,11 @@ pub struct Config {
     /// The cgroup (relative to `cgroup_mount`) berth owns. Absent: the one systemd delegated
     /// to the daemon, read from `/proc/self/cgroup`.
     pub cgroup_path: Option<PathBuf>,
+    /// libcontainer's state (sockets, container state) on tmpfs; kept short, socket paths
+    /// under it must fit in 108 bytes.
+    pub runtime_dir: PathBuf,
+    /// `pids.max` of every task and container.
+    pub pids_max: u64,
 }
 
 impl Default for Config {
@@ -70,6 +75,8 @@ impl Default for Config {
             bus: BusChoice::System,
             cgroup_mount: PathBuf::from("/sys/fs/cgroup"),
             cgroup_path: None,
+            runtime_dir: PathBuf::from("/run/berth"),
+            pids_max: 4096,
         }
     }
 }

@@ -4,6 +4,7 @@
 mod notify;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
@@ -14,7 +15,9 @@ use crate::config::Config;
 use crate::dbus::{self, Manager};
 use crate::engine::Engine;
 use crate::host;
+use crate::image::ImageStore;
 use crate::metrics::{self, Metrics};
+use crate::runtime::{ContainerRuntime, RuntimeConfig};
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +53,10 @@ pub enum DaemonError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Images(#[from] crate::image::ImageError),
+    #[error("cannot find berthd's own executable (needed to start task shims)")]
+    OwnExe(#[source] std::io::Error),
     #[error("cannot install signal handlers")]
     Signals(#[source] std::io::Error),
 }
@@ -73,7 +80,25 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     })?;
     let resources = host::read_resources(Path::new("/proc"), Path::new("/sys"))?;
     let store = Store::open(&config.state_dir)?;
-    let engine = Engine::new(Books::register(resources, config.memory_reserve_mib), store)?;
+    let images = Arc::new(ImageStore::open(&config.state_dir.join("images"))?);
+    let shim_exe = std::env::current_exe().map_err(DaemonError::OwnExe)?;
+    let runtime = ContainerRuntime::new(
+        RuntimeConfig {
+            tasks_dir: config.state_dir.join("tasks"),
+            runtime_dir: config.runtime_dir.clone(),
+            pids_max: config.pids_max,
+            shim_exe,
+        },
+        tree.clone(),
+        images.clone(),
+    );
+    let engine = Engine::new(
+        Books::register(resources, config.memory_reserve_mib),
+        store,
+        Arc::new(runtime),
+        images,
+    )?;
+    let watch_task = tokio::spawn(engine.clone().watch());
 
     let listener = TcpListener::bind(config.metrics_listen)
         .await
@@ -88,12 +113,13 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         bus: config.bus.clone(),
         source,
     };
-    let _conn = dbus::builder(&config.bus)
+    let conn = dbus::builder(&config.bus)
         .serve_at(dbus::MANAGER_PATH, Manager::new(engine.clone()))
         .name(dbus::BUS_NAME)
         .build()
         .await
         .map_err(bus_err)?;
+    let follow_task = tokio::spawn(dbus::follow(conn.clone(), engine.clone()));
     tracing::info!(metrics = %config.metrics_listen, "berthd serving {}", dbus::BUS_NAME);
 
     notify::ready();
@@ -106,6 +132,8 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     }
     notify::stopping();
     metrics_task.abort();
+    watch_task.abort();
+    follow_task.abort();
     if let Some(w) = watchdog {
         w.abort();
     }

@@ -2,3 +2,4 @@
 //! interface in `manager.rs`, so the two cannot drift apart.
 
 pub use super::manager::ManagerProxy;
+pub use super::task::TaskObjectProxy;

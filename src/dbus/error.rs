@@ -3,7 +3,8 @@
 
 use zbus::DBusError;
 
-use crate::engine::DefinitionError;
+use crate::engine::{DefinitionError, TaskError};
+use crate::image::ImageError;
 
 #[derive(Debug, DBusError)]
 #[zbus(prefix = "org.berth.Agent1.Error")]
@@ -18,6 +19,10 @@ pub enum BerthError {
     NotFound(String),
     /// An argument is malformed.
     InvalidArgument(String),
+    /// The host lacks the capacity the task reserves (`RESOURCE:MEMORY: ...`).
+    ResourceUnavailable(String),
+    /// The object is in use (an image a task runs).
+    InUse(String),
     /// berthd could not do what was asked (its state database failed, ...).
     Failed(String),
 }
@@ -29,6 +34,32 @@ impl From<DefinitionError> for BerthError {
             DefinitionError::NotFound(_) => BerthError::NotFound(e.to_string()),
             DefinitionError::BadReference(_) => BerthError::InvalidArgument(e.to_string()),
             DefinitionError::Store(_) => BerthError::Failed(error_chain(&e)),
+        }
+    }
+}
+
+impl From<TaskError> for BerthError {
+    fn from(e: TaskError) -> Self {
+        match e {
+            TaskError::Definition(d) => d.into(),
+            TaskError::Capacity(_) => BerthError::ResourceUnavailable(e.to_string()),
+            TaskError::NetworkMode(_) | TaskError::Inactive(_) => {
+                BerthError::InvalidArgument(e.to_string())
+            }
+            TaskError::NotFound(_) => BerthError::NotFound(e.to_string()),
+            TaskError::ImageInUse { .. } => BerthError::InUse(e.to_string()),
+            TaskError::Image(i) => i.into(),
+            TaskError::Store(_) | TaskError::Id(_) => BerthError::Failed(error_chain(&e)),
+        }
+    }
+}
+
+impl From<ImageError> for BerthError {
+    fn from(e: ImageError) -> Self {
+        match e {
+            ImageError::NotFound(_) => BerthError::NotFound(e.to_string()),
+            ImageError::Io { .. } | ImageError::Index { .. } => BerthError::Failed(error_chain(&e)),
+            _ => BerthError::InvalidArgument(error_chain(&e)),
         }
     }
 }

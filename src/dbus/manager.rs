@@ -1,10 +1,12 @@
 //! `org.berth.Agent1.Manager`: task definitions and the host's capacity.
 
 use zbus::message::Header;
+use zbus::OwnedObjectPath;
 use zbus::{interface, Connection};
 
 use super::access::require_admin;
-use super::BerthError;
+use super::task::{describe, task_path};
+use super::{BerthError, MANAGER_PATH};
 use crate::engine::Engine;
 
 pub struct Manager {
@@ -71,6 +73,105 @@ impl Manager {
         Ok(self.engine.deregister_definition(&reference)?)
     }
 
+    /// Starts a task of `task_definition` (`FAMILY` or `FAMILY:REVISION`). Returns its id and
+    /// object path. A task that cannot start is still created, and STOPPED with the cause.
+    #[zbus(out_args("id", "path"))]
+    async fn run_task(
+        &self,
+        task_definition: String,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(String, OwnedObjectPath), BerthError> {
+        require_admin(conn, &hdr).await?;
+        let task = self.engine.run_task(&task_definition)?;
+        tracing::info!(task = %task.id, task_definition = %task.task_definition, "task created");
+        Ok((task.id.clone(), task_path(&task.id)?))
+    }
+
+    /// Stops task `id` with `reason` (empty: "Task stopped by user").
+    async fn stop_task(
+        &self,
+        id: String,
+        reason: String,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(), BerthError> {
+        require_admin(conn, &hdr).await?;
+        self.engine.stop_task(&id, &reason)?;
+        Ok(())
+    }
+
+    /// Tasks as (id, taskDefinition, lastStatus, desiredStatus, path); stopped ones when `all`.
+    async fn list_tasks(
+        &self,
+        all: bool,
+    ) -> Result<Vec<(String, String, String, String, OwnedObjectPath)>, BerthError> {
+        self.engine
+            .tasks(all)
+            .into_iter()
+            .map(|t| {
+                Ok((
+                    t.id.clone(),
+                    t.task_definition.clone(),
+                    t.last_status.as_str().to_string(),
+                    t.desired_status.as_str().to_string(),
+                    task_path(&t.id)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Task `id` as JSON, shaped like one entry of ECS DescribeTasks.
+    async fn describe_task(&self, id: String) -> Result<String, BerthError> {
+        Ok(describe(&self.engine.task(&id)?).to_string())
+    }
+
+    /// Imports an image from `archive`, a readable file descriptor carrying a tar stream: an
+    /// OCI image layout, a `docker save` tarball or a skopeo `docker-archive`. `name` (may be
+    /// empty) overrides the name the archive gives. Returns the name and image id.
+    #[zbus(out_args("name", "id"))]
+    async fn import_image(
+        &self,
+        archive: zbus::OwnedFd,
+        name: String,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(String, String), BerthError> {
+        require_admin(conn, &hdr).await?;
+        let images = self.engine.images().clone();
+        let fd: std::os::fd::OwnedFd = archive.into();
+        let name = (!name.is_empty()).then_some(name);
+        let now = crate::engine::task::now_seconds();
+        let rec = tokio::task::spawn_blocking(move || {
+            images.import(std::fs::File::from(fd), name.as_deref(), now)
+        })
+        .await
+        .map_err(|e| BerthError::Failed(format!("import stopped: {e}")))??;
+        tracing::info!(image = %rec.name, id = %rec.id, "image imported");
+        Ok((rec.name, rec.id))
+    }
+
+    /// Images as (name, id, bytes, importedAt seconds since the epoch).
+    async fn list_images(&self) -> Vec<(String, String, u64, u64)> {
+        self.engine
+            .images()
+            .list()
+            .into_iter()
+            .map(|r| (r.name, r.id, r.size, r.imported_at))
+            .collect()
+    }
+
+    /// Removes an image no running task uses.
+    async fn remove_image(
+        &self,
+        name: String,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(), BerthError> {
+        require_admin(conn, &hdr).await?;
+        Ok(self.engine.remove_image(&name)?)
+    }
+
     #[zbus(property(emits_changed_signal = "const"))]
     fn version(&self) -> String {
         env!("CARGO_PKG_VERSION").to_string()
@@ -88,6 +189,17 @@ impl Manager {
         self.engine.capacity().registered.memory_mib
     }
 
+    /// CPU units reserved by tasks not yet stopped.
+    #[zbus(property)]
+    fn reserved_cpu(&self) -> u64 {
+        self.engine.capacity().reserved.cpu_units
+    }
+
+    #[zbus(property)]
+    fn reserved_memory(&self) -> u64 {
+        self.engine.capacity().reserved.memory_mib
+    }
+
     #[zbus(property)]
     fn remaining_cpu(&self) -> u64 {
         self.engine.capacity().remaining.cpu_units
@@ -97,4 +209,18 @@ impl Manager {
     fn remaining_memory(&self) -> u64 {
         self.engine.capacity().remaining.memory_mib
     }
+}
+
+/// Announces the capacity properties after an admission or a release.
+pub async fn emit_capacity(conn: &Connection) -> zbus::Result<()> {
+    let iface = conn
+        .object_server()
+        .interface::<_, Manager>(MANAGER_PATH)
+        .await?;
+    let e = iface.signal_emitter();
+    let m = iface.get().await;
+    m.reserved_cpu_changed(e).await?;
+    m.reserved_memory_changed(e).await?;
+    m.remaining_cpu_changed(e).await?;
+    m.remaining_memory_changed(e).await
 }

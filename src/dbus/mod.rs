@@ -6,9 +6,11 @@ mod access;
 pub mod client;
 mod error;
 mod manager;
+mod task;
 
 pub use error::BerthError;
 pub use manager::Manager;
+pub use task::{describe, follow, TaskObject, TASK_PATH_PREFIX};
 
 /// Well-known bus name.
 pub const BUS_NAME: &str = "org.berth.Agent1";

@@ -1,16 +1,27 @@
-//! The one owner of berth's mutable state: the capacity books and the registered task
-//! definitions. Faces hold an [`Engine`] handle, ask it to act, and read snapshots.
+//! The one owner of berth's mutable state: the capacity books, the registered task
+//! definitions and the tasks. Faces hold an [`Engine`] handle, ask it to act, read snapshots,
+//! and follow [`Change`]s.
 //!
-//! Every change is committed to the [`Store`] before the registry in memory and the caller
-//! see it; on start the registry is rebuilt from the store.
+//! Every change is committed to the [`Store`] before the caller sees it; on start the
+//! definitions and tasks are rebuilt from the store, and tasks not yet stopped are observed
+//! again through the runtime (their shims kept them running).
 
 mod definitions;
+pub mod task;
+mod tasks;
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use tokio::sync::broadcast;
+
 pub use definitions::{DefinitionError, Registered};
+pub use task::{Status, StopCode, Task};
+pub use tasks::TaskError;
 
 use crate::capacity::{Books, Resources};
+use crate::image::ImageStore;
+use crate::runtime::Runtime;
 use crate::spec;
 use crate::store::{Store, StoreError, StoredDefinition};
 
@@ -18,25 +29,44 @@ use crate::store::{Store, StoreError, StoredDefinition};
 struct State {
     books: Books,
     definitions: definitions::Registry,
+    tasks: BTreeMap<String, Task>,
     store: Store,
+}
+
+/// What changed, for the faces to show (D-Bus objects and PropertiesChanged).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    TaskAdded(String),
+    TaskChanged(String),
+    Capacity,
 }
 
 /// A cheap, cloneable handle on the engine.
 #[derive(Debug, Clone)]
 pub struct Engine {
     state: Arc<Mutex<State>>,
+    runtime: Arc<dyn Runtime>,
+    images: Arc<ImageStore>,
+    changes: broadcast::Sender<Change>,
 }
 
 /// What the faces show of the capacity books.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CapacitySnapshot {
     pub registered: Resources,
+    pub reserved: Resources,
     pub remaining: Resources,
 }
 
 impl Engine {
-    /// Builds the engine over `store`, restoring the registered task definitions.
-    pub fn new(books: Books, store: Store) -> Result<Engine, StoreError> {
+    /// Builds the engine over `store`, restoring the registered task definitions and the
+    /// tasks; the books are charged with every task not yet stopped.
+    pub fn new(
+        mut books: Books,
+        store: Store,
+        runtime: Arc<dyn Runtime>,
+        images: Arc<ImageStore>,
+    ) -> Result<Engine, StoreError> {
         let mut registry = definitions::Registry::default();
         for stored in store.definitions()? {
             let reference = format!("{}:{}", stored.family, stored.revision);
@@ -50,12 +80,30 @@ impl Engine {
                 }
             }
         }
+        let mut tasks = BTreeMap::new();
+        for (id, json) in store.tasks()? {
+            match serde_json::from_str::<Task>(&json) {
+                Ok(t) => {
+                    if !t.is_stopped() {
+                        // Re-adopted: it holds what it held before the restart.
+                        books.force(t.reservation);
+                    }
+                    tasks.insert(id, t);
+                }
+                Err(e) => tracing::warn!(task = %id, error = %e, "stored task unreadable; skipped"),
+            }
+        }
+        let (changes, _) = broadcast::channel(1024);
         Ok(Engine {
             state: Arc::new(Mutex::new(State {
                 books,
                 definitions: registry,
+                tasks,
                 store,
             })),
+            runtime,
+            images,
+            changes,
         })
     }
 
@@ -64,10 +112,24 @@ impl Engine {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    pub fn subscribe(&self) -> broadcast::Receiver<Change> {
+        self.changes.subscribe()
+    }
+
+    fn emit(&self, change: Change) {
+        // No subscriber yet is fine: faces read the state when they start.
+        let _ = self.changes.send(change);
+    }
+
+    pub fn images(&self) -> &Arc<ImageStore> {
+        &self.images
+    }
+
     pub fn capacity(&self) -> CapacitySnapshot {
         let s = self.lock();
         CapacitySnapshot {
             registered: s.books.registered(),
+            reserved: s.books.reserved(),
             remaining: s.books.remaining(),
         }
     }

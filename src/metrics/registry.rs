@@ -90,7 +90,23 @@ mod tests {
             },
             0,
         );
-        let engine = Engine::new(books, store).unwrap();
+        let images = std::sync::Arc::new(
+            crate::image::ImageStore::open(&dir.path().join("images")).unwrap(),
+        );
+        // A container runtime over an empty directory: constructed, never asked to run.
+        let tree =
+            crate::cgroup::CgroupTree::locate(dir.path(), std::path::Path::new("/berth")).unwrap();
+        let runtime = crate::runtime::ContainerRuntime::new(
+            crate::runtime::RuntimeConfig {
+                tasks_dir: dir.path().join("tasks"),
+                runtime_dir: dir.path().join("run"),
+                pids_max: 64,
+                shim_exe: "/bin/false".into(),
+            },
+            tree,
+            images.clone(),
+        );
+        let engine = Engine::new(books, store, std::sync::Arc::new(runtime), images).unwrap();
         let text = String::from_utf8(Metrics::new(engine).unwrap().render()).unwrap();
         assert!(
             text.contains("berth_host_cpu_units{state=\"registered\"} 2048"),

@@ -1,9 +1,10 @@
 //! Schema steps, applied in order inside one transaction; `user_version` records the last.
 //! Never edit a released step: add the next one.
 
-pub const STEPS: &[(i64, &str)] = &[(
-    1,
-    "CREATE TABLE task_definitions (
+pub const STEPS: &[(i64, &str)] = &[
+    (
+        1,
+        "CREATE TABLE task_definitions (
         family TEXT NOT NULL,
         revision INTEGER NOT NULL,
         active INTEGER NOT NULL,
@@ -11,6 +12,14 @@ pub const STEPS: &[(i64, &str)] = &[(
         registered_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
         PRIMARY KEY (family, revision)
     );",
-)];
+    ),
+    (
+        2,
+        "CREATE TABLE tasks (
+        id TEXT PRIMARY KEY,
+        state TEXT NOT NULL
+    );",
+    ),
+];
 
 pub const LATEST: i64 = STEPS[STEPS.len() - 1].0;

@@ -157,6 +157,31 @@ impl Store {
         Ok(())
     }
 
+    /// Records a task's whole state (JSON), replacing what was there.
+    pub fn put_task(&self, id: &str, state: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO tasks (id, state) VALUES (?1, ?2)
+                 ON CONFLICT(id) DO UPDATE SET state = excluded.state",
+                params![id, state],
+            )
+            .map_err(self.query_err("record a task"))?;
+        Ok(())
+    }
+
+    /// Every recorded task as (id, state JSON).
+    pub fn tasks(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, state FROM tasks ORDER BY id")
+            .map_err(self.query_err("list tasks"))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(self.query_err("list tasks"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(self.query_err("read a task"))
+    }
+
     pub fn definitions(&self) -> Result<Vec<StoredDefinition>, StoreError> {
         let mut stmt = self
             .conn

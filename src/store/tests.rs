@@ -45,7 +45,7 @@ fn newer_schema_is_refused_and_left_alone() {
         .unwrap();
     let err = Store::open(dir.path()).unwrap_err().to_string();
     assert!(
-        err.contains("schema version 99, newer than this berthd knows (1)"),
+        err.contains("schema version 99, newer than this berthd knows (2)"),
         "{err}"
     );
     let v: i64 = Connection::open(&path)

@@ -10,6 +10,9 @@ use serde_json::json;
 
 use berth::dbus::client::ManagerProxy;
 
+mod images;
+mod tasks;
+
 #[derive(Parser)]
 #[command(version, about = "berth: Amazon ECS for one Linux host (command line)")]
 struct Args {
@@ -35,6 +38,52 @@ enum Command {
     Definition { reference: String },
     /// Deregister FAMILY:REVISION.
     Deregister { reference: String },
+    /// Run a task of FAMILY[:REVISION]; prints the task id.
+    Run {
+        reference: String,
+        /// Wait until the task stops; exit with its essential container's exit code.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// List tasks that are not stopped (all with --all).
+    Ps {
+        #[arg(long, short)]
+        all: bool,
+    },
+    /// Show a task.
+    Describe { task: String },
+    /// Stop a task (SIGTERM, then SIGKILL after each container's stopTimeout).
+    Stop {
+        task: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Print a container's output (the task's first container by default).
+    Logs {
+        task: String,
+        container: Option<String>,
+        /// Keep printing until the task stops.
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Images: import, ls, rm.
+    #[command(subcommand)]
+    Image(ImageCommand),
+}
+
+#[derive(Subcommand)]
+enum ImageCommand {
+    /// Import an OCI image layout directory, or a `docker save` / docker-archive tarball.
+    Import {
+        path: PathBuf,
+        /// NAME:TAG to give the image (default: the name the archive carries).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List imported images.
+    Ls,
+    /// Remove an image no running task uses.
+    Rm { name: String },
 }
 
 async fn connect(address: Option<&str>) -> anyhow::Result<ManagerProxy<'static>> {
@@ -52,7 +101,7 @@ async fn connect(address: Option<&str>) -> anyhow::Result<ManagerProxy<'static>>
 }
 
 /// Shows a daemon error as its short name and message, e.g. `InvalidTaskDefinition: ...`.
-fn wire(e: berth::dbus::BerthError) -> anyhow::Error {
+pub(crate) fn wire(e: berth::dbus::BerthError) -> anyhow::Error {
     use berth::dbus::BerthError as E;
     match e {
         E::ZBus(z) => z.into(),
@@ -60,11 +109,13 @@ fn wire(e: berth::dbus::BerthError) -> anyhow::Error {
         E::InvalidTaskDefinition(m) => anyhow::anyhow!("InvalidTaskDefinition: {m}"),
         E::NotFound(m) => anyhow::anyhow!("NotFound: {m}"),
         E::InvalidArgument(m) => anyhow::anyhow!("InvalidArgument: {m}"),
+        E::ResourceUnavailable(m) => anyhow::anyhow!("ResourceUnavailable: {m}"),
+        E::InUse(m) => anyhow::anyhow!("InUse: {m}"),
         E::Failed(m) => anyhow::anyhow!("Failed: {m}"),
     }
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
+async fn run(args: Args) -> anyhow::Result<u8> {
     let m = connect(args.bus_address.as_deref()).await?;
     match args.command {
         Command::Capacity => {
@@ -142,8 +193,24 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     .map_err(wire)?
             );
         }
+        Command::Run { reference, wait } => {
+            return tasks::run(&m, reference, wait, args.json).await;
+        }
+        Command::Ps { all } => tasks::ps(&m, all, args.json).await?,
+        Command::Describe { task } => tasks::show(&m, &task, args.json).await?,
+        Command::Stop { task, reason } => tasks::stop(&m, task, reason).await?,
+        Command::Logs {
+            task,
+            container,
+            follow,
+        } => tasks::logs(&m, task, container, follow).await?,
+        Command::Image(ImageCommand::Import { path, name }) => {
+            images::import(&m, &path, name).await?
+        }
+        Command::Image(ImageCommand::Ls) => images::ls(&m, args.json).await?,
+        Command::Image(ImageCommand::Rm { name }) => images::rm(&m, name).await?,
     }
-    Ok(())
+    Ok(0)
 }
 
 fn main() -> ExitCode {
@@ -159,7 +226,7 @@ fn main() -> ExitCode {
         }
     };
     match rt.block_on(run(args)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!(
                 "berthctl: {}",

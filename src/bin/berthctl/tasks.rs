@@ -1,0 +1,163 @@
+//! `berthctl run | ps | describe | stop | logs`.
+
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::Context;
+use berth::dbus::client::{ManagerProxy, TaskObjectProxy};
+use serde_json::Value;
+
+use crate::wire;
+
+async fn describe(m: &ManagerProxy<'_>, id: &str) -> anyhow::Result<Value> {
+    let text = m.describe_task(id.to_string()).await.map_err(wire)?;
+    Ok(serde_json::from_str(&text)?)
+}
+
+/// Polls until the task is STOPPED; returns its description.
+pub async fn wait_stopped(m: &ManagerProxy<'_>, id: &str) -> anyhow::Result<Value> {
+    loop {
+        let v = describe(m, id).await?;
+        if v["lastStatus"] == "STOPPED" {
+            return Ok(v);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// The exit status `run --wait` ends with: the first essential container's exit code.
+pub fn exit_status(task: &Value) -> u8 {
+    let containers = task["containers"].as_array().cloned().unwrap_or_default();
+    let code = containers
+        .iter()
+        .find(|c| c["essential"] == true)
+        .and_then(|c| c["exitCode"].as_i64());
+    match code {
+        Some(c) => c.clamp(0, 255) as u8,
+        None => 1,
+    }
+}
+
+pub fn print_task(v: &Value, json: bool) {
+    if json {
+        println!("{v}");
+        return;
+    }
+    let s = |k: &str| v[k].as_str().unwrap_or("-").to_string();
+    println!("Task:           {}", s("taskId"));
+    println!("Definition:     {}", s("taskDefinition"));
+    println!(
+        "Status:         {} (desired {})",
+        s("lastStatus"),
+        s("desiredStatus")
+    );
+    if !v["stopCode"].is_null() {
+        println!("Stop code:      {}", s("stopCode"));
+        println!("Stopped reason: {}", s("stoppedReason"));
+    }
+    println!("Containers:");
+    for c in v["containers"].as_array().cloned().unwrap_or_default() {
+        let code = c["exitCode"]
+            .as_i64()
+            .map(|x| x.to_string())
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "  {:<20} {:<10} exit {:<4} {}",
+            c["name"].as_str().unwrap_or(""),
+            c["lastStatus"].as_str().unwrap_or(""),
+            code,
+            c["reason"].as_str().unwrap_or("")
+        );
+    }
+}
+
+pub async fn run(
+    m: &ManagerProxy<'_>,
+    reference: String,
+    wait: bool,
+    json: bool,
+) -> anyhow::Result<u8> {
+    let (id, _path) = m.run_task(reference).await.map_err(wire)?;
+    if !wait {
+        if json {
+            println!("{}", describe(m, &id).await?);
+        } else {
+            println!("{id}");
+        }
+        return Ok(0);
+    }
+    let v = wait_stopped(m, &id).await?;
+    print_task(&v, json);
+    Ok(exit_status(&v))
+}
+
+pub async fn ps(m: &ManagerProxy<'_>, all: bool, json: bool) -> anyhow::Result<()> {
+    let list = m.list_tasks(all).await.map_err(wire)?;
+    if json {
+        let mut out = Vec::new();
+        for (id, ..) in &list {
+            out.push(describe(m, id).await?);
+        }
+        println!("{}", Value::from(out));
+        return Ok(());
+    }
+    println!(
+        "{:<32}  {:<24} {:<12} {:<8}",
+        "TASK", "DEFINITION", "STATUS", "DESIRED"
+    );
+    for (id, def, last, desired, _) in list {
+        println!("{id:<32}  {def:<24} {last:<12} {desired:<8}");
+    }
+    Ok(())
+}
+
+pub async fn show(m: &ManagerProxy<'_>, id: &str, json: bool) -> anyhow::Result<()> {
+    print_task(&describe(m, id).await?, json);
+    Ok(())
+}
+
+pub async fn stop(m: &ManagerProxy<'_>, id: String, reason: Option<String>) -> anyhow::Result<()> {
+    m.stop_task(id, reason.unwrap_or_default())
+        .await
+        .map_err(wire)?;
+    Ok(())
+}
+
+pub async fn logs(
+    m: &ManagerProxy<'_>,
+    id: String,
+    container: Option<String>,
+    follow: bool,
+) -> anyhow::Result<()> {
+    let task = describe(m, &id).await?;
+    let container = match container {
+        Some(c) => c,
+        None => task["containers"][0]["name"]
+            .as_str()
+            .context("the task has no containers")?
+            .to_string(),
+    };
+    let path = berth::dbus::TASK_PATH_PREFIX.to_string() + &id;
+    let t = TaskObjectProxy::builder(m.inner().connection())
+        .path(path)
+        .build()
+        .await?;
+    let mut offset = 0u64;
+    let mut out = std::io::stdout().lock();
+    loop {
+        let (data, next) = t.read_log(container.clone(), offset).await.map_err(wire)?;
+        out.write_all(&data)?;
+        out.flush()?;
+        offset = next;
+        if !data.is_empty() {
+            continue;
+        }
+        if !follow || t.last_status().await? == "STOPPED" {
+            // One last read: output written between the read and the status.
+            let (data, _) = t.read_log(container.clone(), offset).await.map_err(wire)?;
+            out.write_all(&data)?;
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}

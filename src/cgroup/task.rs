@@ -1,0 +1,173 @@
+//! A task's cgroup, `tasks/<task-id>/`: the task-level ECS limits live here (DESIGN.md,
+//! "Resource semantics"); the containers' cgroups are leaves below it, made by libcontainer
+//! from each container's OCI resources.
+//!
+//! | ECS field            | file            |
+//! | -------------------- | --------------- |
+//! | task `cpu` (units)   | `cpu.max` = units/1024 CPUs over a 100 ms period |
+//! | task `memory` (MiB)  | `memory.max`    |
+//! | (always)             | `memory.swap.max` 0, `pids.max` |
+
+use std::path::{Path, PathBuf};
+
+use crate::capacity::UNITS_PER_CPU;
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot {action} {path}")]
+pub struct TaskCgroupError {
+    action: &'static str,
+    path: PathBuf,
+    #[source]
+    source: std::io::Error,
+}
+
+/// The limits written into a task's cgroup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskLimits {
+    pub cpu_units: Option<u64>,
+    pub memory_mib: Option<u64>,
+    pub pids_max: u64,
+}
+
+const CPU_PERIOD_US: u64 = 100_000;
+
+/// `cpu.max` for a task's CPU units: 512 units is half a CPU, `50000 100000`.
+pub fn cpu_max(units: Option<u64>) -> String {
+    match units {
+        Some(u) => format!(
+            "{} {CPU_PERIOD_US}",
+            (u * CPU_PERIOD_US / UNITS_PER_CPU).max(1000)
+        ),
+        None => format!("max {CPU_PERIOD_US}"),
+    }
+}
+
+/// What `memory.events` counts: `oom` (the limit was hit) and `oom_kill` (processes killed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryEvents {
+    pub oom: u64,
+    pub oom_kill: u64,
+}
+
+pub fn parse_memory_events(text: &str) -> MemoryEvents {
+    let mut ev = MemoryEvents::default();
+    for line in text.lines() {
+        let mut parts = line.split_whitespace();
+        let (Some(k), Some(v)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        let v = v.parse().unwrap_or(0);
+        match k {
+            "oom" => ev.oom = v,
+            "oom_kill" => ev.oom_kill = v,
+            _ => {}
+        }
+    }
+    ev
+}
+
+/// Reads `memory.events` of the cgroup directory `dir`; a missing file reads as no events.
+pub fn memory_events(dir: &Path) -> MemoryEvents {
+    std::fs::read_to_string(dir.join("memory.events"))
+        .map(|t| parse_memory_events(&t))
+        .unwrap_or_default()
+}
+
+fn write(dir: &Path, file: &'static str, value: &str) -> Result<(), TaskCgroupError> {
+    let path = dir.join(file);
+    std::fs::write(&path, value).map_err(|source| TaskCgroupError {
+        action: "write",
+        path,
+        source,
+    })
+}
+
+/// Creates the task cgroup `dir` with `limits`, and turns on the controllers its containers
+/// need (those the parent offers).
+pub fn create(dir: &Path, limits: &TaskLimits) -> Result<(), TaskCgroupError> {
+    std::fs::create_dir_all(dir).map_err(|source| TaskCgroupError {
+        action: "create",
+        path: dir.to_owned(),
+        source,
+    })?;
+    write(dir, "cpu.max", &cpu_max(limits.cpu_units))?;
+    if let Some(m) = limits.memory_mib {
+        write(dir, "memory.max", &(m * 1024 * 1024).to_string())?;
+    }
+    if dir.join("memory.swap.max").exists() {
+        write(dir, "memory.swap.max", "0")?;
+    }
+    write(dir, "pids.max", &limits.pids_max.to_string())?;
+    let available = std::fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
+    let line: Vec<String> = ["cpu", "memory", "pids", "io"]
+        .iter()
+        .filter(|c| available.split_whitespace().any(|a| a == **c))
+        .map(|c| format!("+{c}"))
+        .collect();
+    write(dir, "cgroup.subtree_control", &line.join(" "))
+}
+
+/// Removes the task cgroup and any container cgroups left below it. Cgroups still holding
+/// processes stay, and the error says which.
+pub fn remove(dir: &Path) -> Result<(), TaskCgroupError> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove(&e.path())?;
+            }
+        }
+    }
+    std::fs::remove_dir(dir).map_err(|source| TaskCgroupError {
+        action: "remove",
+        path: dir.to_owned(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_units_become_a_quota_of_the_period() {
+        assert_eq!(cpu_max(Some(512)), "50000 100000");
+        assert_eq!(cpu_max(Some(2048)), "200000 100000");
+        assert_eq!(cpu_max(None), "max 100000");
+        // The kernel refuses quotas under 1 ms.
+        assert_eq!(cpu_max(Some(1)), "1000 100000");
+    }
+
+    #[test]
+    fn memory_events_are_read_by_key() {
+        let ev = parse_memory_events("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\noom_group_kill 0\n");
+        assert_eq!(
+            ev,
+            MemoryEvents {
+                oom: 1,
+                oom_kill: 1
+            }
+        );
+    }
+
+    #[test]
+    fn create_writes_the_limits_over_a_fake_tree() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("t1");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("cgroup.controllers"), "cpu memory pids").unwrap();
+        let limits = TaskLimits {
+            cpu_units: Some(512),
+            memory_mib: Some(64),
+            pids_max: 4096,
+        };
+        create(&dir, &limits).unwrap();
+        let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+        assert_eq!(read("cpu.max"), "50000 100000");
+        assert_eq!(read("memory.max"), "67108864");
+        assert_eq!(read("pids.max"), "4096");
+        assert_eq!(read("cgroup.subtree_control"), "+cpu +memory +pids");
+    }
+}

@@ -1,0 +1,215 @@
+//! `org.berth.Agent1.Task` at `/org/berth/Agent1/task/<id>`: one object per task, its
+//! properties read from the engine, `PropertiesChanged` sent by [`follow`] on every change.
+
+use zbus::message::Header;
+use zbus::object_server::SignalEmitter;
+use zbus::OwnedObjectPath;
+use zbus::{interface, Connection};
+
+use super::access::require_admin;
+use super::BerthError;
+use crate::engine::{Change, Engine, Task};
+
+pub const TASK_PATH_PREFIX: &str = "/org/berth/Agent1/task/";
+
+pub fn task_path(id: &str) -> zbus::Result<OwnedObjectPath> {
+    OwnedObjectPath::try_from(format!("{TASK_PATH_PREFIX}{id}"))
+}
+
+/// The task as ECS's DescribeTasks shows one.
+pub fn describe(t: &Task) -> serde_json::Value {
+    let time = |us: Option<u64>| us.map(|u| u as f64 / 1e6);
+    serde_json::json!({
+        "taskId": t.id,
+        "taskArn": format!("berth:task/{}", t.id),
+        "taskDefinition": t.task_definition,
+        "lastStatus": t.last_status.as_str(),
+        "desiredStatus": t.desired_status.as_str(),
+        "stopCode": t.stop_code.map(|c| c.as_str()),
+        "stoppedReason": t.stopped_reason,
+        "cpu": t.reservation.cpu_units.to_string(),
+        "memory": t.reservation.memory_mib.to_string(),
+        "containers": t.containers.iter().map(|c| serde_json::json!({
+            "name": c.name,
+            "lastStatus": c.last_status.as_str(),
+            "exitCode": c.exit_code,
+            "reason": c.reason,
+            "essential": c.essential,
+        })).collect::<Vec<_>>(),
+        "createdAt": time(Some(t.created_at)),
+        "startedAt": time(t.started_at),
+        "stoppedAt": time(t.stopped_at),
+    })
+}
+
+pub struct TaskObject {
+    id: String,
+    engine: Engine,
+}
+
+impl TaskObject {
+    fn task(&self) -> Option<Task> {
+        self.engine.task(&self.id).ok()
+    }
+
+    fn field<T: Default>(&self, f: impl FnOnce(&Task) -> T) -> T {
+        self.task().map(|t| f(&t)).unwrap_or_default()
+    }
+}
+
+#[interface(
+    name = "org.berth.Agent1.Task",
+    proxy(default_service = "org.berth.Agent1")
+)]
+impl TaskObject {
+    /// Stops the task: SIGTERM to its containers, SIGKILL after each one's stopTimeout.
+    async fn stop(
+        &self,
+        reason: String,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(), BerthError> {
+        require_admin(conn, &hdr).await?;
+        self.engine.stop_task(&self.id, &reason)?;
+        Ok(())
+    }
+
+    /// The task as JSON, shaped like one entry of ECS DescribeTasks.
+    async fn describe(&self) -> Result<String, BerthError> {
+        Ok(describe(&self.engine.task(&self.id)?).to_string())
+    }
+
+    /// Up to 64 KiB of a container's log (stdout and stderr as written) from byte `offset`;
+    /// returns the bytes and the offset to ask for next.
+    #[zbus(out_args("data", "next_offset"))]
+    async fn read_log(&self, container: String, offset: u64) -> Result<(Vec<u8>, u64), BerthError> {
+        let data = self
+            .engine
+            .read_log(&self.id, &container, offset, 64 * 1024)?;
+        let next = offset + data.len() as u64;
+        Ok((data, next))
+    }
+
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn id(&self) -> String {
+        self.id.clone()
+    }
+
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn task_definition(&self) -> String {
+        self.field(|t| t.task_definition.clone())
+    }
+
+    #[zbus(property)]
+    fn last_status(&self) -> String {
+        self.field(|t| t.last_status.as_str().to_string())
+    }
+
+    #[zbus(property)]
+    fn desired_status(&self) -> String {
+        self.field(|t| t.desired_status.as_str().to_string())
+    }
+
+    /// Empty until the task is stopping.
+    #[zbus(property)]
+    fn stop_code(&self) -> String {
+        self.field(|t| {
+            t.stop_code
+                .map(|c| c.as_str().to_string())
+                .unwrap_or_default()
+        })
+    }
+
+    #[zbus(property)]
+    fn stopped_reason(&self) -> String {
+        self.field(|t| t.stopped_reason.clone().unwrap_or_default())
+    }
+
+    /// (name, lastStatus, exitCode or -1, reason) per container.
+    #[zbus(property)]
+    fn containers(&self) -> Vec<(String, String, i32, String)> {
+        self.field(|t| {
+            t.containers
+                .iter()
+                .map(|c| {
+                    (
+                        c.name.clone(),
+                        c.last_status.as_str().to_string(),
+                        c.exit_code.unwrap_or(-1),
+                        c.reason.clone().unwrap_or_default(),
+                    )
+                })
+                .collect()
+        })
+    }
+
+    /// Microseconds since the epoch; 0 when not yet.
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn created_at(&self) -> u64 {
+        self.field(|t| t.created_at)
+    }
+
+    #[zbus(property)]
+    fn started_at(&self) -> u64 {
+        self.field(|t| t.started_at.unwrap_or(0))
+    }
+
+    #[zbus(property)]
+    fn stopped_at(&self) -> u64 {
+        self.field(|t| t.stopped_at.unwrap_or(0))
+    }
+}
+
+async fn emit_task(conn: &Connection, id: &str) -> zbus::Result<()> {
+    let iface = conn
+        .object_server()
+        .interface::<_, TaskObject>(task_path(id)?)
+        .await?;
+    let e: &SignalEmitter<'static> = iface.signal_emitter();
+    let obj = iface.get().await;
+    obj.last_status_changed(e).await?;
+    obj.desired_status_changed(e).await?;
+    obj.stop_code_changed(e).await?;
+    obj.stopped_reason_changed(e).await?;
+    obj.containers_changed(e).await?;
+    obj.started_at_changed(e).await?;
+    obj.stopped_at_changed(e).await
+}
+
+async fn add_task(conn: &Connection, engine: &Engine, id: &str) -> zbus::Result<()> {
+    let obj = TaskObject {
+        id: id.to_string(),
+        engine: engine.clone(),
+    };
+    conn.object_server().at(task_path(id)?, obj).await?;
+    Ok(())
+}
+
+/// Serves an object for every task there is, then follows the engine's changes until the
+/// connection closes: new objects for new tasks, PropertiesChanged for changed ones.
+pub async fn follow(conn: Connection, engine: Engine) {
+    let mut changes = engine.subscribe();
+    for t in engine.tasks(true) {
+        if let Err(e) = add_task(&conn, &engine, &t.id).await {
+            tracing::warn!(task = %t.id, error = %e, "cannot serve the task object");
+        }
+    }
+    loop {
+        let change = match changes.recv().await {
+            Ok(c) => c,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(missed = n, "D-Bus face fell behind the engine's changes");
+                continue;
+            }
+            Err(_) => return,
+        };
+        let result = match &change {
+            Change::TaskAdded(id) => add_task(&conn, &engine, id).await,
+            Change::TaskChanged(id) => emit_task(&conn, id).await,
+            Change::Capacity => super::manager::emit_capacity(&conn).await,
+        };
+        if let Err(e) = result {
+            tracing::warn!(?change, error = %e, "cannot announce a change on D-Bus");
+        }
+    }
+}

@@ -1,0 +1,171 @@
+use super::*;
+use crate::runtime::report::{Done, Exited, Failed, Started};
+use crate::runtime::Observation;
+use crate::spec;
+
+fn task() -> Task {
+    let def = spec::parse(
+        r#"{"family":"web","containerDefinitions":[
+            {"name":"app","image":"busybox","memory":64},
+            {"name":"side","image":"busybox","memory":32,"essential":false}]}"#,
+    )
+    .unwrap()
+    .definition;
+    Task::new("t1".into(), "web:1".into(), &def, 10)
+}
+
+fn seen(f: impl FnOnce(&mut Observation)) -> Seen {
+    let mut report = Observation::default();
+    f(&mut report);
+    Seen {
+        report,
+        holder_alive: true,
+    }
+}
+
+fn started(o: &mut Observation, name: &str) {
+    o.started.insert(name.into(), Started { pid: 1, at: 1 });
+}
+
+fn exited(o: &mut Observation, name: &str, code: i32, oom: Option<OomScope>) {
+    o.exited.insert(
+        name.into(),
+        Exited {
+            exit_code: code,
+            oom,
+            at: 2,
+        },
+    );
+}
+
+#[test]
+fn running_once_every_container_started() {
+    let mut t = task();
+    t.launched();
+    assert_eq!(t.last_status, Status::Pending);
+    assert!(t.apply(&seen(|o| started(o, "app")), 20));
+    assert_eq!(t.last_status, Status::Pending);
+    t.apply(
+        &seen(|o| {
+            started(o, "app");
+            started(o, "side")
+        }),
+        30,
+    );
+    assert_eq!(t.last_status, Status::Running);
+    assert_eq!(t.started_at, Some(30));
+    assert!(!t.apply(
+        &seen(|o| {
+            started(o, "app");
+            started(o, "side")
+        }),
+        40
+    ));
+}
+
+#[test]
+fn essential_exit_stops_the_task_with_its_code() {
+    let mut t = task();
+    t.launched();
+    let both = |o: &mut Observation| {
+        started(o, "app");
+        started(o, "side");
+        exited(o, "app", 42, None);
+    };
+    t.apply(&seen(both), 20);
+    assert_eq!(t.last_status, Status::Stopping);
+    assert_eq!(t.desired_status, Status::Stopped);
+    assert_eq!(t.stop_code, Some(StopCode::EssentialContainerExited));
+    assert_eq!(
+        t.stopped_reason.as_deref(),
+        Some("Essential container in task exited")
+    );
+    t.apply(
+        &seen(|o| {
+            both(o);
+            exited(o, "side", 143, None);
+            o.done = Some(Done { at: 3 });
+        }),
+        30,
+    );
+    assert_eq!(t.last_status, Status::Stopped);
+    assert_eq!(t.containers[0].exit_code, Some(42));
+    assert_eq!(t.containers[1].exit_code, Some(143));
+    assert_eq!(t.stopped_at, Some(30));
+}
+
+#[test]
+fn oom_kill_is_the_stopped_reason() {
+    let mut t = task();
+    t.apply(
+        &seen(|o| {
+            started(o, "app");
+            exited(o, "app", 137, Some(OomScope::Container));
+        }),
+        20,
+    );
+    assert!(t
+        .stopped_reason
+        .as_deref()
+        .unwrap()
+        .starts_with("OutOfMemoryError: container app"));
+    assert_eq!(t.stop_code, Some(StopCode::EssentialContainerExited));
+}
+
+#[test]
+fn user_stop_keeps_its_reason_over_the_exit_that_follows() {
+    let mut t = task();
+    t.apply(
+        &seen(|o| {
+            started(o, "app");
+            started(o, "side")
+        }),
+        20,
+    );
+    assert!(t.request_stop("maintenance".into()));
+    assert_eq!(t.last_status, Status::Stopping);
+    t.apply(
+        &seen(|o| {
+            exited(o, "app", 143, None);
+            exited(o, "side", 143, None);
+            o.done = Some(Done { at: 3 });
+        }),
+        30,
+    );
+    assert_eq!(t.stop_code, Some(StopCode::UserInitiated));
+    assert_eq!(t.stopped_reason.as_deref(), Some("maintenance"));
+    assert!(!t.request_stop("again".into()));
+}
+
+#[test]
+fn failure_to_start_names_the_cause() {
+    let mut t = task();
+    t.apply(
+        &seen(|o| {
+            o.failed = Some(Failed {
+                container: "app".into(),
+                reason: "CannotStartContainerError: exec: no such file".into(),
+                at: 1,
+            });
+            o.done = Some(Done { at: 2 });
+        }),
+        20,
+    );
+    assert_eq!(t.last_status, Status::Stopped);
+    assert_eq!(t.stop_code, Some(StopCode::TaskFailedToStart));
+    assert!(t.containers[0]
+        .reason
+        .as_deref()
+        .unwrap()
+        .contains("no such file"));
+}
+
+#[test]
+fn a_lost_shim_stops_the_task_with_a_reason() {
+    let mut t = task();
+    let mut s = seen(|o| started(o, "app"));
+    s.holder_alive = false;
+    t.apply(&s, 20);
+    assert_eq!(t.last_status, Status::Stopped);
+    assert!(t.stopped_reason.as_deref().unwrap().contains("shim"));
+}

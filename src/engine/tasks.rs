@@ -1,0 +1,231 @@
+//! Running and stopping tasks, and the loop that keeps each task's known status in line with
+//! what its backend reports. The runtime is called outside the state lock.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::{Change, DefinitionError, Engine, State, Status, Task};
+use crate::capacity::Refusal;
+use crate::runtime::Launch;
+use crate::spec::NetworkMode;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    #[error(transparent)]
+    Definition(#[from] DefinitionError),
+    #[error("{0}")]
+    Capacity(#[from] Refusal),
+    #[error("networkMode \"{0}\" is not supported yet; use \"none\" or \"host\"")]
+    NetworkMode(&'static str),
+    #[error("task definition {0} is inactive; register a new revision")]
+    Inactive(String),
+    #[error("no task {0}")]
+    NotFound(String),
+    #[error("image {image} is used by task {task}; stop the task first")]
+    ImageInUse { image: String, task: String },
+    #[error(transparent)]
+    Image(#[from] crate::image::ImageError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot make a task id")]
+    Id(#[source] std::io::Error),
+}
+
+/// Microseconds since the epoch: the engine's clock.
+pub fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+fn new_task_id() -> Result<String, std::io::Error> {
+    use std::io::Read;
+    let mut b = [0u8; 16];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+fn persist(state: &State, task: &Task) -> Result<(), StoreError> {
+    let json = serde_json::to_string(task).unwrap_or_default();
+    state.store.put_task(&task.id, &json)
+}
+
+impl Engine {
+    /// `RunTask`: admits the task to the books, records it, and hands it to the runtime.
+    /// A task the runtime cannot start is returned STOPPED with the cause as its reason.
+    pub fn run_task(&self, reference: &str) -> Result<Task, TaskError> {
+        let id = new_task_id().map_err(TaskError::Id)?;
+        let registered = {
+            let mut state = self.lock();
+            let reg = state.definitions.get(reference)?;
+            if !reg.active {
+                return Err(TaskError::Inactive(reg.reference()));
+            }
+            match reg.definition.network_mode {
+                NetworkMode::Bridge => return Err(TaskError::NetworkMode("bridge")),
+                NetworkMode::Awsvpc => return Err(TaskError::NetworkMode("awsvpc")),
+                _ => {}
+            }
+            let task = Task::new(id.clone(), reg.reference(), &reg.definition, now_us());
+            state.books.admit(task.reservation)?;
+            if let Err(e) = persist(&state, &task) {
+                state.books.release(task.reservation);
+                return Err(e.into());
+            }
+            state.tasks.insert(id.clone(), task);
+            reg
+        };
+        self.emit(Change::TaskAdded(id.clone()));
+        self.emit(Change::Capacity);
+        let launched = self.runtime.launch(&Launch {
+            task_id: &id,
+            definition: &registered.definition,
+        });
+        let mut state = self.lock();
+        let State { tasks, books, .. } = &mut *state;
+        let Some(task) = tasks.get_mut(&id) else {
+            return Err(TaskError::NotFound(id));
+        };
+        match launched {
+            Ok(()) => task.launched(),
+            Err(e) => {
+                tracing::warn!(task = %id, error = %e, "task failed to start");
+                task.failed_to_start(e.to_string(), now_us());
+                books.release(task.reservation);
+                self.runtime.release(&id);
+            }
+        }
+        let task = task.clone();
+        persist(&state, &task)?;
+        drop(state);
+        self.emit(Change::TaskChanged(id));
+        if task.is_stopped() {
+            self.emit(Change::Capacity);
+        }
+        Ok(task)
+    }
+
+    /// `StopTask`: records the reason and tells the runtime; the watch loop sees the exits.
+    pub fn stop_task(&self, id: &str, reason: &str) -> Result<Task, TaskError> {
+        let task = {
+            let mut state = self.lock();
+            let task = state
+                .tasks
+                .get_mut(id)
+                .ok_or_else(|| TaskError::NotFound(id.to_string()))?;
+            let reason = if reason.is_empty() {
+                "Task stopped by user"
+            } else {
+                reason
+            };
+            if !task.request_stop(reason.to_string()) {
+                return Ok(task.clone());
+            }
+            let task = task.clone();
+            persist(&state, &task)?;
+            task
+        };
+        self.runtime.stop(id);
+        self.emit(Change::TaskChanged(id.to_string()));
+        Ok(task)
+    }
+
+    pub fn task(&self, id: &str) -> Result<Task, TaskError> {
+        self.lock()
+            .tasks
+            .get(id)
+            .cloned()
+            .ok_or_else(|| TaskError::NotFound(id.to_string()))
+    }
+
+    /// Tasks, oldest first; stopped ones only when `all`.
+    pub fn tasks(&self, all: bool) -> Vec<Task> {
+        let mut v: Vec<Task> = self
+            .lock()
+            .tasks
+            .values()
+            .filter(|t| all || !t.is_stopped())
+            .cloned()
+            .collect();
+        v.sort_by_key(|t| t.created_at);
+        v
+    }
+
+    pub fn read_log(
+        &self,
+        id: &str,
+        container: &str,
+        offset: u64,
+        max: usize,
+    ) -> Result<Vec<u8>, TaskError> {
+        let task = self.task(id)?;
+        if !task.containers.iter().any(|c| c.name == container) {
+            return Err(TaskError::NotFound(format!("{id} container {container}")));
+        }
+        Ok(self.runtime.read_log(id, container, offset, max))
+    }
+
+    /// Removes an image no unstopped task uses.
+    pub fn remove_image(&self, name: &str) -> Result<(), TaskError> {
+        let want = crate::image::reference::normalize(name);
+        let holder = self
+            .lock()
+            .tasks
+            .values()
+            .find(|t| !t.is_stopped() && t.images.contains(&want))
+            .map(|t| t.id.clone());
+        if let Some(task) = holder {
+            return Err(TaskError::ImageInUse { image: want, task });
+        }
+        self.images.remove(&want)?;
+        Ok(())
+    }
+
+    /// Follows every unstopped task until berthd stops: observe, apply, record, announce.
+    pub async fn watch(self) {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tick.tick().await;
+            let live: Vec<(String, bool)> = self
+                .lock()
+                .tasks
+                .values()
+                .filter(|t| !t.is_stopped() && t.last_status != Status::Provisioning)
+                .map(|t| (t.id.clone(), t.desired_status == Status::Stopped))
+                .collect();
+            for (id, stopping) in live {
+                if stopping {
+                    self.runtime.stop(&id);
+                }
+                let seen = self.runtime.observe(&id);
+                self.apply_seen(&id, &seen);
+            }
+        }
+    }
+
+    fn apply_seen(&self, id: &str, seen: &crate::runtime::Seen) {
+        let mut state = self.lock();
+        let State { tasks, books, .. } = &mut *state;
+        let Some(task) = tasks.get_mut(id) else {
+            return;
+        };
+        if !task.apply(seen, now_us()) {
+            return;
+        }
+        let task = task.clone();
+        if task.is_stopped() {
+            books.release(task.reservation);
+        }
+        if let Err(e) = persist(&state, &task) {
+            tracing::error!(task = %id, error = %e, "cannot record the task's state");
+        }
+        drop(state);
+        if task.is_stopped() {
+            self.runtime.release(id);
+            tracing::info!(task = %id, reason = ?task.stopped_reason, "task stopped");
+            self.emit(Change::Capacity);
+        }
+        self.emit(Change::TaskChanged(id.to_string()));
+    }
+}

@@ -1,0 +1,284 @@
+//! berth's image store under `<state_dir>/images`: blobs kept by digest (verified on import),
+//! each layer unpacked once into `layers/<hex>/`, and an index naming the images. A container's
+//! root filesystem is an overlay over these shared layer directories (made by the runtime).
+//!
+//! Imports arrive as a tar stream (an OCI layout directory tarred by the client, a
+//! `docker save` tarball or a skopeo `docker-archive:`), so berthd reads only what the caller
+//! could read. Not here: pulling from registries.
+
+mod config;
+mod import;
+mod layer;
+pub mod reference;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+pub use config::ImageConfig;
+pub use layer::LayerError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("cannot {action} {path}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the archive is neither an OCI image layout (no index.json) nor a docker-archive (no manifest.json)")]
+    UnknownFormat,
+    #[error("the archive holds no image")]
+    Empty,
+    #[error("the image index has no linux/amd64 image")]
+    NoPlatform,
+    #[error("{path} is not valid JSON")]
+    BadJson {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{0} is not a sha256 digest berth accepts")]
+    BadDigest(String),
+    #[error("blob {0} is missing from the archive")]
+    MissingBlob(String),
+    #[error("blob {expected} is corrupt: its content hashes to {got}")]
+    DigestMismatch { expected: String, got: String },
+    #[error("the image is for {os}/{arch}; berth runs linux/amd64 images")]
+    WrongPlatform { os: String, arch: String },
+    #[error("the archive does not name its image; give one with --name NAME:TAG")]
+    NoName,
+    #[error("{0:?} is not a valid image name (letters, digits, . _ - / : @)")]
+    BadName(String),
+    #[error("no image {0} in berth's image store; import it with `berthctl image import`")]
+    NotFound(String),
+    #[error(transparent)]
+    Layer(#[from] LayerError),
+    #[error("the image index {path} is unreadable")]
+    Index {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// One named image in the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageRecord {
+    pub name: String,
+    /// Digest of the image configuration blob (the image id).
+    pub id: String,
+    /// Layer blob digests, lowest first.
+    pub layers: Vec<String>,
+    pub config: ImageConfig,
+    /// Bytes of the blobs as imported.
+    pub size: u64,
+    pub imported_at: u64,
+}
+
+#[derive(Debug)]
+pub struct ImageStore {
+    root: PathBuf,
+    /// Serializes imports and removals: layer directories are shared between images.
+    index: Mutex<Vec<ImageRecord>>,
+}
+
+fn io_err<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> ImageError + 'a {
+    move |source| ImageError::Io {
+        action,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn hex(digest: &str) -> &str {
+    digest.strip_prefix("sha256:").unwrap_or(digest)
+}
+
+impl ImageStore {
+    /// Opens the store at `root`, creating its directories.
+    pub fn open(root: &Path) -> Result<ImageStore, ImageError> {
+        for d in ["blobs/sha256", "layers", "spool"] {
+            let p = root.join(d);
+            std::fs::create_dir_all(&p).map_err(io_err("create", &p))?;
+        }
+        // Spool directories left by an import that died half-way hold nothing of value.
+        let spool = root.join("spool");
+        if let Ok(rd) = std::fs::read_dir(&spool) {
+            for e in rd.flatten() {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+        let path = root.join("images.json");
+        let index = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|source| ImageError::Index { path, source })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(io_err("read", &path)(e)),
+        };
+        Ok(ImageStore {
+            root: root.to_owned(),
+            index: Mutex::new(index),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<ImageRecord>> {
+        self.index.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The unpacked directory of a layer.
+    pub fn layer_dir(&self, digest: &str) -> PathBuf {
+        self.root.join("layers").join(hex(digest))
+    }
+
+    pub fn list(&self) -> Vec<ImageRecord> {
+        self.lock().clone()
+    }
+
+    /// The image a task definition's `image` names.
+    pub fn get(&self, name: &str) -> Result<ImageRecord, ImageError> {
+        let want = reference::normalize(name);
+        self.lock()
+            .iter()
+            .find(|r| r.name == want)
+            .cloned()
+            .ok_or(ImageError::NotFound(want))
+    }
+
+    /// Imports the image in the tar stream `archive`, naming it `name` or the archive's name.
+    /// An image of the same name is replaced.
+    pub fn import(
+        &self,
+        archive: impl Read,
+        name: Option<&str>,
+        now: u64,
+    ) -> Result<ImageRecord, ImageError> {
+        if let Some(n) = name {
+            if !reference::is_valid(n) {
+                return Err(ImageError::BadName(n.to_string()));
+            }
+        }
+        let mut index = self.lock();
+        let spool = self
+            .root
+            .join("spool")
+            .join(format!("{}-{}", std::process::id(), now));
+        std::fs::create_dir_all(&spool).map_err(io_err("create", &spool))?;
+        let result = self.import_spooled(archive, &spool, name, now);
+        let _ = std::fs::remove_dir_all(&spool);
+        let record = result?;
+        index.retain(|r| r.name != record.name);
+        index.push(record.clone());
+        self.save(&index)?;
+        Ok(record)
+    }
+
+    fn import_spooled(
+        &self,
+        archive: impl Read,
+        spool: &Path,
+        name: Option<&str>,
+        now: u64,
+    ) -> Result<ImageRecord, ImageError> {
+        tar::Archive::new(archive)
+            .unpack(spool)
+            .map_err(io_err("unpack the archive into", spool))?;
+        let found = import::find(spool)?;
+        let name = name
+            .map(str::to_string)
+            .or(found.name.clone())
+            .ok_or(ImageError::NoName)?;
+        let config_bytes = std::fs::read(&found.config).map_err(io_err("read", &found.config))?;
+        let parsed = config::parse(&config_bytes).map_err(|source| ImageError::BadJson {
+            path: found.config.clone(),
+            source,
+        })?;
+        let os = parsed.os.clone().unwrap_or_else(|| "linux".into());
+        let arch = parsed
+            .architecture
+            .clone()
+            .unwrap_or_else(|| "amd64".into());
+        if os != "linux" || arch != "amd64" {
+            return Err(ImageError::WrongPlatform { os, arch });
+        }
+        let id = self.keep_blob(&found.config)?.0;
+        let mut layers = Vec::new();
+        let mut size = config_bytes.len() as u64;
+        for blob in &found.layers {
+            let (digest, bytes) = self.keep_blob(blob)?;
+            size += bytes;
+            let dir = self.layer_dir(&digest);
+            if !dir.is_dir() {
+                tracing::info!(layer = %digest, "unpacking layer");
+                layer::unpack(&self.blob_path(&digest), &dir)?;
+            }
+            layers.push(digest);
+        }
+        Ok(ImageRecord {
+            name: reference::normalize(&name),
+            id,
+            layers,
+            config: parsed.config,
+            size,
+            imported_at: now,
+        })
+    }
+
+    fn blob_path(&self, digest: &str) -> PathBuf {
+        self.root.join("blobs/sha256").join(hex(digest))
+    }
+
+    /// Moves a spooled blob into the store under its digest; returns the digest and size.
+    fn keep_blob(&self, spooled: &Path) -> Result<(String, u64), ImageError> {
+        let digest = import::digest_of(spooled)?;
+        let dest = self.blob_path(&digest);
+        let size = std::fs::metadata(spooled)
+            .map_err(io_err("read", spooled))?
+            .len();
+        if !dest.exists() {
+            std::fs::rename(spooled, &dest).map_err(io_err("store blob", &dest))?;
+        }
+        Ok((digest, size))
+    }
+
+    /// Removes the image named `name` and every blob and layer no other image uses.
+    /// The caller makes sure no task uses it.
+    pub fn remove(&self, name: &str) -> Result<ImageRecord, ImageError> {
+        let want = reference::normalize(name);
+        let mut index = self.lock();
+        let pos = index
+            .iter()
+            .position(|r| r.name == want)
+            .ok_or_else(|| ImageError::NotFound(want.clone()))?;
+        let gone = index.remove(pos);
+        self.save(&index)?;
+        let used = |d: &String| index.iter().any(|r| r.id == *d || r.layers.contains(d));
+        for layer in gone.layers.iter().filter(|d| !used(d)) {
+            let _ = std::fs::remove_dir_all(self.layer_dir(layer));
+            let _ = std::fs::remove_file(self.blob_path(layer));
+        }
+        if !used(&gone.id) {
+            let _ = std::fs::remove_file(self.blob_path(&gone.id));
+        }
+        Ok(gone)
+    }
+
+    fn save(&self, index: &[ImageRecord]) -> Result<(), ImageError> {
+        let path = self.root.join("images.json");
+        let bytes = serde_json::to_vec_pretty(index).map_err(|source| ImageError::Index {
+            path: path.clone(),
+            source,
+        })?;
+        crate::fsutil::write_atomic(&path, &bytes).map_err(io_err("write", &path))
+    }
+}
+
+#[cfg(test)]
+mod tests;

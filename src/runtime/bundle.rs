@@ -1,0 +1,261 @@
+//! One container's OCI runtime configuration (`config.json`), made from its ECS container
+//! definition layered over its image's configuration the way ECS/Docker layer them. Pure: the
+//! root filesystem path, cgroup path and the image's `/etc/passwd` come in as data.
+
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+use crate::image::ImageConfig;
+use crate::spec::{ContainerDefinition, NetworkMode, SharedNamespace};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BundleError {
+    #[error("container {container}: no command to run: the image has no Entrypoint or Cmd and the container definition gives no entryPoint or command")]
+    NoCommand { container: String },
+    #[error("container {container}: user {user:?} is not in the image's /etc/passwd")]
+    UnknownUser { container: String, user: String },
+    #[error("container {container}: group {group:?} is not in the image's /etc/group")]
+    UnknownGroup { container: String, group: String },
+}
+
+/// What the task decides for all its containers.
+#[derive(Debug, Clone)]
+pub struct TaskContext<'a> {
+    pub task_id: &'a str,
+    pub network_mode: NetworkMode,
+    pub pid_mode: Option<SharedNamespace>,
+    pub ipc_mode: Option<SharedNamespace>,
+    pub pids_max: u64,
+}
+
+/// The image's account files, read from its top-most layer that has them.
+#[derive(Debug, Clone, Default)]
+pub struct Accounts {
+    pub passwd: String,
+    pub group: String,
+}
+
+const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Docker's default capability set: what images are written to expect.
+const CAPABILITIES: [&str; 14] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+/// The process arguments: ECS `entryPoint`/`command` over the image's Entrypoint/Cmd, as
+/// Docker merges them (an entryPoint given drops the image's Cmd).
+pub fn arguments(def: &ContainerDefinition, image: &ImageConfig) -> Vec<String> {
+    match &def.entry_point {
+        Some(ep) if !ep.is_empty() => {
+            let mut args = ep.clone();
+            args.extend(def.command.clone().unwrap_or_default());
+            args
+        }
+        _ => {
+            let mut args = image.entrypoint.clone().unwrap_or_default();
+            match &def.command {
+                Some(c) if !c.is_empty() => args.extend(c.clone()),
+                _ => args.extend(image.cmd.clone().unwrap_or_default()),
+            }
+            args
+        }
+    }
+}
+
+/// The environment: the image's, a default PATH, then the definition's, later keys winning.
+pub fn environment(def: &ContainerDefinition, image: &ImageConfig, hostname: &str) -> Vec<String> {
+    let mut env: Vec<(String, String)> = Vec::new();
+    let mut set = |k: &str, v: &str| match env.iter_mut().find(|(key, _)| key == k) {
+        Some(e) => e.1 = v.to_string(),
+        None => env.push((k.to_string(), v.to_string())),
+    };
+    set("HOSTNAME", hostname);
+    for kv in &image.env {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        set(k, v);
+    }
+    if !image.env.iter().any(|e| e.starts_with("PATH=")) {
+        set("PATH", &DEFAULT_PATH[5..]);
+    }
+    for (k, v) in &def.environment {
+        set(k, v);
+    }
+    env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+}
+
+fn lookup(file: &str, name: &str, field: usize) -> Option<u32> {
+    file.lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.first() == Some(&name))
+        .and_then(|f| f.get(field)?.parse().ok())
+}
+
+/// `user` as uid and gid: numbers as they are, names through the image's account files.
+pub fn resolve_user(
+    container: &str,
+    user: Option<&str>,
+    accounts: &Accounts,
+) -> Result<(u32, u32), BundleError> {
+    let Some(user) = user.filter(|u| !u.is_empty()) else {
+        return Ok((0, 0));
+    };
+    let (u, g) = match user.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (user, None),
+    };
+    let uid = match u.parse::<u32>() {
+        Ok(n) => n,
+        Err(_) => lookup(&accounts.passwd, u, 2).ok_or_else(|| BundleError::UnknownUser {
+            container: container.to_string(),
+            user: u.to_string(),
+        })?,
+    };
+    let gid = match g {
+        Some(g) => match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => lookup(&accounts.group, g, 2).ok_or_else(|| BundleError::UnknownGroup {
+                container: container.to_string(),
+                group: g.to_string(),
+            })?,
+        },
+        // The user's primary group, when the passwd file knows the user; else the uid's group 0.
+        None => accounts
+            .passwd
+            .lines()
+            .map(|l| l.split(':').collect::<Vec<_>>())
+            .find(|f| f.first() == Some(&u) || f.get(2) == Some(&uid.to_string().as_str()))
+            .and_then(|f| f.get(3)?.parse().ok())
+            .unwrap_or(0),
+    };
+    Ok((uid, gid))
+}
+
+fn namespaces(task: &TaskContext) -> Vec<Value> {
+    let mut ns = vec!["mount", "cgroup"];
+    if task.pid_mode != Some(SharedNamespace::Host) {
+        ns.push("pid");
+    }
+    if task.ipc_mode != Some(SharedNamespace::Host) {
+        ns.push("ipc");
+    }
+    if task.network_mode != NetworkMode::Host {
+        ns.push("network");
+        ns.push("uts");
+    }
+    ns.into_iter().map(|t| json!({ "type": t })).collect()
+}
+
+fn mounts(task: &TaskContext) -> Vec<Value> {
+    let mut m = vec![
+        json!({"destination": "/proc", "type": "proc", "source": "proc"}),
+        json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+               "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
+        json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+               "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
+        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+               "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
+        json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+               "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs",
+               "options": ["nosuid", "noexec", "nodev", "ro"]}),
+        json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+               "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}),
+    ];
+    if task.network_mode == NetworkMode::Host {
+        for f in ["/etc/resolv.conf", "/etc/hosts"] {
+            if Path::new(f).exists() {
+                m.push(json!({"destination": f, "type": "bind", "source": f,
+                              "options": ["rbind", "ro"]}));
+            }
+        }
+    }
+    m
+}
+
+fn resources(def: &ContainerDefinition, pids_max: u64) -> Value {
+    let mib = |m: u64| m * 1024 * 1024;
+    let mut memory = serde_json::Map::new();
+    if let Some(m) = def.memory {
+        memory.insert("limit".into(), mib(m).into());
+        // OCI's swap is memory+swap: equal to the limit means no swap.
+        memory.insert("swap".into(), mib(m).into());
+    }
+    if let Some(r) = def.memory_reservation {
+        memory.insert("reservation".into(), mib(r).into());
+    }
+    // ECS/Docker give a container with no cpu the minimum share, 2.
+    let shares = def.cpu.max(2);
+    json!({
+        "memory": memory,
+        "cpu": {"shares": shares},
+        "pids": {"limit": pids_max},
+    })
+}
+
+/// The whole `config.json` of one container.
+pub fn config(
+    task: &TaskContext,
+    def: &ContainerDefinition,
+    image: &ImageConfig,
+    accounts: &Accounts,
+    rootfs: &Path,
+    cgroups_path: &Path,
+) -> Result<Value, BundleError> {
+    let args = arguments(def, image);
+    if args.is_empty() {
+        return Err(BundleError::NoCommand {
+            container: def.name.clone(),
+        });
+    }
+    let hostname: String = task.task_id.chars().take(12).collect();
+    let user = def.user.as_deref().or(image.user.as_deref());
+    let (uid, gid) = resolve_user(&def.name, user, accounts)?;
+    let cwd = def
+        .working_directory
+        .clone()
+        .or_else(|| image.working_dir.clone())
+        .unwrap_or_else(|| "/".into());
+    let caps = CAPABILITIES.to_vec();
+    Ok(json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": false,
+            "user": {"uid": uid, "gid": gid},
+            "args": args,
+            "env": environment(def, image, &hostname),
+            "cwd": cwd,
+            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1048576, "soft": 1048576}],
+            "noNewPrivileges": false
+        },
+        "root": {"path": rootfs, "readonly": false},
+        "hostname": hostname,
+        "mounts": mounts(task),
+        "linux": {
+            "cgroupsPath": cgroups_path,
+            "resources": resources(def, task.pids_max),
+            "namespaces": namespaces(task),
+            "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
+                "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
+                "/proc/sched_debug", "/sys/firmware", "/proc/scsi", "/sys/devices/virtual/powercap"],
+            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+        }
+    }))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,239 @@
+//! The container backend: lays out the task's directory (bundles, overlay dirs, plan), makes
+//! its cgroup, and spawns the shim (`berthd shim TASK_DIR`) by fork+exec, never forking
+//! containers from berthd's own threads.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use super::bundle::{self, Accounts, TaskContext};
+use super::plan::{ContainerPlan, Plan, PLAN_FILE};
+use super::report::StatusDir;
+use super::{Launch, LaunchError, Runtime, Seen};
+use crate::cgroup::{task as task_cgroup, CgroupTree, TaskLimits};
+use crate::fsutil::write_atomic;
+use crate::image::{ImageRecord, ImageStore};
+
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// `<state_dir>/tasks`.
+    pub tasks_dir: PathBuf,
+    /// libcontainer's state root, on tmpfs (`/run/berth`).
+    pub runtime_dir: PathBuf,
+    pub pids_max: u64,
+    /// The binary that runs `shim`.
+    pub shim_exe: PathBuf,
+}
+
+#[derive(Debug)]
+pub struct ContainerRuntime {
+    config: RuntimeConfig,
+    tree: CgroupTree,
+    images: Arc<ImageStore>,
+}
+
+fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> LaunchError + 'a {
+    move |source| LaunchError::Io {
+        action,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+impl ContainerRuntime {
+    pub fn new(config: RuntimeConfig, tree: CgroupTree, images: Arc<ImageStore>) -> Self {
+        ContainerRuntime {
+            config,
+            tree,
+            images,
+        }
+    }
+
+    fn task_dir(&self, id: &str) -> PathBuf {
+        self.config.tasks_dir.join(id)
+    }
+
+    /// The account files of the top-most layer that has them.
+    fn accounts(&self, image: &ImageRecord) -> Accounts {
+        let find = |file: &str| {
+            image
+                .layers
+                .iter()
+                .rev()
+                .map(|l| self.images.layer_dir(l).join(file))
+                .find_map(|p| std::fs::read_to_string(p).ok())
+                .unwrap_or_default()
+        };
+        Accounts {
+            passwd: find("etc/passwd"),
+            group: find("etc/group"),
+        }
+    }
+
+    fn plan(&self, launch: &Launch, dir: &Path) -> Result<Plan, LaunchError> {
+        let def = launch.definition;
+        let ctx = TaskContext {
+            task_id: launch.task_id,
+            network_mode: def.network_mode,
+            pid_mode: def.pid_mode,
+            ipc_mode: def.ipc_mode,
+            pids_max: self.config.pids_max,
+        };
+        let task_cgroup = self.tree.task(launch.task_id);
+        let mut containers = Vec::new();
+        for (i, c) in def.containers.iter().enumerate() {
+            let image = self.images.get(&c.image)?;
+            let cdir = dir.join("containers").join(&c.name);
+            let bundle_dir = cdir.join("bundle");
+            std::fs::create_dir_all(&bundle_dir).map_err(io("create", &bundle_dir))?;
+            let rootfs = cdir.join("rootfs");
+            let cgroup = task_cgroup.join(&c.name);
+            let config = bundle::config(
+                &ctx,
+                c,
+                &image.config,
+                &self.accounts(&image),
+                &rootfs,
+                &self.tree.relative(&cgroup),
+            )?;
+            let config_path = bundle_dir.join("config.json");
+            write_atomic(&config_path, config.to_string().as_bytes())
+                .map_err(io("write", &config_path))?;
+            containers.push(ContainerPlan {
+                name: c.name.clone(),
+                container_id: format!("{}-{i}", &launch.task_id[..12.min(launch.task_id.len())]),
+                essential: c.essential,
+                stop_timeout_secs: c.stop_timeout.unwrap_or(30),
+                bundle: bundle_dir,
+                lower: image
+                    .layers
+                    .iter()
+                    .rev()
+                    .map(|l| self.images.layer_dir(l))
+                    .collect(),
+                upper: cdir.join("upper"),
+                work: cdir.join("work"),
+                rootfs,
+                cgroup,
+                log: dir.join("logs").join(format!("{}.log", c.name)),
+            });
+        }
+        Ok(Plan {
+            task_id: launch.task_id.to_string(),
+            family: def.family.clone(),
+            shim_cgroup: self.tree.shims(),
+            task_cgroup,
+            runtime_root: self.config.runtime_dir.clone(),
+            containers,
+        })
+    }
+
+    fn spawn_shim(&self, dir: &Path) -> Result<(), LaunchError> {
+        let log_path = dir.join("shim.log");
+        let log = std::fs::File::create(&log_path).map_err(io("create", &log_path))?;
+        let mut child = tokio::process::Command::new(&self.config.shim_exe)
+            .arg("shim")
+            .arg(dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .kill_on_drop(false)
+            .spawn()
+            .map_err(io("start the shim", &self.config.shim_exe))?;
+        // Reap the shim when it ends; a restarted berthd finds it through its status files.
+        tokio::spawn(async move {
+            let _ = child.wait().await;
+        });
+        Ok(())
+    }
+
+    fn shim_pid(&self, id: &str) -> Option<Pid> {
+        StatusDir::new(&self.task_dir(id))
+            .observe()
+            .shim
+            .map(|s| Pid::from_raw(s.pid as i32))
+    }
+}
+
+/// Whether `pid` is alive and still a berth shim (pids are reused).
+fn is_shim(pid: Pid) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| c.split(|b| *b == 0).any(|a| a == b"shim"))
+        .unwrap_or(false)
+}
+
+impl Runtime for ContainerRuntime {
+    fn launch(&self, launch: &Launch) -> Result<(), LaunchError> {
+        let dir = self.task_dir(launch.task_id);
+        std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
+        let plan = self.plan(launch, &dir)?;
+        for d in [&self.config.runtime_dir, &self.tree.shims()] {
+            std::fs::create_dir_all(d).map_err(io("create", d))?;
+        }
+        let def = launch.definition;
+        task_cgroup::create(
+            &plan.task_cgroup,
+            &TaskLimits {
+                cpu_units: def.cpu,
+                memory_mib: def.memory,
+                pids_max: self.config.pids_max,
+            },
+        )?;
+        let plan_path = dir.join(PLAN_FILE);
+        let bytes = serde_json::to_vec_pretty(&plan).map_err(|e| LaunchError::Io {
+            action: "write",
+            path: plan_path.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        write_atomic(&plan_path, &bytes).map_err(io("write", &plan_path))?;
+        if let Err(e) = self.spawn_shim(&dir) {
+            let _ = task_cgroup::remove(&plan.task_cgroup);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn stop(&self, task_id: &str) {
+        if let Some(pid) = self.shim_pid(task_id).filter(|p| is_shim(*p)) {
+            let _ = kill(pid, Signal::SIGTERM);
+        }
+    }
+
+    fn observe(&self, task_id: &str) -> Seen {
+        let report = StatusDir::new(&self.task_dir(task_id)).observe();
+        let holder_alive = match &report.shim {
+            Some(s) => is_shim(Pid::from_raw(s.pid as i32)),
+            // Spawned but not yet written its pid: alive as far as anyone knows.
+            None => true,
+        };
+        Seen {
+            report,
+            holder_alive,
+        }
+    }
+
+    fn release(&self, task_id: &str) {
+        let cg = self.tree.task(task_id);
+        if let Err(e) = task_cgroup::remove(&cg) {
+            tracing::warn!(task = task_id, error = %e, "task cgroup not removed");
+        }
+    }
+
+    fn read_log(&self, task_id: &str, container: &str, offset: u64, max: usize) -> Vec<u8> {
+        let path = self
+            .task_dir(task_id)
+            .join("logs")
+            .join(format!("{container}.log"));
+        let Ok(mut f) = std::fs::File::open(path) else {
+            return Vec::new();
+        };
+        let mut buf = Vec::new();
+        if f.seek(SeekFrom::Start(offset)).is_ok() {
+            let _ = f.take(max as u64).read_to_end(&mut buf);
+        }
+        buf
+    }
+}

@@ -1,0 +1,60 @@
+//! Running tasks. The engine sees only [`Runtime`]: launch a task, tell it to stop, observe
+//! what happened, release what it held. Today's backend is [`ContainerRuntime`]: a shim process
+//! per task creating the containers with libcontainer. A microVM backend takes the shim's place
+//! behind the same trait.
+
+pub mod bundle;
+mod container;
+pub mod plan;
+pub mod report;
+pub mod shim;
+
+pub use container::{ContainerRuntime, RuntimeConfig};
+pub use report::{Observation, OomScope};
+
+use crate::spec::TaskDefinition;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    /// Becomes ECS's `CannotPullContainerError`.
+    #[error("CannotPullContainerError: {0}")]
+    Image(#[from] crate::image::ImageError),
+    #[error("CannotCreateContainerError: {0}")]
+    Bundle(#[from] bundle::BundleError),
+    #[error("CannotCreateContainerError: {0}")]
+    Cgroup(#[from] crate::cgroup::TaskCgroupError),
+    #[error("CannotCreateContainerError: cannot {action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// A task the engine asks a backend to run.
+#[derive(Debug, Clone)]
+pub struct Launch<'a> {
+    pub task_id: &'a str,
+    pub definition: &'a TaskDefinition,
+}
+
+/// What a backend says about one task.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Seen {
+    pub report: Observation,
+    /// False once the process that holds the task (shim, VMM) is gone.
+    pub holder_alive: bool,
+}
+
+/// The seam between the engine and an isolation backend.
+pub trait Runtime: Send + Sync + std::fmt::Debug {
+    /// Prepares and starts the task; returns once its holder process runs.
+    fn launch(&self, launch: &Launch) -> Result<(), LaunchError>;
+    /// Asks the task's containers to stop (each with its stopTimeout). Repeatable.
+    fn stop(&self, task_id: &str);
+    fn observe(&self, task_id: &str) -> Seen;
+    /// Frees what a stopped task held on the host (its cgroup). Its logs stay.
+    fn release(&self, task_id: &str);
+    /// A container's log from byte `offset`, at most `max` bytes.
+    fn read_log(&self, task_id: &str, container: &str, offset: u64, max: usize) -> Vec<u8>;
+}

@@ -1,0 +1,169 @@
+//! What a shim tells berthd, as files in the task's `status/` directory, each written
+//! atomically and never rewritten: berthd (or a restarted berthd) reads them to learn what
+//! happened, even while it was down. The shim writes, berthd only reads.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::fsutil::write_atomic;
+
+/// Which limit's OOM killer ended a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OomScope {
+    Container,
+    Task,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShimStarted {
+    pub pid: u32,
+    pub at: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Started {
+    pub pid: u32,
+    pub at: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Exited {
+    pub exit_code: i32,
+    pub oom: Option<OomScope>,
+    pub at: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Failed {
+    pub container: String,
+    pub reason: String,
+    pub at: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Done {
+    pub at: u64,
+}
+
+/// Everything the status directory says, as berthd reads it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Observation {
+    pub shim: Option<ShimStarted>,
+    pub started: BTreeMap<String, Started>,
+    pub exited: BTreeMap<String, Exited>,
+    pub failed: Option<Failed>,
+    pub done: Option<Done>,
+}
+
+/// Writer and reader of one task's status directory.
+#[derive(Debug, Clone)]
+pub struct StatusDir {
+    dir: PathBuf,
+}
+
+impl StatusDir {
+    pub fn new(task_dir: &Path) -> StatusDir {
+        StatusDir {
+            dir: task_dir.join("status"),
+        }
+    }
+
+    pub fn create(&self) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.dir)
+    }
+
+    fn put<T: Serialize>(&self, name: &str, value: &T) -> std::io::Result<()> {
+        let bytes = serde_json::to_vec(value).map_err(std::io::Error::other)?;
+        write_atomic(&self.dir.join(name), &bytes)
+    }
+
+    pub fn shim_started(&self, v: &ShimStarted) -> std::io::Result<()> {
+        self.put("shim.json", v)
+    }
+
+    pub fn started(&self, container: &str, v: &Started) -> std::io::Result<()> {
+        self.put(&format!("{container}.started.json"), v)
+    }
+
+    pub fn exited(&self, container: &str, v: &Exited) -> std::io::Result<()> {
+        self.put(&format!("{container}.exit.json"), v)
+    }
+
+    pub fn failed(&self, v: &Failed) -> std::io::Result<()> {
+        self.put("failed.json", v)
+    }
+
+    pub fn done(&self, v: &Done) -> std::io::Result<()> {
+        self.put("done.json", v)
+    }
+
+    fn get<T: DeserializeOwned>(&self, name: &str) -> Option<T> {
+        let bytes = std::fs::read(self.dir.join(name)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Reads the whole directory; files not yet written read as absent.
+    pub fn observe(&self) -> Observation {
+        let mut obs = Observation {
+            shim: self.get("shim.json"),
+            failed: self.get("failed.json"),
+            done: self.get("done.json"),
+            ..Observation::default()
+        };
+        let Ok(rd) = std::fs::read_dir(&self.dir) else {
+            return obs;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(c) = name.strip_suffix(".started.json") {
+                if let Some(v) = self.get(&name) {
+                    obs.started.insert(c.to_string(), v);
+                }
+            } else if let Some(c) = name.strip_suffix(".exit.json") {
+                if let Some(v) = self.get(&name) {
+                    obs.exited.insert(c.to_string(), v);
+                }
+            }
+        }
+        obs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_the_shim_writes_berthd_reads() {
+        let d = tempfile::tempdir().unwrap();
+        let s = StatusDir::new(d.path());
+        s.create().unwrap();
+        assert_eq!(s.observe(), Observation::default());
+        s.shim_started(&ShimStarted { pid: 7, at: 1 }).unwrap();
+        s.started("web", &Started { pid: 9, at: 2 }).unwrap();
+        s.exited(
+            "web",
+            &Exited {
+                exit_code: 137,
+                oom: Some(OomScope::Container),
+                at: 3,
+            },
+        )
+        .unwrap();
+        s.done(&Done { at: 4 }).unwrap();
+        let o = s.observe();
+        assert_eq!(o.shim.unwrap().pid, 7);
+        assert_eq!(o.started["web"].pid, 9);
+        assert_eq!(o.exited["web"].oom, Some(OomScope::Container));
+        assert_eq!(o.done, Some(Done { at: 4 }));
+        assert_eq!(o.failed, None);
+    }
+}
