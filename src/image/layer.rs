@@ -101,6 +101,10 @@ fn unpack_stream(reader: impl Read, dest: &Path, blob: &Path) -> Result<(), Laye
                 entry: shown,
             });
         };
+        if rel.as_os_str().is_empty() {
+            // The layer's root ("./"): the directory itself, already made.
+            continue;
+        }
         let name = rel
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -119,7 +123,7 @@ fn unpack_stream(reader: impl Read, dest: &Path, blob: &Path) -> Result<(), Laye
     Ok(())
 }
 
-/// The path inside the layer, or None when it would leave it (`..`, absolute after `/`).
+/// The path inside the layer (empty for its root), or None when it would leave it (`..`).
 fn contained(raw: &Path) -> Option<PathBuf> {
     let mut out = PathBuf::new();
     for c in raw.components() {
@@ -129,7 +133,7 @@ fn contained(raw: &Path) -> Option<PathBuf> {
             Component::ParentDir | Component::Prefix(_) => return None,
         }
     }
-    (!out.as_os_str().is_empty()).then_some(out)
+    Some(out)
 }
 
 fn whiteout(path: &Path) -> std::io::Result<()> {
@@ -194,6 +198,7 @@ mod tests {
     #[test]
     fn parent_dir_entries_are_refused() {
         assert_eq!(contained(Path::new("../etc/passwd")), None);
+        assert_eq!(contained(Path::new("./")), Some(PathBuf::new()));
         assert_eq!(
             contained(Path::new("/./usr/bin")),
             Some(PathBuf::from("usr/bin"))

@@ -1,0 +1,189 @@
+# Running tasks: images, exit codes, OOM, CPU and memory limits, stop timeouts, logs, and the
+# Task objects on D-Bus. Each test asserts what the container itself saw or what a user sees.
+
+CTL() { "$BIN/berthctl" "$@"; }
+TASKS_CG=/sys/fs/cgroup/system.slice/berthd.service/tasks
+IMG=/tmp/berth-images
+
+# A busybox image made from Debian's busybox-static, as an OCI layout and as a docker-archive.
+make_busybox_images() {
+  [ -f $IMG/busybox.tar ] || "$REPO/examples/make-busybox-image" $IMG >/dev/null
+}
+
+ensure_images() {
+  ensure_running
+  make_busybox_images || return 1
+  CTL image ls | grep -q '^busybox:latest' || CTL image import --name busybox:latest $IMG/layout >/dev/null
+  CTL image ls | grep -q '^busybox:archived' || CTL image import $IMG/busybox.tar >/dev/null
+}
+
+# register NAME JSON-OF-CONTAINER [TASK-LEVEL-FIELDS]: one-container task in network mode none.
+register() {
+  printf '{"family":"%s","networkMode":"none",%s"containerDefinitions":[%s]}' "$1" "${3:+$3,}" "$2" \
+    | CTL register - 2>/dev/null
+}
+
+task_json() { CTL --json describe "$1"; }
+jfield() { python3 -c 'import json,sys; v=json.load(sys.stdin)
+for k in sys.argv[1].split("."): v=v[int(k)] if k.isdigit() else v[k]
+print(v)' "$1"; }
+status_is() { [ "$(task_json "$1" | jfield lastStatus)" == "$2" ]; }
+
+test_images_import_from_oci_layout_and_docker_archive_and_both_run() {
+  ensure_images || return 1
+  out=$(CTL image ls)
+  assert_contains "$out" "busybox:latest" "image ls"
+  assert_contains "$out" "busybox:archived" "image ls"
+  for img in busybox:latest busybox:archived; do
+    register "img-${img#*:}" "{\"name\":\"c\",\"image\":\"$img\",\"memory\":32,\"command\":[\"sh\",\"-c\",\"echo ran from $img\"]}" >/dev/null
+    id=$(CTL run "img-${img#*:}") || return 1
+    wait_for 60 status_is "$id" STOPPED || fail "task of $img did not stop"
+    assert_contains "$(CTL logs "$id")" "ran from $img" "logs of the task on $img"
+  done
+}
+
+test_exit_42_is_the_containers_exit_code_and_the_stop_reason() {
+  ensure_images || return 1
+  register exit42 '{"name":"main","image":"busybox","memory":32,"command":["sh","-c","exit 42"]}' >/dev/null
+  json=$(CTL --json run exit42 --wait); rc=$?
+  assert_eq 42 "$rc" "berthctl run --wait exit status"
+  assert_eq 42 "$(echo "$json" | jfield containers.0.exitCode)" "containers[0].exitCode"
+  assert_eq STOPPED "$(echo "$json" | jfield lastStatus)" "lastStatus"
+  assert_eq EssentialContainerExited "$(echo "$json" | jfield stopCode)" "stopCode"
+  assert_eq "Essential container in task exited" "$(echo "$json" | jfield stoppedReason)" "stoppedReason"
+}
+
+test_container_over_its_memory_is_oom_killed_and_a_neighbour_runs_on() {
+  ensure_images || return 1
+  register sleeper '{"name":"s","image":"busybox","memory":32,"command":["sleep","600"]}' >/dev/null
+  register hog '{"name":"hog","image":"busybox","memory":32,"command":["dd","if=/dev/zero","of=/dev/null","bs=200M","count=1"]}' >/dev/null
+  neighbour=$(CTL run sleeper) || return 1
+  wait_for 60 status_is "$neighbour" RUNNING || fail "neighbour not RUNNING"
+  json=$(CTL --json run hog --wait)
+  assert_eq 137 "$(echo "$json" | jfield containers.0.exitCode)" "exit code of the hog"
+  assert_contains "$(echo "$json" | jfield stoppedReason)" "OutOfMemoryError" "stoppedReason"
+  assert_contains "$(echo "$json" | jfield containers.0.reason)" "over its memory limit" "container reason"
+  assert_eq RUNNING "$(task_json "$neighbour" | jfield lastStatus)" "the neighbour's lastStatus"
+  CTL stop "$neighbour" >/dev/null
+}
+
+test_task_cpu_512_is_half_a_cpu_in_cpu_max_and_in_use() {
+  ensure_images || return 1
+  register spin '{"name":"spin","image":"busybox","cpu":512,"memory":32,"command":["sh","-c","while :; do :; done"]}' '"cpu":"512"' >/dev/null
+  id=$(CTL run spin) || return 1
+  wait_for 60 status_is "$id" RUNNING || fail "spin not RUNNING"
+  assert_eq "50000 100000" "$(cat $TASKS_CG/"$id"/cpu.max)" "task cpu.max"
+  u0=$(awk '/^usage_usec/ {print $2}' $TASKS_CG/"$id"/cpu.stat)
+  sleep 5
+  u1=$(awk '/^usage_usec/ {print $2}' $TASKS_CG/"$id"/cpu.stat)
+  used=$((u1 - u0))
+  echo "cpu used over 5 s: $used us"
+  (( used <= 3000000 )) || fail "task used $used us of CPU in 5 s, more than about half a CPU"
+  (( used >= 500000 )) || fail "task used only $used us of CPU in 5 s: the busy loop did not run"
+  CTL stop "$id"
+  wait_for 60 status_is "$id" STOPPED || fail "spin did not stop"
+}
+
+test_memory_reservation_is_memory_low_and_limits_reach_the_container() {
+  ensure_images || return 1
+  register soft '{"name":"soft","image":"busybox","memory":128,"memoryReservation":64,"command":["sleep","600"]}' >/dev/null
+  id=$(CTL run soft) || return 1
+  wait_for 60 status_is "$id" RUNNING || fail "soft not RUNNING"
+  assert_eq 67108864 "$(cat $TASKS_CG/"$id"/soft/memory.low)" "container memory.low"
+  assert_eq 134217728 "$(cat $TASKS_CG/"$id"/soft/memory.max)" "container memory.max"
+  assert_eq 0 "$(cat $TASKS_CG/"$id"/memory.swap.max)" "task memory.swap.max"
+  assert_eq 4096 "$(cat $TASKS_CG/"$id"/pids.max)" "task pids.max"
+  CTL stop "$id"
+  wait_for 60 status_is "$id" STOPPED || fail "soft did not stop"
+  [ ! -d $TASKS_CG/"$id" ] || fail "task cgroup still there after STOPPED"
+}
+
+test_stop_kills_after_stop_timeout_when_sigterm_is_ignored() {
+  ensure_images || return 1
+  register deaf '{"name":"deaf","image":"busybox","memory":32,"stopTimeout":2,"command":["sleep","1000"]}' >/dev/null
+  id=$(CTL run deaf) || return 1
+  wait_for 60 status_is "$id" RUNNING || fail "deaf not RUNNING"
+  start=$SECONDS
+  CTL stop "$id" --reason "maintenance window"
+  wait_for 60 status_is "$id" STOPPED || fail "deaf did not stop"
+  took=$((SECONDS - start))
+  json=$(task_json "$id")
+  assert_eq 137 "$(echo "$json" | jfield containers.0.exitCode)" "exit code after SIGKILL"
+  assert_eq UserInitiated "$(echo "$json" | jfield stopCode)" "stopCode"
+  assert_eq "maintenance window" "$(echo "$json" | jfield stoppedReason)" "stoppedReason"
+  (( took >= 2 )) || fail "stopped after ${took}s, before the 2 s stopTimeout"
+  (( took <= 20 )) || fail "stopped only after ${took}s"
+}
+
+test_stop_of_a_process_that_exits_on_sigterm_keeps_its_exit_code() {
+  ensure_images || return 1
+  register polite '{"name":"polite","image":"busybox","memory":32,"command":["sh","-c","trap \"exit 3\" TERM; while :; do sleep 1; done"]}' >/dev/null
+  id=$(CTL run polite) || return 1
+  wait_for 60 status_is "$id" RUNNING || fail "polite not RUNNING"
+  sleep 2
+  CTL stop "$id"
+  wait_for 60 status_is "$id" STOPPED || fail "polite did not stop"
+  assert_eq 3 "$(task_json "$id" | jfield containers.0.exitCode)" "exit code"
+}
+
+test_missing_image_stops_the_task_with_cannot_pull() {
+  ensure_images || return 1
+  register ghost '{"name":"g","image":"no-such-image:1","memory":32}' >/dev/null
+  id=$(CTL run ghost) || return 1
+  json=$(task_json "$id")
+  assert_eq STOPPED "$(echo "$json" | jfield lastStatus)" "lastStatus"
+  assert_eq TaskFailedToStart "$(echo "$json" | jfield stopCode)" "stopCode"
+  assert_contains "$(echo "$json" | jfield stoppedReason)" "CannotPullContainerError" "stoppedReason"
+  assert_contains "$(echo "$json" | jfield stoppedReason)" "no-such-image:1" "stoppedReason"
+}
+
+test_bridge_mode_is_refused_until_networking_lands() {
+  ensure_images || return 1
+  printf '{"family":"bridged","containerDefinitions":[{"name":"c","image":"busybox","memory":32}]}' | CTL register - >/dev/null 2>&1
+  out=$(CTL run bridged 2>&1) && fail "run of a bridge task succeeded"
+  assert_contains "$out" "not supported yet" "refusal"
+}
+
+test_logs_reach_the_file_and_the_journal_with_berth_fields() {
+  ensure_images || return 1
+  register talk '{"name":"talker","image":"busybox","memory":32,"command":["sh","-c","echo to-stdout; echo to-stderr >&2"]}' >/dev/null
+  id=$(CTL run talk --wait --json | jfield taskId) || return 1
+  out=$(CTL logs "$id" talker)
+  assert_contains "$out" "to-stdout" "berthctl logs"
+  assert_contains "$out" "to-stderr" "berthctl logs"
+  journalctl --sync 2>/dev/null
+  j=$(journalctl BERTH_TASK_ID="$id" BERTH_CONTAINER=talker --no-pager -o cat)
+  assert_contains "$j" "to-stdout" "journal"
+  assert_contains "$(journalctl BERTH_TASK_ID="$id" -o verbose --no-pager)" "BERTH_FAMILY=talk" "journal fields"
+}
+
+test_task_object_on_dbus_shows_status_and_containers() {
+  ensure_images || return 1
+  register obj '{"name":"o","image":"busybox","memory":32,"command":["sh","-c","exit 7"]}' >/dev/null
+  id=$(CTL run obj --wait --json | jfield taskId) || return 1
+  path=/org/berth/Agent1/task/$id
+  assert_contains "$(busctl introspect org.berth.Agent1 "$path")" "org.berth.Agent1.Task" "introspect"
+  assert_eq '"STOPPED"' "$(busctl get-property org.berth.Agent1 "$path" org.berth.Agent1.Task LastStatus | cut -d' ' -f2)" "LastStatus"
+  assert_contains "$(busctl get-property org.berth.Agent1 "$path" org.berth.Agent1.Task Containers)" '"o" "STOPPED" 7' "Containers"
+  assert_contains "$(CTL ps --all)" "$id" "ps --all"
+  assert_not_contains "$(CTL ps)" "$id" "ps"
+}
+
+test_task_larger_than_the_host_is_refused_with_resource_memory() {
+  ensure_images || return 1
+  register huge '{"name":"h","image":"busybox","memory":999999,"command":["true"]}' >/dev/null
+  out=$(CTL run huge 2>&1) && fail "run of a too large task succeeded"
+  assert_contains "$out" "RESOURCE:MEMORY: needs 999999 MiB" "refusal"
+}
+
+test_image_in_use_cannot_be_removed() {
+  ensure_images || return 1
+  CTL image import --name busybox:inuse $IMG/layout >/dev/null || return 1
+  register inuse '{"name":"u","image":"busybox:inuse","memory":32,"command":["sleep","600"]}' >/dev/null
+  id=$(CTL run inuse) || return 1
+  out=$(CTL image rm busybox:inuse 2>&1) && fail "rm of an image in use succeeded"
+  assert_contains "$out" "$id" "refusal names the task"
+  CTL stop "$id"
+  wait_for 60 status_is "$id" STOPPED || fail "inuse did not stop"
+  CTL image rm busybox:inuse || fail "rm after stop failed"
+}
