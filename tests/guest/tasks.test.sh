@@ -86,11 +86,14 @@ test_task_cpu_512_is_half_a_cpu_in_cpu_max_and_in_use() {
 
 test_memory_reservation_is_memory_low_and_limits_reach_the_container() {
   ensure_images || return 1
-  register soft '{"name":"soft","image":"busybox","memory":128,"memoryReservation":64,"command":["sleep","600"]}' >/dev/null
+  register soft '{"name":"soft","image":"busybox","cpu":256,"memory":128,"memoryReservation":64,"command":["sleep","600"]},{"name":"heavy","image":"busybox","cpu":768,"memory":32,"essential":false,"command":["sleep","600"]}' >/dev/null
   id=$(CTL run soft) || return 1
   wait_for 60 status_is "$id" RUNNING || fail "soft not RUNNING"
   assert_eq 67108864 "$(cat $TASKS_CG/"$id"/soft/memory.low)" "container memory.low"
   assert_eq 134217728 "$(cat $TASKS_CG/"$id"/soft/memory.max)" "container memory.max"
+  w_soft=$(cat $TASKS_CG/"$id"/soft/cpu.weight); w_heavy=$(cat $TASKS_CG/"$id"/heavy/cpu.weight)
+  echo "cpu.weight: soft (256 units) $w_soft, heavy (768 units) $w_heavy"
+  (( w_soft < w_heavy )) || fail "cpu.weight of 256 units ($w_soft) not below that of 768 units ($w_heavy)"
   assert_eq 0 "$(cat $TASKS_CG/"$id"/memory.swap.max)" "task memory.swap.max"
   assert_eq 4096 "$(cat $TASKS_CG/"$id"/pids.max)" "task pids.max"
   CTL stop "$id"
