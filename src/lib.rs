@@ -2,6 +2,7 @@
 
 pub mod capacity;
 pub mod cgroup;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod dbus;

@@ -141,7 +141,7 @@ impl Manager {
         let images = self.engine.images().clone();
         let fd: std::os::fd::OwnedFd = archive.into();
         let name = (!name.is_empty()).then_some(name);
-        let now = crate::engine::task::now_seconds();
+        let now = crate::clock::now_seconds();
         let rec = tokio::task::spawn_blocking(move || {
             images.import(std::fs::File::from(fd), name.as_deref(), now)
         })

@@ -220,14 +220,6 @@ impl Task {
     }
 }
 
-/// Seconds since the epoch, for records that need no finer time.
-pub fn now_seconds() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 fn oom_reason(scope: OomScope, container: &str) -> String {
     match scope {
         OomScope::Container => format!(

@@ -1,10 +1,11 @@
 //! Running and stopping tasks, and the loop that keeps each task's known status in line with
 //! what its backend reports. The runtime is called outside the state lock.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use super::{Change, DefinitionError, Engine, State, Status, Task};
 use crate::capacity::Refusal;
+use crate::clock::now_us;
 use crate::runtime::Launch;
 use crate::spec::NetworkMode;
 use crate::store::StoreError;
@@ -29,14 +30,6 @@ pub enum TaskError {
     Store(#[from] StoreError),
     #[error("cannot make a task id")]
     Id(#[source] std::io::Error),
-}
-
-/// Microseconds since the epoch: the engine's clock.
-pub fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
 }
 
 fn new_task_id() -> Result<String, std::io::Error> {

@@ -152,8 +152,7 @@ impl ContainerRuntime {
 
     fn shim_pid(&self, id: &str) -> Option<Pid> {
         StatusDir::new(&self.task_dir(id))
-            .observe()
-            .shim
+            .shim()
             .map(|s| Pid::from_raw(s.pid as i32))
     }
 }
@@ -170,9 +169,9 @@ impl Runtime for ContainerRuntime {
         let dir = self.task_dir(launch.task_id);
         std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
         let plan = self.plan(launch, &dir)?;
-        for d in [&self.config.runtime_dir, &self.tree.shims()] {
-            std::fs::create_dir_all(d).map_err(io("create", d))?;
-        }
+        // The shims' cgroup was made by CgroupTree::take at start; the runtime dir is on tmpfs.
+        let run = &self.config.runtime_dir;
+        std::fs::create_dir_all(run).map_err(io("create", run))?;
         let def = launch.definition;
         task_cgroup::create(
             &plan.task_cgroup,

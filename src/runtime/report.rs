@@ -110,10 +110,15 @@ impl StatusDir {
         serde_json::from_slice(&bytes).ok()
     }
 
+    /// The shim's own record alone, without reading the rest of the directory.
+    pub fn shim(&self) -> Option<ShimStarted> {
+        self.get("shim.json")
+    }
+
     /// Reads the whole directory; files not yet written read as absent.
     pub fn observe(&self) -> Observation {
         let mut obs = Observation {
-            shim: self.get("shim.json"),
+            shim: self.shim(),
             failed: self.get("failed.json"),
             done: self.get("done.json"),
             ..Observation::default()

@@ -11,7 +11,7 @@ mod signals;
 use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::Container;
@@ -26,6 +26,7 @@ use nix::unistd::Pid;
 use super::plan::{self, ContainerPlan, Plan};
 use super::report::{Done, Exited, Failed, OomScope, ShimStarted, Started, StatusDir};
 use crate::cgroup::task::memory_events;
+use crate::clock::now_us;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ShimError {
@@ -35,13 +36,6 @@ pub enum ShimError {
     Status(#[source] std::io::Error),
     #[error("cannot install signal handlers")]
     Signals(#[source] nix::Error),
-}
-
-fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
 }
 
 struct Running {
@@ -225,7 +219,7 @@ impl Shim {
         };
         let oom = (code == 137 && mine.oom_kill > 0).then_some(scope);
         let oom = oom.or_else(|| (code == 137 && task.oom_kill > 0).then_some(OomScope::Task));
-        let _ = r.log.flush_all();
+        let _ = r.log.sync_data();
         if let Err(e) = self.status.exited(
             &r.plan.name,
             &Exited {
@@ -297,16 +291,6 @@ impl Shim {
         for i in closed.into_iter().rev() {
             self.pumps.remove(i);
         }
-    }
-}
-
-trait FlushAll {
-    fn flush_all(&mut self) -> std::io::Result<()>;
-}
-
-impl FlushAll for File {
-    fn flush_all(&mut self) -> std::io::Result<()> {
-        self.sync_data()
     }
 }
 
