@@ -11,14 +11,22 @@ use sha2::{Digest, Sha256};
 
 use super::ImageError;
 
+/// A blob in the spool directory, with its digest when the archive named it and it was
+/// verified (OCI); a docker-archive names files, whose digests are computed when stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blob {
+    pub path: PathBuf,
+    pub digest: Option<String>,
+}
+
 /// An image found in an archive, its blobs still in the spool directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Found {
     /// The name the archive gives the image, if it gives one with a repository.
     pub name: Option<String>,
-    pub config: PathBuf,
+    pub config: Blob,
     /// Lowest layer first.
-    pub layers: Vec<PathBuf>,
+    pub layers: Vec<Blob>,
 }
 
 #[derive(Deserialize)]
@@ -126,14 +134,20 @@ fn find_oci(dir: &Path) -> Result<Found, ImageError> {
     let manifest_path = blob_path(dir, &desc.digest)?;
     verify(&manifest_path, &desc.digest)?;
     let manifest: OciManifest = read_json(&manifest_path)?;
-    let config = blob_path(dir, &manifest.config.digest)?;
-    verify(&config, &manifest.config.digest)?;
-    let mut layers = Vec::new();
-    for l in &manifest.layers {
-        let p = blob_path(dir, &l.digest)?;
-        verify(&p, &l.digest)?;
-        layers.push(p);
-    }
+    let verified = |d: &Descriptor| -> Result<Blob, ImageError> {
+        let path = blob_path(dir, &d.digest)?;
+        verify(&path, &d.digest)?;
+        Ok(Blob {
+            path,
+            digest: Some(d.digest.clone()),
+        })
+    };
+    let config = verified(&manifest.config)?;
+    let layers = manifest
+        .layers
+        .iter()
+        .map(verified)
+        .collect::<Result<_, _>>()?;
     Ok(Found {
         // A bare tag ("latest") names no repository.
         name: name.filter(|n| n.contains(':') || n.contains('/')),
@@ -145,11 +159,14 @@ fn find_oci(dir: &Path) -> Result<Found, ImageError> {
 fn find_docker(dir: &Path) -> Result<Found, ImageError> {
     let entries: Vec<DockerEntry> = read_json(&dir.join("manifest.json"))?;
     let entry = entries.into_iter().next().ok_or(ImageError::Empty)?;
-    let inside = |rel: &str| -> Result<PathBuf, ImageError> {
+    let inside = |rel: &str| -> Result<Blob, ImageError> {
         if rel.split('/').any(|c| c == "..") || rel.starts_with('/') {
             return Err(ImageError::BadDigest(rel.to_string()));
         }
-        Ok(dir.join(rel))
+        Ok(Blob {
+            path: dir.join(rel),
+            digest: None,
+        })
     };
     Ok(Found {
         name: entry.repo_tags.and_then(|t| t.into_iter().next()),

@@ -152,25 +152,10 @@ fn whiteout(path: &Path) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
-    fn layer(entries: &[(&str, &[u8])]) -> Vec<u8> {
-        let mut b = tar::Builder::new(Vec::new());
-        for (path, data) in entries {
-            let mut h = tar::Header::new_gnu();
-            h.set_size(data.len() as u64);
-            h.set_mode(0o644);
-            h.set_uid(0);
-            h.set_gid(0);
-            h.set_mtime(0);
-            h.set_cksum();
-            b.append_data(&mut h, path, *data).unwrap();
-        }
-        b.into_inner().unwrap()
-    }
-
     #[test]
     fn plain_and_gzip_layers_unpack_the_same() {
         let d = tempfile::tempdir().unwrap();
-        let data = layer(&[("etc/hostname", b"box\n"), ("./bin/sh", b"#!")]);
+        let data = crate::image::tests::tar_of(&[("etc/hostname", "box\n"), ("./bin/sh", "#!")]);
         std::fs::write(d.path().join("plain"), &data).unwrap();
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         std::io::Write::write_all(&mut gz, &data).unwrap();

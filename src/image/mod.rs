@@ -195,9 +195,10 @@ impl ImageStore {
             .map(str::to_string)
             .or(found.name.clone())
             .ok_or(ImageError::NoName)?;
-        let config_bytes = std::fs::read(&found.config).map_err(io_err("read", &found.config))?;
+        let config_path = &found.config.path;
+        let config_bytes = std::fs::read(config_path).map_err(io_err("read", config_path))?;
         let parsed = config::parse(&config_bytes).map_err(|source| ImageError::BadJson {
-            path: found.config.clone(),
+            path: config_path.clone(),
             source,
         })?;
         let os = parsed.os.clone().unwrap_or_else(|| "linux".into());
@@ -235,9 +236,14 @@ impl ImageStore {
         self.root.join("blobs/sha256").join(hex(digest))
     }
 
-    /// Moves a spooled blob into the store under its digest; returns the digest and size.
-    fn keep_blob(&self, spooled: &Path) -> Result<(String, u64), ImageError> {
-        let digest = import::digest_of(spooled)?;
+    /// Moves a spooled blob into the store under its digest (hashed here unless the import
+    /// already verified it); returns the digest and size.
+    fn keep_blob(&self, blob: &import::Blob) -> Result<(String, u64), ImageError> {
+        let spooled = &blob.path;
+        let digest = match &blob.digest {
+            Some(d) => d.clone(),
+            None => import::digest_of(spooled)?,
+        };
         let dest = self.blob_path(&digest);
         let size = std::fs::metadata(spooled)
             .map_err(io_err("read", spooled))?

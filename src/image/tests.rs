@@ -4,9 +4,11 @@ use sha2::{Digest, Sha256};
 
 use super::*;
 
-fn layer_tar(files: &[(&str, &str)]) -> Vec<u8> {
+/// A tar stream of `files` (path, content), for layers and whole archives alike.
+pub(super) fn tar_of<P: AsRef<std::path::Path>, D: AsRef<[u8]>>(files: &[(P, D)]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     for (path, data) in files {
+        let data = data.as_ref();
         let mut h = tar::Header::new_gnu();
         h.set_size(data.len() as u64);
         h.set_mode(0o755);
@@ -14,7 +16,7 @@ fn layer_tar(files: &[(&str, &str)]) -> Vec<u8> {
         h.set_gid(0);
         h.set_mtime(0);
         h.set_cksum();
-        b.append_data(&mut h, path, data.as_bytes()).unwrap();
+        b.append_data(&mut h, path, data).unwrap();
     }
     b.into_inner().unwrap()
 }
@@ -28,7 +30,7 @@ const CONFIG: &str =
 
 /// A tar stream of an OCI layout with one image of one layer.
 fn oci_archive(ref_name: &str, corrupt: bool) -> Vec<u8> {
-    let layer = layer_tar(&[("bin/sh", "#!"), ("etc/os-release", "ID=test\n")]);
+    let layer = tar_of(&[("bin/sh", "#!"), ("etc/os-release", "ID=test\n")]);
     let manifest = format!(
         r#"{{"schemaVersion":2,"config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:{}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"sha256:{}","size":{}}}]}}"#,
         sha(CONFIG.as_bytes()),
@@ -42,7 +44,7 @@ fn oci_archive(ref_name: &str, corrupt: bool) -> Vec<u8> {
         manifest.len()
     );
     let stored_layer = if corrupt {
-        layer_tar(&[("bin/sh", "evil")])
+        tar_of(&[("bin/sh", "evil")])
     } else {
         layer.clone()
     };
@@ -65,30 +67,15 @@ fn oci_archive(ref_name: &str, corrupt: bool) -> Vec<u8> {
     tar_of(&files)
 }
 
-fn tar_of(files: &[(String, Vec<u8>)]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for (path, data) in files {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(0);
-        h.set_cksum();
-        b.append_data(&mut h, path, data.as_slice()).unwrap();
-    }
-    b.into_inner().unwrap()
-}
-
 fn docker_archive() -> Vec<u8> {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    gz.write_all(&layer_tar(&[("bin/sh", "#!")])).unwrap();
+    gz.write_all(&tar_of(&[("bin/sh", "#!")])).unwrap();
     let layer = gz.finish().unwrap();
     let manifest = r#"[{"Config":"cfg.json","RepoTags":["docker.io/library/busybox:1.36"],"Layers":["abc/layer.tar"]}]"#;
     tar_of(&[
-        ("manifest.json".into(), manifest.as_bytes().to_vec()),
-        ("cfg.json".into(), CONFIG.as_bytes().to_vec()),
-        ("abc/layer.tar".into(), layer),
+        ("manifest.json", manifest.as_bytes().to_vec()),
+        ("cfg.json", CONFIG.as_bytes().to_vec()),
+        ("abc/layer.tar", layer),
     ])
 }
 
@@ -173,7 +160,7 @@ fn garbage_is_refused_naming_both_formats() {
     let d = tempfile::tempdir().unwrap();
     let store = ImageStore::open(d.path()).unwrap();
     let e = store
-        .import(&tar_of(&[("hello".into(), b"x".to_vec())])[..], None, 1)
+        .import(&tar_of(&[("hello", "x")])[..], None, 1)
         .unwrap_err();
     assert!(e.to_string().contains("OCI image layout"), "{e}");
 }
