@@ -74,10 +74,7 @@ fn main() -> ExitCode {
     match runtime.block_on(berth::daemon::run(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let config_problem = matches!(
-                e,
-                berth::daemon::DaemonError::Host(_) | berth::daemon::DaemonError::Tree(_)
-            );
+            let config_problem = e.needs_operator();
             eprintln!("berthd: {}", one_line(&e.into()));
             if config_problem {
                 ExitCode::from(EXIT_CONFIG)

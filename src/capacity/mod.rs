@@ -1,6 +1,10 @@
 //! The capacity books: what the host registers and what admitted tasks have reserved of it.
 //! Pure data and arithmetic; the engine owns the one instance and the faces read copies.
 
+mod ports;
+
+pub use ports::{HostPort, PortBook, PortHolder};
+
 use crate::host::HostResources;
 
 /// CPU units per CPU, as ECS counts them.
@@ -29,25 +33,46 @@ pub enum Refusal {
         remaining: u64,
         registered: u64,
     },
+    #[error("RESOURCE:PORTS: {port} {holder}")]
+    Ports { port: HostPort, holder: PortHolder },
+}
+
+/// What one task asks of the books.
+#[derive(Debug, Clone, Copy)]
+pub struct Claim<'a> {
+    pub holder: &'a str,
+    pub resources: Resources,
+    pub ports: &'a [HostPort],
 }
 
 /// What the host offers and what is taken.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Books {
     registered: Resources,
     reserved: Resources,
+    ports: PortBook,
 }
 
 impl Books {
-    /// Registers the host: 1024 units per online CPU and MemTotal less the operator's reserve.
-    pub fn register(host: HostResources, memory_reserve_mib: u64) -> Books {
+    /// Registers the host: 1024 units per online CPU, MemTotal less the operator's reserve,
+    /// and every port but `host_ports`.
+    pub fn register(
+        host: HostResources,
+        memory_reserve_mib: u64,
+        host_ports: impl IntoIterator<Item = HostPort>,
+    ) -> Books {
         Books {
             registered: Resources {
                 cpu_units: u64::from(host.cpus) * UNITS_PER_CPU,
                 memory_mib: host.memory_mib.saturating_sub(memory_reserve_mib),
             },
             reserved: Resources::default(),
+            ports: PortBook::new(host_ports),
         }
+    }
+
+    pub fn ports(&self) -> &PortBook {
+        &self.ports
     }
 
     pub fn registered(&self) -> Resources {
@@ -58,8 +83,10 @@ impl Books {
         self.reserved
     }
 
-    /// Takes `want` from the books, or says which resource is short and by how much.
-    pub fn admit(&mut self, want: Resources) -> Result<(), Refusal> {
+    /// Takes what `claim` asks from the books, or says which resource is short and by how much;
+    /// a refused claim takes nothing.
+    pub fn admit(&mut self, claim: Claim<'_>) -> Result<(), Refusal> {
+        let want = claim.resources;
         let left = self.remaining();
         if want.memory_mib > left.memory_mib {
             return Err(Refusal::Memory {
@@ -75,21 +102,26 @@ impl Books {
                 registered: self.registered.cpu_units,
             });
         }
-        self.reserved.memory_mib += want.memory_mib;
-        self.reserved.cpu_units += want.cpu_units;
+        if let Some((port, holder)) = self.ports.conflict(claim.ports) {
+            return Err(Refusal::Ports { port, holder });
+        }
+        self.force(claim);
         Ok(())
     }
 
     /// Charges a task admitted before a restart, whether it fits or not: it is running.
-    pub fn force(&mut self, held: Resources) {
-        self.reserved.memory_mib += held.memory_mib;
-        self.reserved.cpu_units += held.cpu_units;
+    pub fn force(&mut self, claim: Claim<'_>) {
+        self.reserved.memory_mib += claim.resources.memory_mib;
+        self.reserved.cpu_units += claim.resources.cpu_units;
+        self.ports.take(claim.holder, claim.ports);
     }
 
     /// Gives back what an admitted task reserved.
-    pub fn release(&mut self, held: Resources) {
+    pub fn release(&mut self, claim: Claim<'_>) {
+        let held = claim.resources;
         self.reserved.memory_mib = self.reserved.memory_mib.saturating_sub(held.memory_mib);
         self.reserved.cpu_units = self.reserved.cpu_units.saturating_sub(held.cpu_units);
+        self.ports.give_back(claim.holder, claim.ports);
     }
 
     pub fn remaining(&self) -> Resources {
@@ -107,72 +139,4 @@ impl Books {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn registration_counts_units_and_subtracts_the_reserve() {
-        let b = Books::register(
-            HostResources {
-                cpus: 2,
-                memory_mib: 1967,
-            },
-            256,
-        );
-        assert_eq!(
-            b.registered(),
-            Resources {
-                cpu_units: 2048,
-                memory_mib: 1711
-            }
-        );
-        assert_eq!(b.remaining(), b.registered());
-    }
-
-    #[test]
-    fn admission_refuses_what_does_not_fit_and_release_gives_back() {
-        let mut b = Books::register(
-            HostResources {
-                cpus: 1,
-                memory_mib: 1256,
-            },
-            256,
-        );
-        let t = Resources {
-            cpu_units: 512,
-            memory_mib: 600,
-        };
-        b.admit(t).unwrap();
-        let e = b.admit(t).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "RESOURCE:MEMORY: needs 600 MiB, 400 MiB of 1000 MiB remain"
-        );
-        b.admit(Resources {
-            cpu_units: 512,
-            memory_mib: 100,
-        })
-        .unwrap();
-        assert!(matches!(
-            b.admit(Resources {
-                cpu_units: 1,
-                memory_mib: 0
-            }),
-            Err(Refusal::Cpu { .. })
-        ));
-        b.release(t);
-        assert_eq!(b.remaining().memory_mib, 900);
-    }
-
-    #[test]
-    fn reserve_larger_than_memory_leaves_zero() {
-        let b = Books::register(
-            HostResources {
-                cpus: 1,
-                memory_mib: 100,
-            },
-            256,
-        );
-        assert_eq!(b.registered().memory_mib, 0);
-    }
-}
+mod tests;

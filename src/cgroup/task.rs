@@ -107,6 +107,30 @@ pub fn create(dir: &Path, limits: &TaskLimits) -> Result<(), TaskCgroupError> {
     write(dir, "cgroup.subtree_control", &line.join(" "))
 }
 
+/// Whether any process is left in `dir` or below it (`cgroup.events`: `populated`).
+pub fn populated(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("cgroup.events"))
+        .map(|t| t.lines().any(|l| l == "populated 1"))
+        .unwrap_or(false)
+}
+
+/// SIGKILLs every process in `dir` and below (`cgroup.kill`, Linux 5.14) and waits up to
+/// `wait` for them to be gone. Returns whether the cgroup is empty.
+pub fn kill_all(dir: &Path, wait: std::time::Duration) -> Result<bool, TaskCgroupError> {
+    if !populated(dir) {
+        return Ok(true);
+    }
+    write(dir, "cgroup.kill", "1")?;
+    let deadline = std::time::Instant::now() + wait;
+    while populated(dir) {
+        if std::time::Instant::now() >= deadline {
+            return Ok(false);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    Ok(true)
+}
+
 /// Removes the task cgroup and any container cgroups left below it. Cgroups still holding
 /// processes stay, and the error says which.
 pub fn remove(dir: &Path) -> Result<(), TaskCgroupError> {

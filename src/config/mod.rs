@@ -64,6 +64,8 @@ pub struct Config {
     pub runtime_dir: PathBuf,
     /// `pids.max` of every task and container.
     pub pids_max: u64,
+    /// Host ports (TCP and UDP) no task may take; berthd's metrics port is added to them.
+    pub reserved_ports: Vec<u16>,
 }
 
 impl Default for Config {
@@ -77,6 +79,7 @@ impl Default for Config {
             cgroup_path: None,
             runtime_dir: PathBuf::from("/run/berth"),
             pids_max: 4096,
+            reserved_ports: vec![22],
         }
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::capacity::Books;
+use crate::capacity::{Books, HostPort};
 use crate::cgroup::{self, CgroupTree};
 use crate::config::Config;
 use crate::dbus::{self, Manager};
@@ -18,6 +18,7 @@ use crate::host;
 use crate::image::ImageStore;
 use crate::metrics::{self, Metrics};
 use crate::runtime::{ContainerRuntime, RuntimeConfig};
+use crate::spec::Protocol;
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +62,19 @@ pub enum DaemonError {
     Signals(#[source] std::io::Error),
 }
 
+impl DaemonError {
+    /// Whether starting again unchanged would fail the same way: the host, the config or the
+    /// state file needs an operator first (berthd exits 78 and systemd does not restart it).
+    pub fn needs_operator(&self) -> bool {
+        matches!(
+            self,
+            DaemonError::Host(_)
+                | DaemonError::Tree(_)
+                | DaemonError::Store(StoreError::TooNew { .. } | StoreError::Damaged { .. })
+        )
+    }
+}
+
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> Result<(), DaemonError> {
     let own = match &config.cgroup_path {
@@ -93,10 +107,11 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         images.clone(),
     );
     let engine = Engine::new(
-        Books::register(resources, config.memory_reserve_mib),
+        Books::register(resources, config.memory_reserve_mib, host_ports(&config)),
         store,
         Arc::new(runtime),
         images,
+        &host::boot_id(Path::new("/proc"))?,
     )?;
     let watch_task = tokio::spawn(engine.clone().watch());
 
@@ -138,4 +153,20 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         w.abort();
     }
     Ok(())
+}
+
+/// Ports tasks may not take: the configured ones over both protocols, and berthd's own.
+fn host_ports(config: &Config) -> Vec<HostPort> {
+    let mut v: Vec<HostPort> = config
+        .reserved_ports
+        .iter()
+        .flat_map(|&port| {
+            [Protocol::Tcp, Protocol::Udp].map(|protocol| HostPort { protocol, port })
+        })
+        .collect();
+    v.push(HostPort {
+        protocol: Protocol::Tcp,
+        port: config.metrics_listen.port(),
+    });
+    v
 }

@@ -5,6 +5,7 @@ use zbus::OwnedObjectPath;
 use zbus::{interface, Connection};
 
 use super::access::require_admin;
+use super::capacity;
 use super::task::{describe, task_path};
 use super::{BerthError, MANAGER_PATH};
 use crate::engine::Engine;
@@ -172,6 +173,12 @@ impl Manager {
         Ok(self.engine.remove_image(&name)?)
     }
 
+    /// The capacity books as JSON: registered, reserved and remaining CPU units, MiB and ports,
+    /// the ports kept for the host, and the tasks holding reservations.
+    async fn describe_capacity(&self) -> String {
+        capacity::describe(&self.engine.capacity(), &self.engine.tasks(false)).to_string()
+    }
+
     #[zbus(property(emits_changed_signal = "const"))]
     fn version(&self) -> String {
         env!("CARGO_PKG_VERSION").to_string()
@@ -209,6 +216,17 @@ impl Manager {
     fn remaining_memory(&self) -> u64 {
         self.engine.capacity().remaining.memory_mib
     }
+
+    /// Host ports held by tasks, as (protocol, port, task id).
+    #[zbus(property)]
+    fn reserved_ports(&self) -> Vec<(String, u16, String)> {
+        self.engine
+            .capacity()
+            .ports
+            .held()
+            .map(|(p, id)| (p.protocol.as_str().to_string(), p.port, id.clone()))
+            .collect()
+    }
 }
 
 /// Announces the capacity properties after an admission or a release.
@@ -222,5 +240,6 @@ pub async fn emit_capacity(conn: &Connection) -> zbus::Result<()> {
     m.reserved_cpu_changed(e).await?;
     m.reserved_memory_changed(e).await?;
     m.remaining_cpu_changed(e).await?;
-    m.remaining_memory_changed(e).await
+    m.remaining_memory_changed(e).await?;
+    m.reserved_ports_changed(e).await
 }

@@ -3,6 +3,7 @@
 //! The client proxy that `berthctl` uses is generated here too (`client.rs`).
 
 mod access;
+mod capacity;
 pub mod client;
 mod error;
 mod manager;

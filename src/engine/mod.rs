@@ -3,10 +3,10 @@
 //! and follow [`Change`]s.
 //!
 //! Every change is committed to the [`Store`] before the caller sees it; on start the
-//! definitions and tasks are rebuilt from the store, and tasks not yet stopped are observed
-//! again through the runtime (their shims kept them running).
+//! definitions and tasks are rebuilt from the store (see `restore`).
 
 mod definitions;
+mod restore;
 pub mod task;
 mod tasks;
 
@@ -19,7 +19,8 @@ pub use definitions::{DefinitionError, Registered};
 pub use task::{Status, StopCode, Task};
 pub use tasks::TaskError;
 
-use crate::capacity::{Books, Resources};
+use crate::capacity::{Books, PortBook, Resources};
+use crate::clock::now_us;
 use crate::image::ImageStore;
 use crate::runtime::Runtime;
 use crate::spec;
@@ -51,53 +52,32 @@ pub struct Engine {
 }
 
 /// What the faces show of the capacity books.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CapacitySnapshot {
     pub registered: Resources,
     pub reserved: Resources,
     pub remaining: Resources,
+    pub ports: PortBook,
 }
 
 impl Engine {
     /// Builds the engine over `store`, restoring the registered task definitions and the
-    /// tasks; the books are charged with every task not yet stopped.
+    /// tasks: those not yet stopped are re-adopted through `runtime` (and charged to `books`)
+    /// or stopped with the reason. `boot_id` tells a host restart from a berthd restart.
     pub fn new(
         mut books: Books,
         store: Store,
         runtime: Arc<dyn Runtime>,
         images: Arc<ImageStore>,
+        boot_id: &str,
     ) -> Result<Engine, StoreError> {
-        let mut registry = definitions::Registry::default();
-        for stored in store.definitions()? {
-            let reference = format!("{}:{}", stored.family, stored.revision);
-            match spec::parse(&stored.json) {
-                Ok(v) => {
-                    registry.restore(stored.revision, stored.active, v);
-                }
-                // A definition a newer validation refuses stays in the store, untouched.
-                Err(e) => {
-                    tracing::warn!(task_definition = %reference, error = %e, "stored task definition no longer validates; not loaded")
-                }
-            }
-        }
-        let mut tasks = BTreeMap::new();
-        for (id, json) in store.tasks()? {
-            match serde_json::from_str::<Task>(&json) {
-                Ok(t) => {
-                    if !t.is_stopped() {
-                        // Re-adopted: it holds what it held before the restart.
-                        books.force(t.reservation);
-                    }
-                    tasks.insert(id, t);
-                }
-                Err(e) => tracing::warn!(task = %id, error = %e, "stored task unreadable; skipped"),
-            }
-        }
+        let definitions = restore::definitions(&store)?;
+        let tasks = restore::tasks(&store, &mut books, runtime.as_ref(), boot_id, now_us())?;
         let (changes, _) = broadcast::channel(1024);
         Ok(Engine {
             state: Arc::new(Mutex::new(State {
                 books,
-                definitions: registry,
+                definitions,
                 tasks,
                 store,
             })),
@@ -131,6 +111,7 @@ impl Engine {
             registered: s.books.registered(),
             reserved: s.books.reserved(),
             remaining: s.books.remaining(),
+            ports: s.books.ports().clone(),
         }
     }
 

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::capacity::Resources;
+use crate::capacity::{Claim, HostPort, Resources};
 use crate::runtime::{OomScope, Seen};
 use crate::spec::TaskDefinition;
 
@@ -30,11 +30,15 @@ impl Status {
     }
 }
 
+/// ECS's stop codes, and two of berth's own for what only a host agent sees: the host
+/// restarted under the task, or the task's holder (shim, VMM) vanished.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StopCode {
     TaskFailedToStart,
     EssentialContainerExited,
     UserInitiated,
+    HostRestarted,
+    TaskLost,
 }
 
 impl StopCode {
@@ -43,8 +47,19 @@ impl StopCode {
             StopCode::TaskFailedToStart => "TaskFailedToStart",
             StopCode::EssentialContainerExited => "EssentialContainerExited",
             StopCode::UserInitiated => "UserInitiated",
+            StopCode::HostRestarted => "HostRestarted",
+            StopCode::TaskLost => "TaskLost",
         }
     }
+}
+
+/// What berthd found of a task when it started again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Found {
+    /// Same boot: its backend's report decides.
+    Seen,
+    /// The host booted since: nothing of the task can be running.
+    HostRestarted,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,6 +88,9 @@ pub struct Task {
     pub stopped_at: Option<u64>,
     /// What the task holds of the capacity books while not STOPPED.
     pub reservation: Resources,
+    /// Host ports it holds in the books while not STOPPED.
+    #[serde(default)]
+    pub host_ports: Vec<HostPort>,
     /// Images its containers use (normal form), so an image in use is not removed.
     pub images: Vec<String>,
 }
@@ -104,11 +122,25 @@ impl Task {
                 cpu_units: def.reserved_cpu_units(),
                 memory_mib: def.reserved_memory_mib(),
             },
+            host_ports: def
+                .static_host_ports()
+                .into_iter()
+                .map(|(protocol, port)| HostPort { protocol, port })
+                .collect(),
             images: def
                 .containers
                 .iter()
                 .map(|c| crate::image::reference::normalize(&c.image))
                 .collect(),
+        }
+    }
+
+    /// What the task asks of (or gives back to) the capacity books.
+    pub fn claim(&self) -> Claim<'_> {
+        Claim {
+            holder: &self.id,
+            resources: self.reservation,
+            ports: &self.host_ports,
         }
     }
 
@@ -125,13 +157,49 @@ impl Task {
 
     /// Stops a task that never got a holder process.
     pub fn failed_to_start(&mut self, reason: String, now: u64) {
-        self.set_stop(StopCode::TaskFailedToStart, reason.clone());
+        self.end(StopCode::TaskFailedToStart, reason, now);
+    }
+
+    /// STOPPED at once, every container with it: nothing of the task runs any more.
+    fn end(&mut self, code: StopCode, reason: String, now: u64) {
+        self.set_stop(code, reason.clone());
+        self.finish(&reason, now);
+    }
+
+    /// STOPPED; containers not yet stopped get `container_reason`.
+    fn finish(&mut self, container_reason: &str, now: u64) {
         for c in &mut self.containers {
-            c.last_status = Status::Stopped;
-            c.reason.get_or_insert_with(|| reason.clone());
+            if c.last_status != Status::Stopped {
+                c.last_status = Status::Stopped;
+                c.reason.get_or_insert_with(|| container_reason.to_string());
+            }
         }
+        self.desired_status = Status::Stopped;
         self.last_status = Status::Stopped;
         self.stopped_at = Some(now);
+    }
+
+    /// Takes back a task not yet stopped when berthd starts: what happened while berthd was
+    /// down is applied, and a task nothing holds any more is STOPPED with the reason.
+    pub fn readopt(&mut self, found: Found, seen: &Seen, now: u64) {
+        if found == Found::HostRestarted {
+            return self.end(
+                StopCode::HostRestarted,
+                "host restarted: the task ended with the previous boot".into(),
+                now,
+            );
+        }
+        if self.last_status == Status::Provisioning {
+            if !seen.holder_alive && seen.report.shim.is_none() {
+                return self.end(
+                    StopCode::TaskFailedToStart,
+                    "berthd stopped while starting the task; it never ran".into(),
+                    now,
+                );
+            }
+            self.launched();
+        }
+        self.apply(seen, now);
     }
 
     /// Records the first reason the task is to stop; later ones do not replace it.
@@ -198,23 +266,21 @@ impl Task {
         {
             self.last_status = Status::Stopping;
         }
-        if r.done.is_some() || !seen.holder_alive {
-            if r.done.is_none() {
-                self.set_stop(
-                    StopCode::TaskFailedToStart,
-                    "berth's shim for this task exited unexpectedly; see shim.log in the task's state directory".into(),
-                );
-            }
-            for c in &mut self.containers {
-                if c.last_status != Status::Stopped {
-                    c.last_status = Status::Stopped;
-                    c.reason
-                        .get_or_insert_with(|| "not started: the task stopped first".into());
-                }
-            }
-            self.desired_status = Status::Stopped;
-            self.last_status = Status::Stopped;
-            self.stopped_at = Some(now);
+        if r.done.is_some() {
+            // The shim ends a task only when asked or when an essential container exits, both
+            // recorded above; a SIGTERM from outside berth is the one other way.
+            self.set_stop(
+                StopCode::UserInitiated,
+                "Task stopped outside berth (its shim received SIGTERM)".into(),
+            );
+            self.finish("not started: the task stopped first", now);
+        } else if !seen.holder_alive {
+            let (code, reason) = if self.started_at.is_some() || !r.started.is_empty() {
+                (StopCode::TaskLost, "berth's shim for this task died; its containers were killed (see shim.log in the task's state directory)")
+            } else {
+                (StopCode::TaskFailedToStart, "berth's shim for this task exited unexpectedly; see shim.log in the task's state directory")
+            };
+            self.end(code, reason.into(), now);
         }
         *self != before
     }

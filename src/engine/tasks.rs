@@ -61,9 +61,9 @@ impl Engine {
                 _ => {}
             }
             let task = Task::new(id.clone(), reg.reference(), &reg.definition, now_us());
-            state.books.admit(task.reservation)?;
+            state.books.admit(task.claim())?;
             if let Err(e) = persist(&state, &task) {
-                state.books.release(task.reservation);
+                state.books.release(task.claim());
                 return Err(e.into());
             }
             state.tasks.insert(id.clone(), task);
@@ -85,7 +85,7 @@ impl Engine {
             Err(e) => {
                 tracing::warn!(task = %id, error = %e, "task failed to start");
                 task.failed_to_start(e.to_string(), now_us());
-                books.release(task.reservation);
+                books.release(task.claim());
                 self.runtime.release(&id);
             }
         }
@@ -208,7 +208,7 @@ impl Engine {
         }
         let task = task.clone();
         if task.is_stopped() {
-            books.release(task.reservation);
+            books.release(task.claim());
         }
         if let Err(e) = persist(&state, &task) {
             tracing::error!(task = %id, error = %e, "cannot record the task's state");

@@ -1,5 +1,5 @@
-//! What this host has: memory and online CPUs, read from `/proc` and `/sys` under injectable
-//! roots. Pure parsing plus one read each; no policy.
+//! What this host has: memory and online CPUs, and which boot this is, read from `/proc` and
+//! `/sys` under injectable roots. Pure parsing plus one read each; no policy.
 
 use std::path::{Path, PathBuf};
 
@@ -45,6 +45,23 @@ pub fn read_resources(proc_root: &Path, sys_root: &Path) -> Result<HostResources
         cpus,
         memory_mib: memory_kib / 1024,
     })
+}
+
+/// This boot's identity (`proc_root/sys/kernel/random/boot_id`): a new value means the host
+/// restarted, and nothing of the previous boot runs any more.
+pub fn boot_id(proc_root: &Path) -> Result<String, HostError> {
+    let path = proc_root.join("sys/kernel/random/boot_id");
+    let id = std::fs::read_to_string(&path).map_err(|source| HostError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    match id.trim() {
+        "" => Err(HostError::Format {
+            path,
+            message: "empty".into(),
+        }),
+        id => Ok(id.to_string()),
+    }
 }
 
 fn mem_total_kib(meminfo: &str) -> Option<u64> {

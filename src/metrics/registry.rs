@@ -3,6 +3,7 @@
 use prometheus::{Encoder, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use crate::engine::Engine;
+use crate::spec::Protocol;
 
 const MIB: i64 = 1024 * 1024;
 
@@ -12,6 +13,7 @@ pub struct Metrics {
     engine: Engine,
     cpu_units: IntGaugeVec,
     memory_bytes: IntGaugeVec,
+    ports: IntGaugeVec,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +36,13 @@ impl Metrics {
             Opts::new("berth_host_memory_bytes", "Host memory in bytes, registered (MemTotal less the reserve) and remaining after reservations."),
             &["state"],
         )?;
+        let ports = IntGaugeVec::new(
+            Opts::new(
+                "berth_host_ports",
+                "Host ports tasks may bind, registered (all but those kept for the host) and remaining.",
+            ),
+            &["protocol", "state"],
+        )?;
         let build = IntGaugeVec::new(
             Opts::new(
                 "berth_build_info",
@@ -44,12 +53,14 @@ impl Metrics {
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         registry.register(Box::new(cpu_units.clone()))?;
         registry.register(Box::new(memory_bytes.clone()))?;
+        registry.register(Box::new(ports.clone()))?;
         registry.register(Box::new(build))?;
         Ok(Metrics {
             registry,
             engine,
             cpu_units,
             memory_bytes,
+            ports,
         })
     }
 
@@ -63,6 +74,15 @@ impl Metrics {
             self.memory_bytes
                 .with_label_values(&[state])
                 .set(r.memory_mib as i64 * MIB);
+        }
+        for protocol in [Protocol::Tcp, Protocol::Udp] {
+            let registered = cap.ports.registered(protocol);
+            let remaining = registered.saturating_sub(cap.ports.reserved(protocol));
+            for (state, n) in [("registered", registered), ("remaining", remaining)] {
+                self.ports
+                    .with_label_values(&[protocol.as_str(), state])
+                    .set(n as i64);
+            }
         }
         let mut out = Vec::new();
         // Encoding into a Vec fails only on malformed families, which `new` rules out.
@@ -89,6 +109,7 @@ mod tests {
                 memory_mib: 2000,
             },
             0,
+            [],
         );
         let images = std::sync::Arc::new(
             crate::image::ImageStore::open(&dir.path().join("images")).unwrap(),
@@ -106,7 +127,8 @@ mod tests {
             tree,
             images.clone(),
         );
-        let engine = Engine::new(books, store, std::sync::Arc::new(runtime), images).unwrap();
+        let engine =
+            Engine::new(books, store, std::sync::Arc::new(runtime), images, "boot").unwrap();
         let text = String::from_utf8(Metrics::new(engine).unwrap().render()).unwrap();
         assert!(
             text.contains("berth_host_cpu_units{state=\"registered\"} 2048"),
@@ -117,5 +139,9 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("# TYPE berth_build_info gauge"), "{text}");
+        assert!(
+            text.contains("berth_host_ports{protocol=\"udp\",state=\"remaining\"} 65535"),
+            "{text}"
+        );
     }
 }

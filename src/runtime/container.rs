@@ -2,20 +2,26 @@
 //! its cgroup, and spawns the shim (`berthd shim TASK_DIR`) by fork+exec, never forking
 //! containers from berthd's own threads.
 
+use std::collections::BTreeSet;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use super::bundle::{self, Accounts, TaskContext};
+use super::cleanup;
 use super::plan::{ContainerPlan, Plan, PLAN_FILE};
 use super::report::StatusDir;
 use super::{Launch, LaunchError, Runtime, Seen};
 use crate::cgroup::{task as task_cgroup, CgroupTree, TaskLimits};
 use crate::fsutil::write_atomic;
 use crate::image::{ImageRecord, ImageStore};
+
+/// How long a task's leftover processes get to die after SIGKILL before berth moves on.
+const KILL_WAIT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
@@ -150,18 +156,34 @@ impl ContainerRuntime {
         Ok(())
     }
 
+    /// The task's shim, if it runs: the pid it recorded, or (in the moment before it records
+    /// it, or after berthd died mid-launch) the process whose command line names the task.
     fn shim_pid(&self, id: &str) -> Option<Pid> {
-        StatusDir::new(&self.task_dir(id))
-            .shim()
-            .map(|s| Pid::from_raw(s.pid as i32))
+        let dir = self.task_dir(id);
+        match StatusDir::new(&dir).shim() {
+            Some(s) => {
+                let pid = Pid::from_raw(s.pid as i32);
+                (cleanup::shim_of(pid).as_deref() == Some(dir.as_path())).then_some(pid)
+            }
+            None => cleanup::shims()
+                .into_iter()
+                .find(|s| s.task_dir == dir)
+                .map(|s| s.pid),
+        }
     }
-}
 
-/// Whether `pid` is alive and still a berth shim (pids are reused).
-fn is_shim(pid: Pid) -> bool {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|c| c.split(|b| *b == 0).any(|a| a == b"shim"))
-        .unwrap_or(false)
+    /// libcontainer state directories of the task's containers.
+    fn container_states(&self, id: &str) -> Vec<PathBuf> {
+        let prefix = format!("{}-", &id[..12.min(id.len())]);
+        std::fs::read_dir(&self.config.runtime_dir)
+            .map(|rd| {
+                rd.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+                    .map(|e| e.path())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
 }
 
 impl Runtime for ContainerRuntime {
@@ -196,28 +218,83 @@ impl Runtime for ContainerRuntime {
     }
 
     fn stop(&self, task_id: &str) {
-        if let Some(pid) = self.shim_pid(task_id).filter(|p| is_shim(*p)) {
+        if let Some(pid) = self.shim_pid(task_id) {
             let _ = kill(pid, Signal::SIGTERM);
         }
     }
 
     fn observe(&self, task_id: &str) -> Seen {
         let report = StatusDir::new(&self.task_dir(task_id)).observe();
-        let holder_alive = match &report.shim {
-            Some(s) => is_shim(Pid::from_raw(s.pid as i32)),
-            // Spawned but not yet written its pid: alive as far as anyone knows.
-            None => true,
-        };
         Seen {
             report,
-            holder_alive,
+            holder_alive: self.shim_pid(task_id).is_some(),
         }
     }
 
+    /// A shim that ended normally has cleared all of this already; one that died has not.
     fn release(&self, task_id: &str) {
         let cg = self.tree.task(task_id);
+        match task_cgroup::kill_all(&cg, KILL_WAIT) {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
+                task = task_id,
+                "processes outlived SIGKILL in the task cgroup"
+            ),
+            Err(e) => {
+                tracing::warn!(task = task_id, error = %e, "cannot kill what is left of the task")
+            }
+        }
+        cleanup::unmount_under(&self.task_dir(task_id).join("containers"));
+        for state in self.container_states(task_id) {
+            if let Err(e) = std::fs::remove_dir_all(&state) {
+                tracing::warn!(task = task_id, path = %state.display(), error = %e, "container state not removed");
+            }
+        }
         if let Err(e) = task_cgroup::remove(&cg) {
             tracing::warn!(task = task_id, error = %e, "task cgroup not removed");
+        }
+    }
+
+    fn sweep(&self, live: &BTreeSet<String>) {
+        let tasks_dir = &self.config.tasks_dir;
+        let task_of = |p: &Path| -> Option<String> {
+            let rel = p.strip_prefix(tasks_dir).ok()?;
+            Some(rel.components().next()?.as_os_str().to_str()?.to_string())
+        };
+        let mut orphans = BTreeSet::new();
+        for s in cleanup::shims() {
+            if let Some(id) = task_of(&s.task_dir).filter(|i| !live.contains(i)) {
+                tracing::warn!(pid = %s.pid, task = %id, "killing the shim of a task berth does not run");
+                let _ = kill(s.pid, Signal::SIGKILL);
+                orphans.insert(id);
+            }
+        }
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mounted = cleanup::mounts_under(&mountinfo, tasks_dir);
+        orphans.extend(mounted.iter().filter_map(|m| task_of(m)));
+        if let Ok(rd) = std::fs::read_dir(self.tree.tasks()) {
+            orphans.extend(
+                rd.flatten()
+                    .filter_map(|e| e.file_name().into_string().ok()),
+            );
+        }
+        for id in orphans.iter().filter(|i| !live.contains(*i)) {
+            tracing::warn!(task = %id, "clearing what is left of a task berth does not run");
+            self.release(id);
+        }
+        // State of containers whose task is gone from the books altogether.
+        let held = |name: &str| {
+            live.iter()
+                .any(|id| name.starts_with(&id[..12.min(id.len())]))
+        };
+        if let Ok(rd) = std::fs::read_dir(&self.config.runtime_dir) {
+            for e in rd.flatten().filter(|e| e.path().is_dir()) {
+                let name = e.file_name();
+                let name = name.to_str().unwrap_or_default();
+                if cleanup::is_container_id(name) && !held(name) {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
         }
     }
 

@@ -4,6 +4,7 @@
 //! behind the same trait.
 
 pub mod bundle;
+mod cleanup;
 mod container;
 pub mod plan;
 pub mod report;
@@ -11,6 +12,8 @@ pub mod shim;
 
 pub use container::{ContainerRuntime, RuntimeConfig};
 pub use report::{Observation, OomScope};
+
+use std::collections::BTreeSet;
 
 use crate::spec::TaskDefinition;
 
@@ -53,8 +56,11 @@ pub trait Runtime: Send + Sync + std::fmt::Debug {
     /// Asks the task's containers to stop (each with its stopTimeout). Repeatable.
     fn stop(&self, task_id: &str);
     fn observe(&self, task_id: &str) -> Seen;
-    /// Frees what a stopped task held on the host (its cgroup). Its logs stay.
+    /// Frees what a stopped task held on the host: anything of it still running, its mounts,
+    /// its cgroup. Its logs stay.
     fn release(&self, task_id: &str);
+    /// Frees what the backend holds for any task not in `live` (after a crash, at start).
+    fn sweep(&self, live: &BTreeSet<String>);
     /// A container's log from byte `offset`, at most `max` bytes.
     fn read_log(&self, task_id: &str, container: &str, offset: u64, max: usize) -> Vec<u8>;
 }

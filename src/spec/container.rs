@@ -213,10 +213,15 @@ fn port_mappings(
                 r.problem(join(&p, key), "must be a port number up to 65535");
             }
         }
-        if mode == NetworkMode::Awsvpc {
+        if matches!(mode, NetworkMode::Awsvpc | NetworkMode::Host) {
             if let (Some(cp), Some(hp)) = (container, host.filter(|h| *h != 0)) {
                 if cp != hp {
-                    r.problem(join(&p, "hostPort"), format!("in awsvpc network mode the host port must equal the container port ({hp} != {cp})"));
+                    let mode = if mode == NetworkMode::Host {
+                        "host"
+                    } else {
+                        "awsvpc"
+                    };
+                    r.problem(join(&p, "hostPort"), format!("in {mode} network mode the host port must equal the container port ({hp} != {cp})"));
                 }
             }
         }

@@ -1,7 +1,7 @@
 //! Typed task definitions: what validation produces and the rest of berth consumes. Only the
 //! fields berth acts on are typed; the registered JSON is kept whole beside them.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -32,11 +32,20 @@ pub enum SharedNamespace {
     Task,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     Tcp,
     Udp,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -46,6 +55,17 @@ pub struct PortMapping {
     /// Absent or 0: a dynamic host port.
     pub host_port: Option<u16>,
     pub protocol: Protocol,
+}
+
+impl PortMapping {
+    /// The host port this mapping binds, when known before the task starts.
+    pub fn static_host_port(&self, mode: NetworkMode) -> Option<u16> {
+        match mode {
+            NetworkMode::Host => Some(self.host_port.unwrap_or(self.container_port)),
+            NetworkMode::None => None,
+            NetworkMode::Bridge | NetworkMode::Awsvpc => self.host_port,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -101,5 +121,22 @@ impl TaskDefinition {
     pub fn reserved_cpu_units(&self) -> u64 {
         self.cpu
             .unwrap_or_else(|| self.containers.iter().map(|c| c.cpu).sum())
+    }
+
+    /// Host ports the task binds that are known before it starts: in `host` mode every
+    /// mapping's port (its hostPort is its containerPort), elsewhere the static hostPorts.
+    pub fn static_host_ports(&self) -> Vec<(Protocol, u16)> {
+        let mut v: Vec<(Protocol, u16)> = self
+            .containers
+            .iter()
+            .flat_map(|c| &c.port_mappings)
+            .filter_map(|m| {
+                m.static_host_port(self.network_mode)
+                    .map(|h| (m.protocol, h))
+            })
+            .collect();
+        v.sort();
+        v.dedup();
+        v
     }
 }

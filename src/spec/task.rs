@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use serde_json::{Map, Value};
 
 use super::container;
-use super::model::{NetworkMode, SharedNamespace, TaskDefinition};
+use super::model::{ContainerDefinition, NetworkMode, SharedNamespace, TaskDefinition};
 use super::units;
 use super::walk::{self, join, Report};
 
@@ -94,6 +94,7 @@ pub fn validate(r: &mut Report, root: &Value) -> Option<TaskDefinition> {
         }
     }
     cross_checks(r, &entries, &volumes, cpu, memory);
+    host_ports_once(r, &containers, network_mode);
     if !containers.is_empty() && !containers.iter().any(|c| c.essential) {
         r.problem(
             "containerDefinitions",
@@ -264,6 +265,26 @@ fn cross_checks(
                     join(p, "cpu"),
                     format!("{own} units exceed the task's cpu ({task} units)"),
                 );
+            }
+        }
+    }
+}
+
+/// Two mappings of one task cannot bind the same host port: the second would fail at start.
+fn host_ports_once(r: &mut Report, containers: &[ContainerDefinition], mode: NetworkMode) {
+    let mut seen = HashSet::new();
+    for (i, c) in containers.iter().enumerate() {
+        for (j, m) in c.port_mappings.iter().enumerate() {
+            if let Some(port) = m.static_host_port(mode) {
+                if !seen.insert((m.protocol, port)) {
+                    r.problem(
+                        format!("containerDefinitions[{i}].portMappings[{j}].hostPort"),
+                        format!(
+                            "{}/{port} is mapped twice in this task",
+                            m.protocol.as_str()
+                        ),
+                    );
+                }
             }
         }
     }

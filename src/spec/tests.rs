@@ -113,3 +113,43 @@ fn no_essential_container_is_refused() {
         vec!["containerDefinitions: at least one container must be essential"]
     );
 }
+
+#[test]
+fn host_mode_ports_must_match_and_be_mapped_once() {
+    let p = problems(
+        r#"{"family":"f","networkMode":"host","containerDefinitions":[
+        {"name":"a","image":"i","memory":8,"portMappings":[{"containerPort":80,"hostPort":8080}]},
+        {"name":"b","image":"i","memory":8,"portMappings":[{"containerPort":9000},{"containerPort":9000,"protocol":"tcp"}]}]}"#,
+    );
+    assert_eq!(p.len(), 2, "{p:?}");
+    assert!(
+        p[0].starts_with("containerDefinitions[0].portMappings[0].hostPort")
+            && p[0].contains("host network mode"),
+        "{p:?}"
+    );
+    assert!(
+        p[1].starts_with("containerDefinitions[1].portMappings[1].hostPort")
+            && p[1].contains("tcp/9000 is mapped twice"),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn host_ports_known_before_start_follow_the_network_mode() {
+    let ports = |mode: &str| {
+        parse(&format!(
+            r#"{{"family":"f","networkMode":"{mode}","containerDefinitions":[
+            {{"name":"a","image":"i","memory":8,"portMappings":[
+              {{"containerPort":80}},{{"containerPort":53,"hostPort":53,"protocol":"udp"}}]}}]}}"#
+        ))
+        .unwrap()
+        .definition
+        .static_host_ports()
+    };
+    assert_eq!(
+        ports("host"),
+        vec![(Protocol::Tcp, 80), (Protocol::Udp, 53)]
+    );
+    assert_eq!(ports("bridge"), vec![(Protocol::Udp, 53)]);
+    assert_eq!(ports("none"), vec![]);
+}

@@ -20,6 +20,13 @@ pub const STEPS: &[(i64, &str)] = &[
         state TEXT NOT NULL
     );",
     ),
+    (
+        3,
+        "CREATE TABLE meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );",
+    ),
 ];
 
 pub const LATEST: i64 = STEPS[STEPS.len() - 1].0;

@@ -2,7 +2,7 @@
 //! told about is committed here first. The schema is versioned by `PRAGMA user_version` and
 //! migrated forward; a file from a newer berth is refused, never rewritten.
 //!
-//! Holds task definitions today; tasks, services and events join as those land.
+//! Holds task definitions, tasks, and facts about the host berthd last ran on (`meta`).
 
 mod migrations;
 
@@ -17,6 +17,15 @@ pub enum StoreError {
         path: PathBuf,
         #[source]
         source: rusqlite::Error,
+    },
+    #[error(
+        "{path} is not a berth state database ({cause}); it was left untouched: restore it from \
+         a backup, or move it away to start with no definitions and no tasks"
+    )]
+    Damaged {
+        path: PathBuf,
+        // Not `source`: the message already says it, once.
+        cause: rusqlite::Error,
     },
     #[error(
         "the state database {path} has schema version {found}, newer than this berthd knows ({known}); \
@@ -65,6 +74,17 @@ impl Store {
             source,
         };
         let conn = Connection::open(&path).map_err(open_err)?;
+        // The first read of the header tells a damaged file before anything is written to it.
+        conn.pragma_query_value(None, "schema_version", |r| r.get::<_, i64>(0))
+            .map_err(|source| match source.sqlite_error_code() {
+                Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) => {
+                    StoreError::Damaged {
+                        path: path.clone(),
+                        cause: source,
+                    }
+                }
+                _ => open_err(source),
+            })?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(open_err)?;
         conn.pragma_update(None, "synchronous", "FULL")
@@ -166,6 +186,27 @@ impl Store {
                 params![id, state],
             )
             .map_err(self.query_err("record a task"))?;
+        Ok(())
+    }
+
+    /// A fact berthd keeps about itself (such as the boot it last ran in).
+    pub fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(self.query_err("read a fact about the last run"))
+    }
+
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![key, value],
+            )
+            .map_err(self.query_err("record a fact about this run"))?;
         Ok(())
     }
 

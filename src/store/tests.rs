@@ -45,7 +45,10 @@ fn newer_schema_is_refused_and_left_alone() {
         .unwrap();
     let err = Store::open(dir.path()).unwrap_err().to_string();
     assert!(
-        err.contains("schema version 99, newer than this berthd knows (2)"),
+        err.contains(&format!(
+            "schema version 99, newer than this berthd knows ({})",
+            migrations::LATEST
+        )),
         "{err}"
     );
     let v: i64 = Connection::open(&path)
@@ -53,4 +56,30 @@ fn newer_schema_is_refused_and_left_alone() {
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
     assert_eq!(v, 99);
+}
+
+#[test]
+fn a_file_that_is_not_a_database_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("berth.db");
+    let garbage =
+        b"this is not an SQLite database, it is a text file left here by mistake\n".repeat(20);
+    std::fs::write(&path, &garbage).unwrap();
+    let err = Store::open(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("is not a berth state database"), "{err}");
+    assert!(err.contains("move it away"), "{err}");
+    assert_eq!(std::fs::read(&path).unwrap(), garbage);
+}
+
+#[test]
+fn facts_about_the_last_run_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.meta("boot_id").unwrap(), None);
+        s.set_meta("boot_id", "a").unwrap();
+        s.set_meta("boot_id", "b").unwrap();
+    }
+    let s = Store::open(dir.path()).unwrap();
+    assert_eq!(s.meta("boot_id").unwrap().as_deref(), Some("b"));
 }

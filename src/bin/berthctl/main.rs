@@ -119,30 +119,13 @@ async fn run(args: Args) -> anyhow::Result<u8> {
     let m = connect(args.bus_address.as_deref()).await?;
     match args.command {
         Command::Capacity => {
-            let (rc, rm) = (m.registered_cpu().await?, m.registered_memory().await?);
-            let (fc, fm) = (m.remaining_cpu().await?, m.remaining_memory().await?);
+            let text = m.describe_capacity().await?;
             if args.json {
-                let v = json!({"registeredCpu": rc, "registeredMemory": rm, "remainingCpu": fc, "remainingMemory": fm});
-                println!("{v}");
+                println!("{text}");
             } else {
-                println!(
-                    "{:<10} {:>12} {:>12} {:>12}",
-                    "RESOURCE", "REGISTERED", "RESERVED", "REMAINING"
-                );
-                println!(
-                    "{:<10} {:>12} {:>12} {:>12}",
-                    "cpu",
-                    rc,
-                    rc - fc.min(rc),
-                    fc
-                );
-                println!(
-                    "{:<10} {:>12} {:>12} {:>12}",
-                    "memory",
-                    format!("{rm} MiB"),
-                    format!("{} MiB", rm - fm.min(rm)),
-                    format!("{fm} MiB")
-                );
+                let v: serde_json::Value =
+                    serde_json::from_str(&text).context("the daemon sent malformed JSON")?;
+                print_capacity(&v);
             }
         }
         Command::Register { file } => {
@@ -237,5 +220,64 @@ fn main() -> ExitCode {
             );
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The books as two tables: per resource, then per task holding a reservation.
+fn print_capacity(v: &serde_json::Value) {
+    let row =
+        |a: &str, b: String, c: String, d: String| println!("{a:<10} {b:>12} {c:>12} {d:>12}");
+    row(
+        "RESOURCE",
+        "REGISTERED".into(),
+        "RESERVED".into(),
+        "REMAINING".into(),
+    );
+    let get = |k: &str| v[k].as_u64().unwrap_or(0);
+    row(
+        "cpu",
+        get("registeredCpu").to_string(),
+        get("reservedCpu").to_string(),
+        get("remainingCpu").to_string(),
+    );
+    let mib = |k: &str| format!("{} MiB", get(k));
+    row(
+        "memory",
+        mib("registeredMemory"),
+        mib("reservedMemory"),
+        mib("remainingMemory"),
+    );
+    for proto in ["tcp", "udp"] {
+        let n = |k: &str| v[k][proto].as_u64().unwrap_or(0).to_string();
+        row(
+            &format!("{proto} ports"),
+            n("registeredPorts"),
+            n("reservedPorts"),
+            n("remainingPorts"),
+        );
+    }
+    let tasks = v["tasks"].as_array().cloned().unwrap_or_default();
+    if tasks.is_empty() {
+        return;
+    }
+    println!();
+    println!(
+        "{:<32} {:<24} {:<12} {:>6} {:>10}  PORTS",
+        "TASK", "DEFINITION", "STATUS", "CPU", "MEMORY"
+    );
+    for t in tasks {
+        let ports: Vec<&str> = t["ports"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|p| p.as_str()).collect())
+            .unwrap_or_default();
+        println!(
+            "{:<32} {:<24} {:<12} {:>6} {:>10}  {}",
+            t["taskId"].as_str().unwrap_or(""),
+            t["taskDefinition"].as_str().unwrap_or(""),
+            t["lastStatus"].as_str().unwrap_or(""),
+            t["cpu"].as_u64().unwrap_or(0),
+            format!("{} MiB", t["memory"].as_u64().unwrap_or(0)),
+            ports.join(",")
+        );
     }
 }

@@ -167,5 +167,91 @@ fn a_lost_shim_stops_the_task_with_a_reason() {
     s.holder_alive = false;
     t.apply(&s, 20);
     assert_eq!(t.last_status, Status::Stopped);
+    assert_eq!(t.stop_code, Some(StopCode::TaskLost));
     assert!(t.stopped_reason.as_deref().unwrap().contains("shim"));
+}
+
+fn running() -> Task {
+    let mut t = task();
+    t.launched();
+    t.apply(
+        &seen(|o| {
+            started(o, "app");
+            started(o, "side");
+        }),
+        20,
+    );
+    assert_eq!(t.last_status, Status::Running);
+    t
+}
+
+#[test]
+fn readopted_task_keeps_running_when_its_shim_does() {
+    let mut t = running();
+    t.readopt(
+        Found::Seen,
+        &seen(|o| {
+            started(o, "app");
+            started(o, "side");
+        }),
+        30,
+    );
+    assert_eq!(t.last_status, Status::Running);
+    assert_eq!(t.started_at, Some(20));
+}
+
+#[test]
+fn exits_while_berthd_was_down_are_recorded_with_their_codes() {
+    let mut t = running();
+    let mut s = seen(|o| {
+        started(o, "app");
+        started(o, "side");
+        exited(o, "app", 3, None);
+        exited(o, "side", 143, None);
+        o.done = Some(Done { at: 25 });
+    });
+    s.holder_alive = false;
+    t.readopt(Found::Seen, &s, 30);
+    assert_eq!(t.last_status, Status::Stopped);
+    assert_eq!(t.stop_code, Some(StopCode::EssentialContainerExited));
+    assert_eq!(t.containers[0].exit_code, Some(3));
+    assert_eq!(t.containers[1].exit_code, Some(143));
+}
+
+#[test]
+fn after_a_reboot_every_task_is_stopped_as_host_restarted() {
+    let mut t = running();
+    t.readopt(Found::HostRestarted, &Seen::default(), 30);
+    assert_eq!(t.last_status, Status::Stopped);
+    assert_eq!(t.stop_code, Some(StopCode::HostRestarted));
+    assert_eq!(
+        t.stopped_reason.as_deref(),
+        Some("host restarted: the task ended with the previous boot")
+    );
+    assert!(t
+        .containers
+        .iter()
+        .all(|c| c.last_status == Status::Stopped));
+    assert_eq!(t.stopped_at, Some(30));
+}
+
+#[test]
+fn a_task_berthd_died_starting_is_stopped_unless_its_shim_runs() {
+    let mut t = task();
+    t.readopt(Found::Seen, &Seen::default(), 30);
+    assert_eq!(t.last_status, Status::Stopped);
+    assert_eq!(t.stop_code, Some(StopCode::TaskFailedToStart));
+    assert!(t
+        .stopped_reason
+        .as_deref()
+        .unwrap()
+        .contains("berthd stopped while starting"));
+
+    let mut t = task();
+    t.readopt(Found::Seen, &seen(|_| {}), 30);
+    assert_eq!(
+        t.last_status,
+        Status::Pending,
+        "a shim that runs carries on"
+    );
 }

@@ -1,0 +1,99 @@
+//! Host ports in the books: which task holds each (protocol, port), and which the host keeps
+//! for itself. A port is held by one task at a time, whatever the task's other claims.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use crate::spec::Protocol;
+
+/// One host port of one protocol.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub struct HostPort {
+    pub protocol: Protocol,
+    pub port: u16,
+}
+
+impl fmt::Display for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.protocol.as_str(), self.port)
+    }
+}
+
+/// Who has a port that a task asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortHolder {
+    Task(String),
+    /// Kept by the host: `reserved_ports` in the config, or berthd's own listener.
+    Host,
+}
+
+impl fmt::Display for PortHolder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PortHolder::Task(id) => write!(f, "held by task {id}"),
+            PortHolder::Host => write!(f, "reserved for the host (reserved_ports in berthd.toml)"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PortBook {
+    host: BTreeSet<HostPort>,
+    held: BTreeMap<HostPort, String>,
+}
+
+impl PortBook {
+    pub fn new(host: impl IntoIterator<Item = HostPort>) -> PortBook {
+        PortBook {
+            host: host.into_iter().collect(),
+            held: BTreeMap::new(),
+        }
+    }
+
+    /// The first of `want` someone else has, and who.
+    pub fn conflict(&self, want: &[HostPort]) -> Option<(HostPort, PortHolder)> {
+        want.iter().find_map(|p| {
+            if self.host.contains(p) {
+                Some((*p, PortHolder::Host))
+            } else {
+                self.held
+                    .get(p)
+                    .map(|id| (*p, PortHolder::Task(id.clone())))
+            }
+        })
+    }
+
+    pub fn take(&mut self, holder: &str, ports: &[HostPort]) {
+        for p in ports {
+            self.held.insert(*p, holder.to_string());
+        }
+    }
+
+    /// Gives back the ports `holder` has; a port since re-taken by another task stays theirs.
+    pub fn give_back(&mut self, holder: &str, ports: &[HostPort]) {
+        for p in ports {
+            if self.held.get(p).is_some_and(|h| h == holder) {
+                self.held.remove(p);
+            }
+        }
+    }
+
+    /// Ports usable by tasks, per protocol: every port 1-65535 not kept by the host.
+    pub fn registered(&self, protocol: Protocol) -> u64 {
+        65535 - self.host.iter().filter(|p| p.protocol == protocol).count() as u64
+    }
+
+    pub fn reserved(&self, protocol: Protocol) -> u64 {
+        self.held.keys().filter(|p| p.protocol == protocol).count() as u64
+    }
+
+    pub fn host_ports(&self) -> impl Iterator<Item = &HostPort> {
+        self.host.iter()
+    }
+
+    pub fn held(&self) -> impl Iterator<Item = (&HostPort, &String)> {
+        self.held.iter()
+    }
+}

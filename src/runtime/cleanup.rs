@@ -1,0 +1,155 @@
+//! Clearing what a task left on the host when its shim could not: processes still in its
+//! cgroup, overlay mounts, libcontainer's state, and shims of tasks berth no longer runs. Used
+//! when a stopped task is released, and once at start, when berthd sweeps for orphans.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nix::mount::{umount2, MntFlags};
+use nix::unistd::Pid;
+
+/// A running `berthd shim TASK_DIR` process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct ShimProcess {
+    pub pid: Pid,
+    pub task_dir: PathBuf,
+}
+
+/// The task directory of a shim's command line (`berthd shim TASK_DIR`), NUL-separated.
+pub(super) fn shim_task_dir(cmdline: &[u8]) -> Option<PathBuf> {
+    let mut args = cmdline.split(|b| *b == 0).skip(1);
+    match (args.next(), args.next()) {
+        (Some(b"shim"), Some(dir)) if !dir.is_empty() => {
+            Some(PathBuf::from(OsStr::from_bytes(dir)))
+        }
+        _ => None,
+    }
+}
+
+/// The shim `pid` runs for, if `pid` is alive and a shim (pids are reused).
+pub(super) fn shim_of(pid: Pid) -> Option<PathBuf> {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .ok()
+        .and_then(|c| shim_task_dir(&c))
+}
+
+/// Every shim running on the host.
+pub(super) fn shims() -> Vec<ShimProcess> {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|raw| {
+            let pid = Pid::from_raw(raw);
+            shim_of(pid).map(|task_dir| ShimProcess { pid, task_dir })
+        })
+        .collect()
+}
+
+/// Whether `name` has the shape of the ids berth gives libcontainer: 12 hex digits of the
+/// task id, `-`, the container's index.
+pub(super) fn is_container_id(name: &str) -> bool {
+    match name.split_once('-') {
+        Some((task, index)) => {
+            task.len() == 12
+                && task.bytes().all(|b| b.is_ascii_hexdigit())
+                && !index.is_empty()
+                && index.bytes().all(|b| b.is_ascii_digit())
+        }
+        None => false,
+    }
+}
+
+/// Mount points at or below `root` in `/proc/self/mountinfo`'s text, deepest first.
+pub(super) fn mounts_under(mountinfo: &str, root: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|m| PathBuf::from(unescape(m)))
+        .filter(|m| m.starts_with(root))
+        .collect();
+    v.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
+    v
+}
+
+/// mountinfo writes space, tab, newline and backslash as octal escapes (`\040`).
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match (b[i], octal) {
+            (b'\\', Some(d)) => {
+                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Detaches every mount at or below `root`.
+pub(super) fn unmount_under(root: &Path) {
+    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    for m in mounts_under(&text, root) {
+        if let Err(e) = umount2(&m, MntFlags::MNT_DETACH) {
+            tracing::warn!(mount = %m.display(), error = %e, "stale mount not removed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shim_is_known_by_its_command_line() {
+        assert_eq!(
+            shim_task_dir(b"/usr/bin/berthd\0shim\0/var/lib/berth/tasks/ab\0"),
+            Some(PathBuf::from("/var/lib/berth/tasks/ab"))
+        );
+        assert_eq!(shim_task_dir(b"/usr/bin/berthd\0"), None);
+        assert_eq!(shim_task_dir(b"sleep\0infinity\0"), None);
+        assert_eq!(shim_task_dir(b""), None);
+    }
+
+    #[test]
+    fn only_berths_container_ids_are_recognised() {
+        assert!(is_container_id("0123456789ab-0"));
+        assert!(is_container_id("0123456789ab-12"));
+        assert!(!is_container_id("bus"));
+        assert!(!is_container_id("0123456789ab-"));
+        assert!(!is_container_id("0123456789xy-1"));
+    }
+
+    #[test]
+    fn mounts_below_a_root_come_deepest_first_and_unescaped() {
+        let text = "\
+22 1 0:21 / /proc rw - proc proc rw
+90 22 0:50 / /var/lib/berth/tasks/t1/containers/web/rootfs rw - overlay overlay rw
+91 90 0:51 / /var/lib/berth/tasks/t1/containers/web/rootfs/dev rw - tmpfs tmpfs rw
+92 22 0:52 / /var/lib/berth/tasks/t1/containers/my\\040app/rootfs rw - overlay overlay rw
+93 22 0:53 / /var/lib/berth/tasks/t10/containers/x/rootfs rw - overlay overlay rw
+";
+        let got = mounts_under(text, Path::new("/var/lib/berth/tasks/t1"));
+        assert_eq!(
+            got,
+            vec![
+                PathBuf::from("/var/lib/berth/tasks/t1/containers/web/rootfs/dev"),
+                PathBuf::from("/var/lib/berth/tasks/t1/containers/web/rootfs"),
+                PathBuf::from("/var/lib/berth/tasks/t1/containers/my app/rootfs"),
+            ]
+        );
+    }
+}
