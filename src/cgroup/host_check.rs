@@ -14,8 +14,8 @@ pub enum HostCheckError {
     )]
     NotUnified { mount: PathBuf },
     #[error(
-        "the {} controller(s) are not available to cgroup {cgroup} (it has: {}); run berthd from its \
-         unit (Delegate=yes) or enable them in the parent's cgroup.subtree_control",
+        "the {} controller(s) are not available in cgroup {cgroup} (it has: {}); look for \
+         cgroup_disable= on the kernel command line",
         missing.join(", "),
         if available.is_empty() { "none".to_string() } else { available.join(" ") }
     )]
@@ -26,17 +26,6 @@ pub enum HostCheckError {
     },
     #[error("cannot read {path}: {message}")]
     Unreadable { path: PathBuf, message: String },
-    #[error("cannot find this process's cgroup v2 path in /proc/self/cgroup (no \"0::\" line)")]
-    NoOwnCgroup,
-}
-
-/// The unified-hierarchy path of the calling process, from `/proc/self/cgroup` text.
-pub fn own_cgroup(proc_self_cgroup: &str) -> Result<PathBuf, HostCheckError> {
-    proc_self_cgroup
-        .lines()
-        .find_map(|l| l.strip_prefix("0::"))
-        .map(|p| PathBuf::from(p.trim()))
-        .ok_or(HostCheckError::NoOwnCgroup)
 }
 
 /// Checks that `mount` is a cgroup v2 mount and that `cgroup` (relative to it) may use the
@@ -119,7 +108,7 @@ mod tests {
             line.contains("memory controller(s) are not available"),
             "{line}"
         );
-        assert!(line.contains("Delegate=yes"), "{line}");
+        assert!(line.contains("cgroup_disable="), "{line}");
     }
 
     #[test]
@@ -130,18 +119,5 @@ mod tests {
             "cpu io memory pids",
         );
         check_host(d.path(), Path::new("/system.slice/berthd.service")).unwrap();
-    }
-
-    #[test]
-    fn own_cgroup_reads_the_unified_line() {
-        let text = "12:memory:/user.slice\n0::/system.slice/berthd.service\n";
-        assert_eq!(
-            own_cgroup(text).unwrap(),
-            PathBuf::from("/system.slice/berthd.service")
-        );
-        assert_eq!(
-            own_cgroup("1:name=systemd:/\n"),
-            Err(HostCheckError::NoOwnCgroup)
-        );
     }
 }

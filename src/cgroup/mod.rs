@@ -1,11 +1,11 @@
 //! cgroup v2, over an injectable mount point: checking the host offers what berth needs,
-//! taking the subtree systemd delegates to the daemon, and each task's cgroup with the
-//! task-level ECS limits. Container leaves are made by libcontainer (see `runtime`).
+//! where each task's systemd scope and cgroups are, and the task-level ECS limits. Container
+//! leaves are made by libcontainer (see `runtime`).
 
 mod host_check;
 pub mod task;
 mod tree;
 
-pub use host_check::{check_host, own_cgroup, HostCheckError, REQUIRED_CONTROLLERS};
+pub use host_check::{check_host, HostCheckError, REQUIRED_CONTROLLERS};
 pub use task::{MemoryEvents, TaskCgroupError, TaskLimits};
-pub use tree::{CgroupTree, TreeError};
+pub use tree::CgroupTree;

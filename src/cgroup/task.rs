@@ -22,7 +22,8 @@ pub struct TaskCgroupError {
 }
 
 /// The limits written into a task's cgroup.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct TaskLimits {
     pub cpu_units: Option<u64>,
     pub memory_mib: Option<u64>,
@@ -98,6 +99,11 @@ pub fn create(dir: &Path, limits: &TaskLimits) -> Result<(), TaskCgroupError> {
         write(dir, "memory.swap.max", "0")?;
     }
     write(dir, "pids.max", &limits.pids_max.to_string())?;
+    enable_controllers(dir)
+}
+
+/// Turns on below `dir` the controllers berth uses that `dir` has.
+fn enable_controllers(dir: &Path) -> Result<(), TaskCgroupError> {
     let available = std::fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
     let line: Vec<String> = ["cpu", "memory", "pids", "io"]
         .iter()
@@ -105,6 +111,19 @@ pub fn create(dir: &Path, limits: &TaskLimits) -> Result<(), TaskCgroupError> {
         .map(|c| format!("+{c}"))
         .collect();
     write(dir, "cgroup.subtree_control", &line.join(" "))
+}
+
+/// Sets a task's scope up from inside it: moves `pid` (the shim) from the scope into its leaf
+/// `shim_leaf`, then turns the controllers on below the scope, which cgroup v2 allows only
+/// once the scope itself holds no process.
+pub fn settle_scope(scope: &Path, shim_leaf: &Path, pid: u32) -> Result<(), TaskCgroupError> {
+    std::fs::create_dir_all(shim_leaf).map_err(|source| TaskCgroupError {
+        action: "create",
+        path: shim_leaf.to_owned(),
+        source,
+    })?;
+    write(shim_leaf, "cgroup.procs", &pid.to_string())?;
+    enable_controllers(scope)
 }
 
 /// Whether any process is left in `dir` or below it (`cgroup.events`: `populated`).

@@ -1,112 +1,84 @@
-//! berth's delegated subtree: the daemon moves itself into the leaf `daemon/` (cgroup v2 lets
-//! only leaves hold processes once controllers are enabled below), turns the controllers on
-//! down the tree, and keeps `tasks/` as the parent of every task's cgroup.
+//! Where berth's cgroups live: every task in a systemd scope of its own,
+//! `<slice>/berth-<task-id>.scope`, which systemd delegates to berth (`Delegate=yes`). Inside
+//! it the shim sits in the leaf `shim/` and the task's limits in `task/`, with one leaf per
+//! container below.
+//!
+//! Why scopes and not a subtree of berthd's own service cgroup: systemd before v254 cannot
+//! start a service again while its cgroup has delegated children with controllers enabled
+//! (the new main process has nowhere legal to go, status 219/CGROUP), and tasks must outlive
+//! a berthd restart. Scopes outlive it by design, show up in `systemctl status` and
+//! `systemd-cgls`, and are collected by systemd once their last process ends.
 
 use std::path::{Path, PathBuf};
 
-#[derive(Debug, thiserror::Error)]
-pub enum TreeError {
-    #[error("cannot {action} {path}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(
-        "berthd runs in the root cgroup; start it from its systemd unit (Delegate=yes) or set \
-         cgroup_path in the config"
-    )]
-    RootCgroup,
-}
-
-/// The cgroup subtree berth owns, as absolute directories.
+/// The systemd slice and cgroup mount berth's task scopes live under, as absolute directories.
 #[derive(Debug, Clone)]
 pub struct CgroupTree {
     mount: PathBuf,
-    root: PathBuf,
+    slice: String,
 }
 
-/// Controllers berth enables for its tasks, when the host offers them.
-const WANTED: [&str; 4] = ["cpu", "memory", "pids", "io"];
-
-fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> TreeError + 'a {
-    move |source| TreeError::Io {
-        action,
-        path: path.to_owned(),
-        source,
-    }
-}
+const SCOPE_PREFIX: &str = "berth-";
+const SCOPE_SUFFIX: &str = ".scope";
 
 impl CgroupTree {
-    /// `own` is the daemon's cgroup relative to `mount`; after a previous start it may already
-    /// be the `daemon` leaf, whose parent is then the delegated root.
-    pub fn locate(mount: &Path, own: &Path) -> Result<CgroupTree, TreeError> {
-        let rel = own.strip_prefix("/").unwrap_or(own);
-        let rel = if rel.file_name().is_some_and(|n| n == "daemon") {
-            rel.parent().unwrap_or(Path::new(""))
-        } else {
-            rel
-        };
-        if rel.as_os_str().is_empty() {
-            return Err(TreeError::RootCgroup);
-        }
-        Ok(CgroupTree {
+    /// `slice` is a top-level systemd slice name such as `berth.slice`.
+    pub fn new(mount: &Path, slice: &str) -> CgroupTree {
+        CgroupTree {
             mount: mount.to_owned(),
-            root: mount.join(rel),
-        })
+            slice: slice.to_string(),
+        }
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
+    pub fn slice(&self) -> &str {
+        &self.slice
     }
 
-    /// Parent of every task's cgroup.
-    pub fn tasks(&self) -> PathBuf {
-        self.root.join("tasks")
+    /// The slice's cgroup: parent of every task's scope.
+    pub fn slice_dir(&self) -> PathBuf {
+        self.mount.join(&self.slice)
     }
 
-    /// The cgroup of one task.
+    /// The systemd unit holding one task.
+    pub fn unit(&self, id: &str) -> String {
+        format!("{SCOPE_PREFIX}{id}{SCOPE_SUFFIX}")
+    }
+
+    /// The cgroup of a task's scope: shim and containers.
+    pub fn scope(&self, id: &str) -> PathBuf {
+        self.slice_dir().join(self.unit(id))
+    }
+
+    /// The task's own cgroup, holding the task-level limits; its containers are leaves below.
     pub fn task(&self, id: &str) -> PathBuf {
-        self.tasks().join(id)
+        self.scope(id).join("task")
     }
 
-    /// The leaf every shim moves into: out of the daemon's leaf, so that the daemon's own
-    /// usage is its own, and out of the tasks', so that a shim never counts against a task.
-    pub fn shims(&self) -> PathBuf {
-        self.root.join("shims")
+    /// The leaf the shim moves into: out of the task's, so that a shim never counts
+    /// against a task's limits.
+    pub fn shim(&self, id: &str) -> PathBuf {
+        self.scope(id).join("shim")
+    }
+
+    /// Ids of the tasks that have a scope cgroup now.
+    pub fn scoped_tasks(&self) -> Vec<String> {
+        let Ok(rd) = std::fs::read_dir(self.slice_dir()) else {
+            return Vec::new();
+        };
+        rd.flatten()
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let id = name
+                    .strip_prefix(SCOPE_PREFIX)?
+                    .strip_suffix(SCOPE_SUFFIX)?;
+                Some(id.to_string())
+            })
+            .collect()
     }
 
     /// `abs` as a path from the hierarchy's mount point, the form OCI's `cgroupsPath` takes.
     pub fn relative(&self, abs: &Path) -> PathBuf {
         Path::new("/").join(abs.strip_prefix(&self.mount).unwrap_or(abs))
-    }
-
-    /// Moves process `pid` into the `daemon` leaf and enables the controllers below the root
-    /// and below `tasks/`.
-    pub fn take(&self, pid: u32) -> Result<(), TreeError> {
-        let leaf = self.root.join("daemon");
-        std::fs::create_dir_all(&leaf).map_err(io("create", &leaf))?;
-        let procs = leaf.join("cgroup.procs");
-        std::fs::write(&procs, pid.to_string()).map_err(io("move the daemon into", &procs))?;
-        self.enable_controllers(&self.root)?;
-        let shims = self.shims();
-        std::fs::create_dir_all(&shims).map_err(io("create", &shims))?;
-        let tasks = self.tasks();
-        std::fs::create_dir_all(&tasks).map_err(io("create", &tasks))?;
-        self.enable_controllers(&tasks)
-    }
-
-    fn enable_controllers(&self, dir: &Path) -> Result<(), TreeError> {
-        let avail_path = dir.join("cgroup.controllers");
-        let available = std::fs::read_to_string(&avail_path).map_err(io("read", &avail_path))?;
-        let line: Vec<String> = WANTED
-            .iter()
-            .filter(|c| available.split_whitespace().any(|a| a == **c))
-            .map(|c| format!("+{c}"))
-            .collect();
-        let ctl = dir.join("cgroup.subtree_control");
-        std::fs::write(&ctl, line.join(" ")).map_err(io("enable controllers in", &ctl))
     }
 }
 
@@ -115,46 +87,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn locate_strips_the_daemon_leaf() {
-        let t = CgroupTree::locate(
-            Path::new("/sys/fs/cgroup"),
-            Path::new("/system.slice/berthd.service/daemon"),
-        )
-        .unwrap();
+    fn a_task_lives_in_its_scope_under_the_slice() {
+        let t = CgroupTree::new(Path::new("/sys/fs/cgroup"), "berth.slice");
+        assert_eq!(t.unit("ab12"), "berth-ab12.scope");
         assert_eq!(
-            t.root(),
-            Path::new("/sys/fs/cgroup/system.slice/berthd.service")
+            t.task("ab12"),
+            PathBuf::from("/sys/fs/cgroup/berth.slice/berth-ab12.scope/task")
         );
         assert_eq!(
-            t.tasks(),
-            PathBuf::from("/sys/fs/cgroup/system.slice/berthd.service/tasks")
+            t.relative(&t.task("ab12").join("web")),
+            PathBuf::from("/berth.slice/berth-ab12.scope/task/web")
         );
     }
 
     #[test]
-    fn root_cgroup_is_refused() {
-        assert!(matches!(
-            CgroupTree::locate(Path::new("/sys/fs/cgroup"), Path::new("/")),
-            Err(TreeError::RootCgroup)
-        ));
-    }
-
-    #[test]
-    fn take_writes_pid_and_controllers_over_a_fake_tree() {
+    fn scoped_tasks_are_read_from_the_slice() {
         let d = tempfile::tempdir().unwrap();
-        let root = d.path().join("svc");
-        std::fs::create_dir_all(root.join("tasks")).unwrap();
-        std::fs::write(root.join("cgroup.controllers"), "cpu memory pids").unwrap();
-        std::fs::write(root.join("tasks/cgroup.controllers"), "cpu memory pids").unwrap();
-        let t = CgroupTree::locate(d.path(), Path::new("/svc")).unwrap();
-        t.take(4242).unwrap();
-        assert_eq!(
-            std::fs::read_to_string(root.join("daemon/cgroup.procs")).unwrap(),
-            "4242"
-        );
-        assert_eq!(
-            std::fs::read_to_string(root.join("cgroup.subtree_control")).unwrap(),
-            "+cpu +memory +pids"
-        );
+        let t = CgroupTree::new(d.path(), "berth.slice");
+        for name in ["berth-a1.scope", "berth-b2.scope", "other.scope"] {
+            std::fs::create_dir_all(t.slice_dir().join(name)).unwrap();
+        }
+        let mut ids = t.scoped_tasks();
+        ids.sort();
+        assert_eq!(ids, vec!["a1", "b2"]);
     }
 }

@@ -56,9 +56,10 @@ pub struct Config {
     pub bus: BusChoice,
     /// Where cgroup v2 is mounted; only tests point it elsewhere.
     pub cgroup_mount: PathBuf,
-    /// The cgroup (relative to `cgroup_mount`) berth owns. Absent: the one systemd delegated
-    /// to the daemon, read from `/proc/self/cgroup`.
-    pub cgroup_path: Option<PathBuf>,
+    /// The systemd slice every task's scope (`berth-<task-id>.scope`) is placed in.
+    pub slice: String,
+    /// systemd's `systemd-run`, which starts each task's shim in the task's scope.
+    pub systemd_run: PathBuf,
     /// libcontainer's state (sockets, container state) on tmpfs; kept short, socket paths
     /// under it must fit in 108 bytes.
     pub runtime_dir: PathBuf,
@@ -76,7 +77,8 @@ impl Default for Config {
             metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9580)),
             bus: BusChoice::System,
             cgroup_mount: PathBuf::from("/sys/fs/cgroup"),
-            cgroup_path: None,
+            slice: "berth.slice".into(),
+            systemd_run: PathBuf::from("/usr/bin/systemd-run"),
             runtime_dir: PathBuf::from("/run/berth"),
             pids_max: 4096,
             reserved_ports: vec![22],

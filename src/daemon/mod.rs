@@ -25,10 +25,11 @@ use crate::store::{Store, StoreError};
 pub enum DaemonError {
     #[error(transparent)]
     Host(#[from] cgroup::HostCheckError),
-    #[error("cannot read /proc/self/cgroup")]
-    OwnCgroup(#[source] std::io::Error),
-    #[error(transparent)]
-    Tree(#[from] cgroup::TreeError),
+    #[error(
+        "{0} not found: berth starts each task in a systemd scope with it; install systemd or \
+         set systemd_run in the config"
+    )]
+    NoSystemdRun(PathBuf),
     #[error(transparent)]
     Resources(#[from] host::HostError),
     #[error("cannot create the state directory {path}")]
@@ -69,7 +70,7 @@ impl DaemonError {
         matches!(
             self,
             DaemonError::Host(_)
-                | DaemonError::Tree(_)
+                | DaemonError::NoSystemdRun(_)
                 | DaemonError::Store(StoreError::TooNew { .. } | StoreError::Damaged { .. })
         )
     }
@@ -77,16 +78,12 @@ impl DaemonError {
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> Result<(), DaemonError> {
-    let own = match &config.cgroup_path {
-        Some(p) => p.clone(),
-        None => cgroup::own_cgroup(
-            &std::fs::read_to_string("/proc/self/cgroup").map_err(DaemonError::OwnCgroup)?,
-        )?,
-    };
-    cgroup::check_host(&config.cgroup_mount, &own)?;
-    let tree = CgroupTree::locate(&config.cgroup_mount, &own)?;
-    tree.take(std::process::id())?;
-    tracing::info!(cgroup = %tree.root().display(), "took the delegated cgroup subtree");
+    cgroup::check_host(&config.cgroup_mount, Path::new("/"))?;
+    if !config.systemd_run.is_file() {
+        return Err(DaemonError::NoSystemdRun(config.systemd_run.clone()));
+    }
+    let tree = CgroupTree::new(&config.cgroup_mount, &config.slice);
+    tracing::info!(slice = %tree.slice_dir().display(), "tasks run in scopes of this slice");
 
     std::fs::create_dir_all(&config.state_dir).map_err(|source| DaemonError::StateDir {
         path: config.state_dir.clone(),
@@ -102,6 +99,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
             runtime_dir: config.runtime_dir.clone(),
             pids_max: config.pids_max,
             shim_exe,
+            systemd_run: config.systemd_run.clone(),
         },
         tree.clone(),
         images.clone(),

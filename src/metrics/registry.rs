@@ -115,14 +115,14 @@ mod tests {
             crate::image::ImageStore::open(&dir.path().join("images")).unwrap(),
         );
         // A container runtime over an empty directory: constructed, never asked to run.
-        let tree =
-            crate::cgroup::CgroupTree::locate(dir.path(), std::path::Path::new("/berth")).unwrap();
+        let tree = crate::cgroup::CgroupTree::new(dir.path(), "berth.slice");
         let runtime = crate::runtime::ContainerRuntime::new(
             crate::runtime::RuntimeConfig {
                 tasks_dir: dir.path().join("tasks"),
                 runtime_dir: dir.path().join("run"),
                 pids_max: 64,
                 shim_exe: "/bin/false".into(),
+                systemd_run: "/bin/false".into(),
             },
             tree,
             images.clone(),

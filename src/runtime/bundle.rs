@@ -27,6 +27,8 @@ pub struct TaskContext<'a> {
     pub pid_mode: Option<SharedNamespace>,
     pub ipc_mode: Option<SharedNamespace>,
     pub pids_max: u64,
+    /// The host's name: in `host` network mode the containers carry it, as on ECS and Docker.
+    pub host_name: &'a str,
 }
 
 /// The image's account files, read from its top-most layer that has them.
@@ -154,8 +156,10 @@ fn namespaces(task: &TaskContext) -> Vec<Value> {
     }
     if task.network_mode != NetworkMode::Host {
         ns.push("network");
-        ns.push("uts");
     }
+    // Always a UTS namespace of its own: in host mode it starts with the host's name, and a
+    // container changing it does not rename the host.
+    ns.push("uts");
     ns.into_iter().map(|t| json!({ "type": t })).collect()
 }
 
@@ -221,7 +225,10 @@ pub fn config(
             container: def.name.clone(),
         });
     }
-    let hostname: String = task.task_id.chars().take(12).collect();
+    let hostname: String = match task.network_mode {
+        NetworkMode::Host => task.host_name.to_string(),
+        _ => task.task_id.chars().take(12).collect(),
+    };
     let user = def.user.as_deref().or(image.user.as_deref());
     let (uid, gid) = resolve_user(&def.name, user, accounts)?;
     let cwd = def

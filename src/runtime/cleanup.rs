@@ -16,13 +16,16 @@ pub(super) struct ShimProcess {
     pub task_dir: PathBuf,
 }
 
-/// The task directory of a shim's command line (`berthd shim TASK_DIR`), NUL-separated.
+/// The task directory of a shim's command line, NUL-separated: `berthd shim TASK_DIR`, or
+/// `systemd-run --scope ... -- berthd shim TASK_DIR` in the moment before systemd-run execs.
 pub(super) fn shim_task_dir(cmdline: &[u8]) -> Option<PathBuf> {
-    let mut args = cmdline.split(|b| *b == 0).skip(1);
-    match (args.next(), args.next()) {
-        (Some(b"shim"), Some(dir)) if !dir.is_empty() => {
-            Some(PathBuf::from(OsStr::from_bytes(dir)))
-        }
+    let args: Vec<&[u8]> = cmdline
+        .strip_suffix(b"\0")
+        .unwrap_or(cmdline)
+        .split(|b| *b == 0)
+        .collect();
+    match args.as_slice() {
+        [_, .., b"shim", dir] if !dir.is_empty() => Some(PathBuf::from(OsStr::from_bytes(dir))),
         _ => None,
     }
 }
@@ -119,7 +122,12 @@ mod tests {
             shim_task_dir(b"/usr/bin/berthd\0shim\0/var/lib/berth/tasks/ab\0"),
             Some(PathBuf::from("/var/lib/berth/tasks/ab"))
         );
+        assert_eq!(
+            shim_task_dir(b"systemd-run\0--scope\0--\0/usr/bin/berthd\0shim\0/t/ab\0"),
+            Some(PathBuf::from("/t/ab"))
+        );
         assert_eq!(shim_task_dir(b"/usr/bin/berthd\0"), None);
+        assert_eq!(shim_task_dir(b"shim\0"), None);
         assert_eq!(shim_task_dir(b"sleep\0infinity\0"), None);
         assert_eq!(shim_task_dir(b""), None);
     }

@@ -32,6 +32,8 @@ pub struct RuntimeConfig {
     pub pids_max: u64,
     /// The binary that runs `shim`.
     pub shim_exe: PathBuf,
+    /// systemd's `systemd-run`, which starts each shim in its task's scope.
+    pub systemd_run: PathBuf,
 }
 
 #[derive(Debug)]
@@ -81,12 +83,17 @@ impl ContainerRuntime {
 
     fn plan(&self, launch: &Launch, dir: &Path) -> Result<Plan, LaunchError> {
         let def = launch.definition;
+        let host_name = nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| "localhost".into());
         let ctx = TaskContext {
             task_id: launch.task_id,
             network_mode: def.network_mode,
             pid_mode: def.pid_mode,
             ipc_mode: def.ipc_mode,
             pids_max: self.config.pids_max,
+            host_name: &host_name,
         };
         let task_cgroup = self.tree.task(launch.task_id);
         let mut containers = Vec::new();
@@ -130,17 +137,36 @@ impl ContainerRuntime {
         Ok(Plan {
             task_id: launch.task_id.to_string(),
             family: def.family.clone(),
-            shim_cgroup: self.tree.shims(),
+            scope_cgroup: self.tree.scope(launch.task_id),
+            shim_cgroup: self.tree.shim(launch.task_id),
             task_cgroup,
+            limits: TaskLimits {
+                cpu_units: def.cpu,
+                memory_mib: def.memory,
+                pids_max: self.config.pids_max,
+            },
             runtime_root: self.config.runtime_dir.clone(),
             containers,
         })
     }
 
-    fn spawn_shim(&self, dir: &Path) -> Result<(), LaunchError> {
+    /// Starts `berthd shim DIR` in the task's own systemd scope (through `systemd-run`, which
+    /// registers the scope and then execs the shim in place, so the shim's pid is the child's).
+    fn spawn_shim(&self, id: &str, family: &str, dir: &Path) -> Result<(), LaunchError> {
         let log_path = dir.join("shim.log");
         let log = std::fs::File::create(&log_path).map_err(io("create", &log_path))?;
-        let mut child = tokio::process::Command::new(&self.config.shim_exe)
+        let mut child = tokio::process::Command::new(&self.config.systemd_run)
+            .args(["--scope", "--quiet", "--collect"])
+            .arg(format!("--unit={}", self.tree.unit(id)))
+            .arg(format!("--slice={}", self.tree.slice()))
+            .arg(format!("--description=berth task {id} ({family})"))
+            // berth enforces pids.max per task and container itself.
+            .args([
+                "--property=Delegate=yes",
+                "--property=TasksMax=infinity",
+                "--",
+            ])
+            .arg(&self.config.shim_exe)
             .arg("shim")
             .arg(dir)
             .stdin(std::process::Stdio::null())
@@ -148,7 +174,7 @@ impl ContainerRuntime {
             .stderr(log)
             .kill_on_drop(false)
             .spawn()
-            .map_err(io("start the shim", &self.config.shim_exe))?;
+            .map_err(io("start the shim with", &self.config.systemd_run))?;
         // Reap the shim when it ends; a restarted berthd finds it through its status files.
         tokio::spawn(async move {
             let _ = child.wait().await;
@@ -191,18 +217,9 @@ impl Runtime for ContainerRuntime {
         let dir = self.task_dir(launch.task_id);
         std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
         let plan = self.plan(launch, &dir)?;
-        // The shims' cgroup was made by CgroupTree::take at start; the runtime dir is on tmpfs.
+        // On tmpfs: gone after a reboot.
         let run = &self.config.runtime_dir;
         std::fs::create_dir_all(run).map_err(io("create", run))?;
-        let def = launch.definition;
-        task_cgroup::create(
-            &plan.task_cgroup,
-            &TaskLimits {
-                cpu_units: def.cpu,
-                memory_mib: def.memory,
-                pids_max: self.config.pids_max,
-            },
-        )?;
         let plan_path = dir.join(PLAN_FILE);
         let bytes = serde_json::to_vec_pretty(&plan).map_err(|e| LaunchError::Io {
             action: "write",
@@ -210,11 +227,7 @@ impl Runtime for ContainerRuntime {
             source: std::io::Error::other(e),
         })?;
         write_atomic(&plan_path, &bytes).map_err(io("write", &plan_path))?;
-        if let Err(e) = self.spawn_shim(&dir) {
-            let _ = task_cgroup::remove(&plan.task_cgroup);
-            return Err(e);
-        }
-        Ok(())
+        self.spawn_shim(launch.task_id, &plan.family, &dir)
     }
 
     fn stop(&self, task_id: &str) {
@@ -233,7 +246,7 @@ impl Runtime for ContainerRuntime {
 
     /// A shim that ended normally has cleared all of this already; one that died has not.
     fn release(&self, task_id: &str) {
-        let cg = self.tree.task(task_id);
+        let cg = self.tree.scope(task_id);
         match task_cgroup::kill_all(&cg, KILL_WAIT) {
             Ok(true) => {}
             Ok(false) => tracing::warn!(
@@ -250,8 +263,10 @@ impl Runtime for ContainerRuntime {
                 tracing::warn!(task = task_id, path = %state.display(), error = %e, "container state not removed");
             }
         }
+        // systemd collects the emptied scope; removing it first keeps the books of the host
+        // exact at once.
         if let Err(e) = task_cgroup::remove(&cg) {
-            tracing::warn!(task = task_id, error = %e, "task cgroup not removed");
+            tracing::debug!(task = task_id, error = %e, "scope cgroup left to systemd");
         }
     }
 
@@ -272,12 +287,7 @@ impl Runtime for ContainerRuntime {
         let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         let mounted = cleanup::mounts_under(&mountinfo, tasks_dir);
         orphans.extend(mounted.iter().filter_map(|m| task_of(m)));
-        if let Ok(rd) = std::fs::read_dir(self.tree.tasks()) {
-            orphans.extend(
-                rd.flatten()
-                    .filter_map(|e| e.file_name().into_string().ok()),
-            );
-        }
+        orphans.extend(self.tree.scoped_tasks());
         for id in orphans.iter().filter(|i| !live.contains(*i)) {
             tracing::warn!(task = %id, "clearing what is left of a task berth does not run");
             self.release(id);

@@ -5,15 +5,20 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::cgroup::TaskLimits;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Plan {
     pub task_id: String,
     pub family: String,
+    /// The task's systemd scope, which the shim starts in.
+    pub scope_cgroup: PathBuf,
     /// Absolute cgroup directory the shim moves itself into.
     pub shim_cgroup: PathBuf,
-    /// Absolute cgroup directory of the task.
+    /// Absolute cgroup directory of the task, and what the shim writes into it.
     pub task_cgroup: PathBuf,
+    pub limits: TaskLimits,
     /// libcontainer's state root (short: socket paths live under it).
     pub runtime_root: PathBuf,
     /// In the order they are created.

@@ -85,14 +85,21 @@ impl Store {
                 }
                 _ => open_err(source),
             })?;
+        let mut store = Store { conn, path };
+        // Refused before the journal mode is set: a newer berth's file is not written to.
+        let found = store.refuse_newer()?;
+        let conn = &store.conn;
+        let open_err = |source| StoreError::Open {
+            path: store.path.clone(),
+            source,
+        };
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(open_err)?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(open_err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(open_err)?;
-        let mut store = Store { conn, path };
-        store.migrate()?;
+        store.migrate(found)?;
         Ok(store)
     }
 
@@ -104,7 +111,8 @@ impl Store {
         }
     }
 
-    fn migrate(&mut self) -> Result<(), StoreError> {
+    /// The file's schema version, unless a newer berth wrote it.
+    fn refuse_newer(&self) -> Result<i64, StoreError> {
         let found: i64 = self
             .conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
@@ -117,6 +125,10 @@ impl Store {
                 known,
             });
         }
+        Ok(found)
+    }
+
+    fn migrate(&mut self, found: i64) -> Result<(), StoreError> {
         let path = self.path.clone();
         let tx = self
             .conn

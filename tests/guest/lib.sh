@@ -31,7 +31,8 @@ wait_for() {
 
 run_tests() {
   local passed=0 failed=0 t
-  for t in $(declare -F | awk '{print $3}' | grep '^test_'); do
+  # BERTH_TEST_FILTER: a grep pattern picking which tests run (all by default).
+  for t in $(declare -F | awk '{print $3}' | grep '^test_' | grep -E "${BERTH_TEST_FILTER:-.}"); do
     _fail_msgs=()
     local start=$SECONDS
     ( "$t"; rc=$?

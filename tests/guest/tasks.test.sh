@@ -2,7 +2,8 @@
 # Task objects on D-Bus. Each test asserts what the container itself saw or what a user sees.
 
 CTL() { "$BIN/berthctl" "$@"; }
-TASKS_CG=/sys/fs/cgroup/system.slice/berthd.service/tasks
+# A task's own cgroup (its limits), in its systemd scope.
+task_cg() { echo "/sys/fs/cgroup/berth.slice/berth-$1.scope/task"; }
 IMG=/tmp/berth-images
 
 # A busybox image made from Debian's busybox-static, as an OCI layout and as a docker-archive.
@@ -72,10 +73,10 @@ test_task_cpu_512_is_half_a_cpu_in_cpu_max_and_in_use() {
   register spin '{"name":"spin","image":"busybox","cpu":512,"memory":32,"command":["sh","-c","while :; do :; done"]}' '"cpu":"512"' >/dev/null
   id=$(CTL run spin) || return 1
   wait_for 60 status_is "$id" RUNNING || fail "spin not RUNNING"
-  assert_eq "50000 100000" "$(cat $TASKS_CG/"$id"/cpu.max)" "task cpu.max"
-  u0=$(awk '/^usage_usec/ {print $2}' $TASKS_CG/"$id"/cpu.stat)
+  assert_eq "50000 100000" "$(cat $(task_cg "$id")/cpu.max)" "task cpu.max"
+  u0=$(awk '/^usage_usec/ {print $2}' $(task_cg "$id")/cpu.stat)
   sleep 5
-  u1=$(awk '/^usage_usec/ {print $2}' $TASKS_CG/"$id"/cpu.stat)
+  u1=$(awk '/^usage_usec/ {print $2}' $(task_cg "$id")/cpu.stat)
   used=$((u1 - u0))
   echo "cpu used over 5 s: $used us"
   (( used <= 3000000 )) || fail "task used $used us of CPU in 5 s, more than about half a CPU"
@@ -89,16 +90,33 @@ test_memory_reservation_is_memory_low_and_limits_reach_the_container() {
   register soft '{"name":"soft","image":"busybox","cpu":256,"memory":128,"memoryReservation":64,"command":["sleep","600"]},{"name":"heavy","image":"busybox","cpu":768,"memory":32,"essential":false,"command":["sleep","600"]}' >/dev/null
   id=$(CTL run soft) || return 1
   wait_for 60 status_is "$id" RUNNING || fail "soft not RUNNING"
-  assert_eq 67108864 "$(cat $TASKS_CG/"$id"/soft/memory.low)" "container memory.low"
-  assert_eq 134217728 "$(cat $TASKS_CG/"$id"/soft/memory.max)" "container memory.max"
-  w_soft=$(cat $TASKS_CG/"$id"/soft/cpu.weight); w_heavy=$(cat $TASKS_CG/"$id"/heavy/cpu.weight)
+  assert_eq 67108864 "$(cat $(task_cg "$id")/soft/memory.low)" "container memory.low"
+  assert_eq 134217728 "$(cat $(task_cg "$id")/soft/memory.max)" "container memory.max"
+  w_soft=$(cat $(task_cg "$id")/soft/cpu.weight); w_heavy=$(cat $(task_cg "$id")/heavy/cpu.weight)
   echo "cpu.weight: soft (256 units) $w_soft, heavy (768 units) $w_heavy"
   (( w_soft < w_heavy )) || fail "cpu.weight of 256 units ($w_soft) not below that of 768 units ($w_heavy)"
-  assert_eq 0 "$(cat $TASKS_CG/"$id"/memory.swap.max)" "task memory.swap.max"
-  assert_eq 4096 "$(cat $TASKS_CG/"$id"/pids.max)" "task pids.max"
+  assert_eq 0 "$(cat $(task_cg "$id")/memory.swap.max)" "task memory.swap.max"
+  assert_eq 4096 "$(cat $(task_cg "$id")/pids.max)" "task pids.max"
   CTL stop "$id"
   wait_for 60 status_is "$id" STOPPED || fail "soft did not stop"
-  [ ! -d $TASKS_CG/"$id" ] || fail "task cgroup still there after STOPPED"
+  [ ! -d "$(dirname "$(task_cg "$id")")" ] || fail "task scope cgroup still there after STOPPED"
+}
+
+test_task_is_a_systemd_scope_holding_its_shim_and_containers() {
+  ensure_images || return 1
+  register scoped '{"name":"main","image":"busybox","memory":32,"command":["sleep","600"]}' >/dev/null
+  id=$(CTL run scoped) || return 1
+  wait_for 60 status_is "$id" RUNNING || fail "scoped not RUNNING"
+  assert_eq active "$(systemctl is-active "berth-$id.scope")" "systemctl is-active berth-$id.scope"
+  assert_contains "$(systemctl show -p Slice --value "berth-$id.scope")" "berth.slice" "the scope's slice"
+  scope=$(dirname "$(task_cg "$id")")
+  shim=$(cat "$scope/shim/cgroup.procs")
+  assert_contains "$(tr '\0' ' ' < /proc/"$shim"/cmdline)" "shim /var/lib/berth/tasks/$id" "the process in the scope's shim leaf"
+  assert_eq "" "$(cat "$scope/cgroup.procs")" "processes in the scope itself (leaves hold them)"
+  [ -n "$(cat "$(task_cg "$id")/main/cgroup.procs")" ] || fail "no process in the container's cgroup"
+  CTL stop "$id" >/dev/null
+  wait_for 60 status_is "$id" STOPPED || fail "scoped did not stop"
+  wait_for 10 eval '! systemctl is-active -q berth-'"$id"'.scope' || fail "scope still active after STOPPED"
 }
 
 test_stop_kills_after_stop_timeout_when_sigterm_is_ignored() {

@@ -25,6 +25,7 @@ const TASK: TaskContext = TaskContext {
     pid_mode: None,
     ipc_mode: None,
     pids_max: 4096,
+    host_name: "node-7",
 };
 
 #[test]
@@ -122,7 +123,7 @@ fn config_maps_limits_and_is_a_valid_oci_spec() {
 }
 
 #[test]
-fn host_network_shares_the_host_namespaces() {
+fn host_network_shares_the_network_and_carries_the_hosts_name() {
     let task = TaskContext {
         network_mode: NetworkMode::Host,
         ..TASK
@@ -138,5 +139,9 @@ fn host_network_shares_the_host_namespaces() {
     )
     .unwrap();
     let ns = v["linux"]["namespaces"].to_string();
-    assert!(!ns.contains("network") && !ns.contains("uts"), "{ns}");
+    assert!(!ns.contains("network"), "{ns}");
+    // libcontainer sets a hostname only in a UTS namespace of the container's own.
+    assert!(ns.contains("uts"), "{ns}");
+    assert_eq!(v["hostname"], "node-7");
+    assert!(v["process"]["env"].to_string().contains("HOSTNAME=node-7"));
 }

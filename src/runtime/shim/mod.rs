@@ -25,7 +25,7 @@ use nix::unistd::Pid;
 
 use super::plan::{self, ContainerPlan, Plan};
 use super::report::{Done, Exited, Failed, OomScope, ShimStarted, Started, StatusDir};
-use crate::cgroup::task::memory_events;
+use crate::cgroup::task::{self as task_cgroup, memory_events};
 use crate::clock::now_us;
 
 #[derive(Debug, thiserror::Error)]
@@ -63,10 +63,6 @@ pub fn run(task_dir: &Path) -> Result<(), ShimError> {
         plan::read(task_dir).map_err(|e| ShimError::Plan(task_dir.display().to_string(), e))?;
     let _ = nix::unistd::setsid();
     let _ = nix::sys::prctl::set_child_subreaper(true);
-    let _ = std::fs::write(
-        plan.shim_cgroup.join("cgroup.procs"),
-        std::process::id().to_string(),
-    );
     let status = StatusDir::new(task_dir);
     status.create().map_err(ShimError::Status)?;
     let sigfd = signals::install().map_err(ShimError::Signals)?;
@@ -93,7 +89,26 @@ pub fn run(task_dir: &Path) -> Result<(), ShimError> {
 }
 
 impl Shim {
+    /// The task's cgroups, from inside its scope: the shim's leaf, then the task's limits.
+    fn settle(&self) -> Result<(), String> {
+        let p = &self.plan;
+        task_cgroup::settle_scope(&p.scope_cgroup, &p.shim_cgroup, std::process::id())
+            .and_then(|()| task_cgroup::create(&p.task_cgroup, &p.limits))
+            .map_err(|e| format!("CannotCreateContainerError: task cgroup: {}", one_line(&e)))
+    }
+
     fn start_all(&mut self, sigfd: &OwnedFd) -> Result<(), ShimError> {
+        if let Err(reason) = self.settle() {
+            let first = self.plan.containers.first().map(|c| c.name.clone());
+            return self
+                .status
+                .failed(&Failed {
+                    container: first.unwrap_or_default(),
+                    reason,
+                    at: now_us(),
+                })
+                .map_err(ShimError::Status);
+        }
         for c in self.plan.containers.clone() {
             self.handle_signals(sigfd);
             if self.stopping {
@@ -313,6 +328,17 @@ fn mount_rootfs(c: &ContainerPlan) -> Result<(), String> {
         Some(data.as_str()),
     )
     .map_err(|e| format!("overlay mount on {}: {e}", c.rootfs.display()))
+}
+
+/// An error and its causes on one line: the status files carry one reason string.
+fn one_line(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(&format!(": {c}"));
+        cur = c.source();
+    }
+    s
 }
 
 fn unmount(c: &ContainerPlan) {
