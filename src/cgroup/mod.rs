@@ -3,6 +3,7 @@
 //! leaves are made by libcontainer (see `runtime`).
 
 mod host_check;
+pub mod stats;
 pub mod task;
 mod tree;
 

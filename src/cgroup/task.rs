@@ -30,7 +30,7 @@ pub struct TaskLimits {
     pub pids_max: u64,
 }
 
-const CPU_PERIOD_US: u64 = 100_000;
+pub(super) const CPU_PERIOD_US: u64 = 100_000;
 
 /// `cpu.max` for a task's CPU units: 512 units is half a CPU, `50000 100000`.
 pub fn cpu_max(units: Option<u64>) -> String {

@@ -1,6 +1,7 @@
 //! `org.berth.Agent1.Manager`: task definitions and the host's capacity.
 
 use zbus::message::Header;
+use zbus::object_server::SignalEmitter;
 use zbus::OwnedObjectPath;
 use zbus::{interface, Connection};
 
@@ -179,6 +180,16 @@ impl Manager {
         capacity::describe(&self.engine.capacity(), &self.engine.tasks(false)).to_string()
     }
 
+    /// Sent on every change of a task's status, from PROVISIONING to STOPPED.
+    #[zbus(signal)]
+    async fn task_state_changed(
+        emitter: &SignalEmitter<'_>,
+        id: &str,
+        last_status: &str,
+        desired_status: &str,
+        reason: &str,
+    ) -> zbus::Result<()>;
+
     #[zbus(property(emits_changed_signal = "const"))]
     fn version(&self) -> String {
         env!("CARGO_PKG_VERSION").to_string()
@@ -227,6 +238,28 @@ impl Manager {
             .map(|(p, id)| (p.protocol.as_str().to_string(), p.port, id.clone()))
             .collect()
     }
+}
+
+/// Sends `TaskStateChanged` from the Manager object.
+pub async fn task_state_changed(
+    conn: &Connection,
+    id: &str,
+    last_status: &str,
+    desired_status: &str,
+    reason: &str,
+) -> zbus::Result<()> {
+    let iface = conn
+        .object_server()
+        .interface::<_, Manager>(MANAGER_PATH)
+        .await?;
+    Manager::task_state_changed(
+        iface.signal_emitter(),
+        id,
+        last_status,
+        desired_status,
+        reason,
+    )
+    .await
 }
 
 /// Announces the capacity properties after an admission or a release.

@@ -90,6 +90,25 @@ impl TaskObject {
         Ok((data, next))
     }
 
+    /// CPU time the task has used, in seconds, read from its cgroup when asked (0 once
+    /// stopped).
+    #[zbus(property(emits_changed_signal = "false"))]
+    fn cpu_usage(&self) -> f64 {
+        self.engine
+            .usage(&self.id)
+            .map(|u| u.task.cpu.usage_usec as f64 / 1e6)
+            .unwrap_or(0.0)
+    }
+
+    /// Memory the task uses now, in bytes (page cache included), read when asked.
+    #[zbus(property(emits_changed_signal = "false"))]
+    fn memory_usage(&self) -> u64 {
+        self.engine
+            .usage(&self.id)
+            .map(|u| u.task.memory_bytes)
+            .unwrap_or(0)
+    }
+
     #[zbus(property(emits_changed_signal = "const"))]
     fn id(&self) -> String {
         self.id.clone()
@@ -176,6 +195,21 @@ async fn emit_task(conn: &Connection, id: &str) -> zbus::Result<()> {
     obj.stopped_at_changed(e).await
 }
 
+/// The Manager's `TaskStateChanged` for the task as it is now.
+async fn announce(conn: &Connection, engine: &Engine, id: &str) -> zbus::Result<()> {
+    let Ok(t) = engine.task(id) else {
+        return Ok(());
+    };
+    super::manager::task_state_changed(
+        conn,
+        id,
+        t.last_status.as_str(),
+        t.desired_status.as_str(),
+        t.stopped_reason.as_deref().unwrap_or(""),
+    )
+    .await
+}
+
 async fn add_task(conn: &Connection, engine: &Engine, id: &str) -> zbus::Result<()> {
     let obj = TaskObject {
         id: id.to_string(),
@@ -204,8 +238,14 @@ pub async fn follow(conn: Connection, engine: Engine) {
             Err(_) => return,
         };
         let result = match &change {
-            Change::TaskAdded(id) => add_task(&conn, &engine, id).await,
-            Change::TaskChanged(id) => emit_task(&conn, id).await,
+            Change::TaskAdded(id) => match add_task(&conn, &engine, id).await {
+                Ok(()) => announce(&conn, &engine, id).await,
+                Err(e) => Err(e),
+            },
+            Change::TaskChanged(id) => match emit_task(&conn, id).await {
+                Ok(()) => announce(&conn, &engine, id).await,
+                Err(e) => Err(e),
+            },
             Change::Capacity => super::manager::emit_capacity(&conn).await,
         };
         if let Err(e) = result {

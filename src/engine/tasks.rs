@@ -159,6 +159,16 @@ impl Engine {
         Ok(self.runtime.read_log(id, container, offset, max))
     }
 
+    /// What a running task has used so far, read from its backend now.
+    pub fn usage(&self, id: &str) -> Option<crate::runtime::Usage> {
+        let names: Vec<String> = {
+            let state = self.lock();
+            let task = state.tasks.get(id).filter(|t| !t.is_stopped())?;
+            task.containers.iter().map(|c| c.name.clone()).collect()
+        };
+        self.runtime.usage(id, &names)
+    }
+
     /// Removes an image no unstopped task uses.
     pub fn remove_image(&self, name: &str) -> Result<(), TaskError> {
         let want = crate::image::reference::normalize(name);

@@ -2,11 +2,13 @@
 //! snapshots at scrape time, so a scrape always shows the books as they are.
 //!
 //! The `prometheus` crate (0.14) is used rather than `prometheus-client`: it writes the 0.0.4
-//! text format that every Prometheus and `promtool check metrics` reads, and its label-value
-//! vectors with `remove_label_values` cover series that disappear with a task.
+//! text format that every Prometheus and `promtool check metrics` reads. Host series live in
+//! its registry; per-task series are built fresh at each scrape (`tasks.rs`), so a stopped
+//! task's series disappear with it.
 
 mod http;
 mod registry;
+mod tasks;
 
 pub use http::serve;
 pub use registry::{Metrics, MetricsError};

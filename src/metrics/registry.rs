@@ -84,9 +84,11 @@ impl Metrics {
                     .set(n as i64);
             }
         }
+        let mut families = self.registry.gather();
+        families.extend(super::tasks::collect(&self.engine).into_vec());
         let mut out = Vec::new();
         // Encoding into a Vec fails only on malformed families, which `new` rules out.
-        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+        if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
             tracing::error!(error = %e, "cannot encode metrics");
         }
         out

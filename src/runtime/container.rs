@@ -15,8 +15,8 @@ use super::bundle::{self, Accounts, TaskContext};
 use super::cleanup;
 use super::plan::{ContainerPlan, Plan, PLAN_FILE};
 use super::report::StatusDir;
-use super::{Launch, LaunchError, Runtime, Seen};
-use crate::cgroup::{task as task_cgroup, CgroupTree, TaskLimits};
+use super::{Launch, LaunchError, Runtime, Seen, Usage};
+use crate::cgroup::{stats, task as task_cgroup, CgroupTree, TaskLimits};
 use crate::fsutil::write_atomic;
 use crate::image::{ImageRecord, ImageStore};
 
@@ -306,6 +306,16 @@ impl Runtime for ContainerRuntime {
                 }
             }
         }
+    }
+
+    fn usage(&self, task_id: &str, containers: &[String]) -> Option<Usage> {
+        let dir = self.tree.task(task_id);
+        let task = stats::read(&dir)?;
+        let containers = containers
+            .iter()
+            .filter_map(|c| Some((c.clone(), stats::read(&dir.join(c))?)))
+            .collect();
+        Some(Usage { task, containers })
     }
 
     fn read_log(&self, task_id: &str, container: &str, offset: u64, max: usize) -> Vec<u8> {

@@ -15,6 +15,7 @@ pub use report::{Observation, OomScope};
 
 use std::collections::BTreeSet;
 
+use crate::cgroup::stats::CgroupStats;
 use crate::spec::TaskDefinition;
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +50,13 @@ pub struct Seen {
     pub holder_alive: bool,
 }
 
+/// What a task's cgroups have used so far: the task's own and each container's.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Usage {
+    pub task: CgroupStats,
+    pub containers: Vec<(String, CgroupStats)>,
+}
+
 /// The seam between the engine and an isolation backend.
 pub trait Runtime: Send + Sync + std::fmt::Debug {
     /// Prepares and starts the task; returns once its holder process runs.
@@ -61,6 +69,8 @@ pub trait Runtime: Send + Sync + std::fmt::Debug {
     fn release(&self, task_id: &str);
     /// Frees what the backend holds for any task not in `live` (after a crash, at start).
     fn sweep(&self, live: &BTreeSet<String>);
+    /// What the task has used, read when asked; `None` once nothing of it runs.
+    fn usage(&self, task_id: &str, containers: &[String]) -> Option<Usage>;
     /// A container's log from byte `offset`, at most `max` bytes.
     fn read_log(&self, task_id: &str, container: &str, offset: u64, max: usize) -> Vec<u8>;
 }

@@ -102,8 +102,9 @@ test_capacity_second_task_on_host_port_8080_is_refused_naming_the_holder() {
   CTL register "$REPO/examples/web-host.json" >/dev/null || return 1
   first=$(CTL run web-host) || { fail "first task refused: $first"; return 1; }
   wait_for 60 status_is "$first" RUNNING || { fail "web-host not RUNNING: $(task_json "$first" | jfield stoppedReason)"; return 1; }
-  wait_for 30 curl -sf http://127.0.0.1:8080/etc/hostname || fail "nothing served on the host's port 8080"
-  assert_eq "$(hostname)" "$(curl -sf http://127.0.0.1:8080/etc/hostname)" "the host's name, served from the container"
+  wait_for 30 curl -sf http://127.0.0.1:8080/etc/passwd || fail "nothing served on the host's port 8080"
+  assert_contains "$(curl -sf http://127.0.0.1:8080/etc/passwd)" "root:x:0:0" "the image's /etc/passwd, served from the container"
+  assert_eq "$(hostname)" "$(nsenter -t "$(container_pid "$first" httpd)" -u hostname)" "the container's hostname in host mode"
   NET=host register_sleeper port8080 16 '"portMappings":[{"containerPort":8080}]'
   out=$(CTL run port8080 2>&1) && fail "second task admitted: $out"
   assert_contains "$out" "RESOURCE:PORTS: tcp/8080 held by task $first" "refusal"
@@ -133,7 +134,7 @@ test_restart_kill_9_readopts_17_running_tasks_and_records_3_exits_with_their_cod
   for ((i = 0; i < 17; i++)); do idle+=("$(CTL run idle)") || return 1; done
   for ((i = 0; i < 3; i++)); do trap+=("$(CTL run trapper)") || return 1; done
   for id in "${idle[@]}" "${trap[@]}"; do
-    wait_for 120 status_is "$id" RUNNING || { fail "task $id not RUNNING before the crash"; stop_all "${idle[@]}" "${trap[@]}"; return 1; }
+    wait_for 120 status_is "$id" RUNNING || { fail "task $id not RUNNING before the crash: $(task_json "$id") $(tail -5 "$STATE/tasks/$id/shim.log")"; stop_all "${idle[@]}" "${trap[@]}"; return 1; }
   done
   declare -A pid_before
   for id in "${idle[@]}"; do pid_before[$id]=$(container_pid "$id" s); done

@@ -197,6 +197,12 @@ async fn run(args: Args) -> anyhow::Result<u8> {
 }
 
 fn main() -> ExitCode {
+    // `berthctl ps | head` should end quietly when head does, as other Unix tools do, rather
+    // than panic on the closed pipe.
+    // SAFETY: called before any thread starts; SIG_DFL is a valid disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let args = Args::parse();
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -1,0 +1,235 @@
+//! Per-task and per-container series, built fresh on every scrape from what each running
+//! task's cgroups say (through the runtime seam), so a stopped task's series are gone with it.
+//! Names follow cAdvisor where it has one (`container_cpu_usage_seconds_total` becomes
+//! `berth_container_cpu_usage_seconds_total`), base units, `_total` for counters.
+
+use std::collections::BTreeMap;
+
+use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
+
+use crate::cgroup::stats::{CgroupStats, Pressure};
+use crate::engine::Engine;
+
+const US: f64 = 1e6;
+
+/// Metric families under construction, by name.
+#[derive(Default)]
+pub struct Families {
+    map: BTreeMap<String, MetricFamily>,
+}
+
+impl Families {
+    fn add(&mut self, name: &str, help: &str, kind: MetricType, labels: &[(&str, &str)], v: f64) {
+        let family = self.map.entry(name.to_string()).or_insert_with(|| {
+            let mut f = MetricFamily::default();
+            f.set_name(name.to_string());
+            f.set_help(help.to_string());
+            f.set_field_type(kind);
+            f
+        });
+        let pairs = labels
+            .iter()
+            .map(|(k, val)| {
+                let mut p = LabelPair::default();
+                p.set_name(k.to_string());
+                p.set_value(val.to_string());
+                p
+            })
+            .collect();
+        let mut m = Metric::from_label(pairs);
+        match kind {
+            MetricType::COUNTER => {
+                let mut c = Counter::default();
+                c.set_value(v);
+                m.set_counter(c);
+            }
+            _ => {
+                let mut g = Gauge::default();
+                g.set_value(v);
+                m.set_gauge(g);
+            }
+        }
+        family.mut_metric().push(m);
+    }
+
+    fn counter(&mut self, name: &str, help: &str, labels: &[(&str, &str)], v: f64) {
+        self.add(name, help, MetricType::COUNTER, labels, v)
+    }
+
+    fn gauge(&mut self, name: &str, help: &str, labels: &[(&str, &str)], v: f64) {
+        self.add(name, help, MetricType::GAUGE, labels, v)
+    }
+
+    pub fn into_vec(self) -> Vec<MetricFamily> {
+        self.map.into_values().collect()
+    }
+}
+
+/// Adds one cgroup's series under `prefix` (`berth_container` or `berth_task`).
+pub fn add_cgroup(f: &mut Families, prefix: &str, labels: &[(&str, &str)], s: &CgroupStats) {
+    let n = |suffix: &str| format!("{prefix}_{suffix}");
+    let cpu = &s.cpu;
+    f.counter(
+        &n("cpu_usage_seconds_total"),
+        "CPU time consumed.",
+        labels,
+        cpu.usage_usec as f64 / US,
+    );
+    f.counter(
+        &n("cpu_user_seconds_total"),
+        "CPU time consumed in user mode.",
+        labels,
+        cpu.user_usec as f64 / US,
+    );
+    f.counter(
+        &n("cpu_system_seconds_total"),
+        "CPU time consumed in kernel mode.",
+        labels,
+        cpu.system_usec as f64 / US,
+    );
+    f.counter(
+        &n("cpu_cfs_periods_total"),
+        "Enforcement periods elapsed under a CPU limit.",
+        labels,
+        cpu.nr_periods as f64,
+    );
+    f.counter(
+        &n("cpu_cfs_throttled_periods_total"),
+        "Periods in which the CPU limit throttled it.",
+        labels,
+        cpu.nr_throttled as f64,
+    );
+    f.counter(
+        &n("cpu_cfs_throttled_seconds_total"),
+        "Time spent throttled by the CPU limit.",
+        labels,
+        cpu.throttled_usec as f64 / US,
+    );
+    if let Some(cores) = s.cpu_limit_cores {
+        f.gauge(
+            &n("cpu_limit_cores"),
+            "CPU limit (cpu.max) in CPUs.",
+            labels,
+            cores,
+        );
+    }
+    f.gauge(
+        &n("memory_usage_bytes"),
+        "Memory in use, page cache included (memory.current).",
+        labels,
+        s.memory_bytes as f64,
+    );
+    f.gauge(
+        &n("memory_working_set_bytes"),
+        "Memory in use less inactive file cache.",
+        labels,
+        s.working_set_bytes as f64,
+    );
+    if let Some(max) = s.memory_max_bytes {
+        f.gauge(
+            &n("memory_limit_bytes"),
+            "Hard memory limit (memory.max).",
+            labels,
+            max as f64,
+        );
+    }
+    f.gauge(
+        &n("memory_low_bytes"),
+        "Protected memory (memory.low, from memoryReservation).",
+        labels,
+        s.memory_low_bytes as f64,
+    );
+    f.gauge(
+        &n("memory_swap_bytes"),
+        "Swap in use.",
+        labels,
+        s.swap_bytes as f64,
+    );
+    f.counter(
+        &n("oom_kills_total"),
+        "Processes killed by the OOM killer in it.",
+        labels,
+        s.oom_kills as f64,
+    );
+    f.gauge(
+        &n("pids"),
+        "Processes and threads in it.",
+        labels,
+        s.pids as f64,
+    );
+    if let Some(max) = s.pids_max {
+        f.gauge(
+            &n("pids_limit"),
+            "Limit on processes and threads (pids.max).",
+            labels,
+            max as f64,
+        );
+    }
+    for (resource, p) in [
+        ("cpu", s.cpu_pressure),
+        ("memory", s.memory_pressure),
+        ("io", s.io_pressure),
+    ] {
+        add_pressure(f, &n("pressure_stalled_seconds_total"), labels, resource, p);
+    }
+}
+
+fn add_pressure(
+    f: &mut Families,
+    name: &str,
+    labels: &[(&str, &str)],
+    resource: &str,
+    p: Pressure,
+) {
+    for (kind, usec) in [("some", p.some_usec), ("full", p.full_usec)] {
+        let mut l = labels.to_vec();
+        l.push(("resource", resource));
+        l.push(("kind", kind));
+        f.counter(
+            name,
+            "Time some (or all) of its tasks stalled waiting for the resource (PSI).",
+            &l,
+            usec as f64 / US,
+        );
+    }
+}
+
+/// Every running task's and container's series, and the count of tasks by status.
+pub fn collect(engine: &Engine) -> Families {
+    let mut f = Families::default();
+    let mut by_status: BTreeMap<&'static str, u64> = BTreeMap::new();
+    for t in engine.tasks(true) {
+        *by_status.entry(t.last_status.as_str()).or_default() += 1;
+        if t.is_stopped() {
+            continue;
+        }
+        let Some(usage) = engine.usage(&t.id) else {
+            continue;
+        };
+        let (family, revision) = t
+            .task_definition
+            .rsplit_once(':')
+            .unwrap_or((&t.task_definition, ""));
+        let task_labels = [
+            ("task_id", t.id.as_str()),
+            ("family", family),
+            ("revision", revision),
+        ];
+        add_cgroup(&mut f, "berth_task", &task_labels, &usage.task);
+        for (container, stats) in &usage.containers {
+            let mut l = task_labels.to_vec();
+            l.push(("container", container.as_str()));
+            add_cgroup(&mut f, "berth_container", &l, stats);
+        }
+    }
+    for status in ["PROVISIONING", "PENDING", "RUNNING", "STOPPING", "STOPPED"] {
+        let n = by_status.get(status).copied().unwrap_or(0);
+        f.gauge(
+            "berth_tasks",
+            "Tasks berth knows, by lastStatus.",
+            &[("last_status", status)],
+            n as f64,
+        );
+    }
+    f
+}
