@@ -11,6 +11,7 @@ use crate::cgroup::stats::{CgroupStats, Pressure};
 use crate::engine::Engine;
 
 const US: f64 = 1e6;
+const OOM_HELP: &str = "Processes killed by the OOM killer in it.";
 
 /// Metric families under construction, by name.
 #[derive(Default)]
@@ -221,6 +222,20 @@ pub fn collect(engine: &Engine) -> Families {
             l.push(("container", container.as_str()));
             add_cgroup(&mut f, "berth_container", &l, stats);
         }
+        // An exited container's cgroup is gone with it; its OOM kill stays countable while
+        // the task runs, from the shim's exit report.
+        for c in &t.containers {
+            let exited = !usage.containers.iter().any(|(n, _)| *n == c.name);
+            if exited
+                && c.reason
+                    .as_deref()
+                    .is_some_and(|r| r.starts_with("OutOfMemory"))
+            {
+                let mut l = task_labels.to_vec();
+                l.push(("container", c.name.as_str()));
+                f.counter("berth_container_oom_kills_total", OOM_HELP, &l, 1.0);
+            }
+        }
     }
     for status in ["PROVISIONING", "PENDING", "RUNNING", "STOPPING", "STOPPED"] {
         let n = by_status.get(status).copied().unwrap_or(0);
@@ -232,4 +247,48 @@ pub fn collect(engine: &Engine) -> Families {
         );
     }
     f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cgroup::stats::CpuStat;
+    use prometheus::{Encoder, TextEncoder};
+
+    #[test]
+    fn a_container_renders_as_counters_and_gauges_in_base_units() {
+        let mut f = Families::default();
+        let stats = CgroupStats {
+            cpu: CpuStat {
+                usage_usec: 2_500_000,
+                ..CpuStat::default()
+            },
+            memory_bytes: 4096,
+            memory_max_bytes: Some(33_554_432),
+            oom_kills: 1,
+            ..CgroupStats::default()
+        };
+        let labels = [
+            ("task_id", "t1"),
+            ("family", "web"),
+            ("revision", "3"),
+            ("container", "app"),
+        ];
+        add_cgroup(&mut f, "berth_container", &labels, &stats);
+        let mut out = Vec::new();
+        TextEncoder::new().encode(&f.into_vec(), &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let l = r#"{task_id="t1",family="web",revision="3",container="app"}"#;
+        for want in [
+            "# TYPE berth_container_cpu_usage_seconds_total counter".to_string(),
+            format!("berth_container_cpu_usage_seconds_total{l} 2.5"),
+            format!("berth_container_memory_limit_bytes{l} 33554432"),
+            format!("berth_container_oom_kills_total{l} 1"),
+            "# TYPE berth_container_memory_usage_bytes gauge".to_string(),
+        ] {
+            assert!(text.contains(&want), "missing {want} in\n{text}");
+        }
+        // No limit, no series: an absent limit is not a zero limit.
+        assert!(!text.contains("berth_container_cpu_limit_cores"), "{text}");
+    }
 }

@@ -38,7 +38,7 @@ test_observe_prometheus_sees_a_cpu_burning_container_above_0_3_cores() {
   check=$(printf '%s\n' "$body" | promtool check metrics 2>&1)
   assert_eq "0" "$?" "promtool check metrics with a task running ($check)"
   assert_contains "$body" "berth_container_cpu_usage_seconds_total{task_id=\"$id\",family=\"burn\",revision=\"1\",container=\"burn\"}" "container series"
-  assert_contains "$body" "berth_task_memory_limit_bytes{task_id=\"$id\"" "task memory limit series"
+  assert_contains "$body" "berth_container_memory_limit_bytes{task_id=\"$id\",family=\"burn\",revision=\"1\",container=\"burn\"} 33554432" "container memory limit series"
   assert_eq 1 "$(prom_query 'up{job="berth"}')" "up"
   q="rate(berth_container_cpu_usage_seconds_total{task_id=\"$id\"}[5s])"
   wait_for 30 eval '[ -n "$(prom_query '"'$q'"')" ]' || fail "no rate for the task in Prometheus"
@@ -58,7 +58,9 @@ test_observe_oom_kill_counts_for_the_container_while_the_task_runs_on() {
   id=$(CTL run oomside) || return 1
   wait_for 60 eval '[ "$(task_json '"$id"' | jfield containers.1.lastStatus)" == STOPPED ]' || fail "hog did not end"
   series="berth_container_oom_kills_total{task_id=\"$id\",family=\"oomside\",revision=\"1\",container=\"hog\"}"
-  assert_contains "$(curl -sf "http://$METRICS/metrics")" "$series 1" "OOM kills of the hog"
+  body=$(curl -sf "http://$METRICS/metrics")
+  assert_contains "$body" "$series 1" "OOM kills of the hog"
+  assert_contains "$body" "berth_task_oom_kills_total{task_id=\"$id\",family=\"oomside\",revision=\"1\"} 1" "OOM kills in the task"
   assert_eq RUNNING "$(task_json "$id" | jfield lastStatus)" "the task after its non-essential container's OOM"
   CTL stop "$id" >/dev/null
   wait_for 60 status_is "$id" STOPPED || fail "oomside did not stop"
