@@ -41,6 +41,9 @@ pub struct ContainerRuntime {
     config: RuntimeConfig,
     tree: CgroupTree,
     images: Arc<ImageStore>,
+    /// Shims this berthd spawned and has not yet reaped: alive for certain, whatever a scan
+    /// of /proc (racing their exec) says.
+    spawned: Arc<std::sync::Mutex<BTreeSet<String>>>,
 }
 
 fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> LaunchError + 'a {
@@ -57,6 +60,7 @@ impl ContainerRuntime {
             config,
             tree,
             images,
+            spawned: Arc::default(),
         }
     }
 
@@ -175,9 +179,19 @@ impl ContainerRuntime {
             .kill_on_drop(false)
             .spawn()
             .map_err(io("start the shim with", &self.config.systemd_run))?;
+        let spawned = self.spawned.clone();
+        let id = id.to_string();
+        spawned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.clone());
         // Reap the shim when it ends; a restarted berthd finds it through its status files.
         tokio::spawn(async move {
             let _ = child.wait().await;
+            spawned
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
         });
         Ok(())
     }
@@ -238,9 +252,14 @@ impl Runtime for ContainerRuntime {
 
     fn observe(&self, task_id: &str) -> Seen {
         let report = StatusDir::new(&self.task_dir(task_id)).observe();
+        let ours = self
+            .spawned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(task_id);
         Seen {
             report,
-            holder_alive: self.shim_pid(task_id).is_some(),
+            holder_alive: ours || self.shim_pid(task_id).is_some(),
         }
     }
 
