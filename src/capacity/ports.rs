@@ -89,6 +89,11 @@ impl PortBook {
         self.held.keys().filter(|p| p.protocol == protocol).count() as u64
     }
 
+    pub fn remaining(&self, protocol: Protocol) -> u64 {
+        self.registered(protocol)
+            .saturating_sub(self.reserved(protocol))
+    }
+
     pub fn host_ports(&self) -> impl Iterator<Item = &HostPort> {
         self.host.iter()
     }

@@ -11,11 +11,7 @@ pub fn describe(cap: &CapacitySnapshot, holders: &[Task]) -> Value {
         |f: &dyn Fn(Protocol) -> u64| json!({"tcp": f(Protocol::Tcp), "udp": f(Protocol::Udp)});
     let registered = |p| cap.ports.registered(p);
     let reserved = |p| cap.ports.reserved(p);
-    let remaining = |p| {
-        cap.ports
-            .registered(p)
-            .saturating_sub(cap.ports.reserved(p))
-    };
+    let remaining = |p| cap.ports.remaining(p);
     json!({
         "registeredCpu": cap.registered.cpu_units,
         "registeredMemory": cap.registered.memory_mib,

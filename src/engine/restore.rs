@@ -70,7 +70,7 @@ pub(super) fn tasks(
                 books.force(task.claim());
             }
             // Committed before anyone can ask: the answer is the same after another crash.
-            store.put_task(&id, &serde_json::to_string(&task).unwrap_or_default())?;
+            super::tasks::persist(store, &task)?;
         }
         tasks.insert(id, task);
     }

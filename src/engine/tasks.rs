@@ -8,7 +8,7 @@ use crate::capacity::Refusal;
 use crate::clock::now_us;
 use crate::runtime::Launch;
 use crate::spec::NetworkMode;
-use crate::store::StoreError;
+use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TaskError {
@@ -39,9 +39,10 @@ fn new_task_id() -> Result<String, std::io::Error> {
     Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
-fn persist(state: &State, task: &Task) -> Result<(), StoreError> {
+/// Records the task's whole state; the one way a task reaches the store.
+pub(super) fn persist(store: &Store, task: &Task) -> Result<(), StoreError> {
     let json = serde_json::to_string(task).unwrap_or_default();
-    state.store.put_task(&task.id, &json)
+    store.put_task(&task.id, &json)
 }
 
 impl Engine {
@@ -62,7 +63,7 @@ impl Engine {
             }
             let task = Task::new(id.clone(), reg.reference(), &reg.definition, now_us());
             state.books.admit(task.claim())?;
-            if let Err(e) = persist(&state, &task) {
+            if let Err(e) = persist(&state.store, &task) {
                 state.books.release(task.claim());
                 return Err(e.into());
             }
@@ -90,7 +91,7 @@ impl Engine {
             }
         }
         let task = task.clone();
-        persist(&state, &task)?;
+        persist(&state.store, &task)?;
         drop(state);
         self.emit(Change::TaskChanged(id));
         if task.is_stopped() {
@@ -116,7 +117,7 @@ impl Engine {
                 return Ok(task.clone());
             }
             let task = task.clone();
-            persist(&state, &task)?;
+            persist(&state.store, &task)?;
             task
         };
         self.runtime.stop(id);
@@ -157,6 +158,15 @@ impl Engine {
             return Err(TaskError::NotFound(format!("{id} container {container}")));
         }
         Ok(self.runtime.read_log(id, container, offset, max))
+    }
+
+    /// How many tasks there are in each lastStatus, without copying them.
+    pub fn count_by_status(&self) -> std::collections::BTreeMap<Status, u64> {
+        let mut counts = std::collections::BTreeMap::new();
+        for t in self.lock().tasks.values() {
+            *counts.entry(t.last_status).or_default() += 1;
+        }
+        counts
     }
 
     /// What a running task has used so far, read from its backend now.
@@ -220,7 +230,7 @@ impl Engine {
         if task.is_stopped() {
             books.release(task.claim());
         }
-        if let Err(e) = persist(&state, &task) {
+        if let Err(e) = persist(&state.store, &task) {
             tracing::error!(task = %id, error = %e, "cannot record the task's state");
         }
         drop(state);

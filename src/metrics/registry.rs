@@ -77,7 +77,7 @@ impl Metrics {
         }
         for protocol in [Protocol::Tcp, Protocol::Udp] {
             let registered = cap.ports.registered(protocol);
-            let remaining = registered.saturating_sub(cap.ports.reserved(protocol));
+            let remaining = cap.ports.remaining(protocol);
             for (state, n) in [("registered", registered), ("remaining", remaining)] {
                 self.ports
                     .with_label_values(&[protocol.as_str(), state])

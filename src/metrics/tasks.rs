@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
 
 use crate::cgroup::stats::{CgroupStats, Pressure};
-use crate::engine::Engine;
+use crate::engine::{Engine, Status};
 
 const US: f64 = 1e6;
 const OOM_HELP: &str = "Processes killed by the OOM killer in it.";
@@ -198,12 +198,7 @@ fn add_pressure(
 /// Every running task's and container's series, and the count of tasks by status.
 pub fn collect(engine: &Engine) -> Families {
     let mut f = Families::default();
-    let mut by_status: BTreeMap<&'static str, u64> = BTreeMap::new();
-    for t in engine.tasks(true) {
-        *by_status.entry(t.last_status.as_str()).or_default() += 1;
-        if t.is_stopped() {
-            continue;
-        }
+    for t in engine.tasks(false) {
         let Some(usage) = engine.usage(&t.id) else {
             continue;
         };
@@ -237,12 +232,19 @@ pub fn collect(engine: &Engine) -> Families {
             }
         }
     }
-    for status in ["PROVISIONING", "PENDING", "RUNNING", "STOPPING", "STOPPED"] {
-        let n = by_status.get(status).copied().unwrap_or(0);
+    let counts = engine.count_by_status();
+    for status in [
+        Status::Provisioning,
+        Status::Pending,
+        Status::Running,
+        Status::Stopping,
+        Status::Stopped,
+    ] {
+        let n = counts.get(&status).copied().unwrap_or(0);
         f.gauge(
             "berth_tasks",
             "Tasks berth knows, by lastStatus.",
-            &[("last_status", status)],
+            &[("last_status", status.as_str())],
             n as f64,
         );
     }

@@ -51,6 +51,12 @@ pub(super) fn shims() -> Vec<ShimProcess> {
         .collect()
 }
 
+/// The start every libcontainer id of a task's containers shares: 12 hex digits of the task
+/// id and `-`; the container's index follows.
+pub(super) fn container_id_prefix(task_id: &str) -> String {
+    format!("{}-", &task_id[..12.min(task_id.len())])
+}
+
 /// Whether `name` has the shape of the ids berth gives libcontainer: 12 hex digits of the
 /// task id, `-`, the container's index.
 pub(super) fn is_container_id(name: &str) -> bool {

@@ -121,7 +121,7 @@ impl ContainerRuntime {
                 .map_err(io("write", &config_path))?;
             containers.push(ContainerPlan {
                 name: c.name.clone(),
-                container_id: format!("{}-{i}", &launch.task_id[..12.min(launch.task_id.len())]),
+                container_id: format!("{}{i}", cleanup::container_id_prefix(launch.task_id)),
                 essential: c.essential,
                 stop_timeout_secs: c.stop_timeout.unwrap_or(30),
                 bundle: bundle_dir,
@@ -214,7 +214,7 @@ impl ContainerRuntime {
 
     /// libcontainer state directories of the task's containers.
     fn container_states(&self, id: &str) -> Vec<PathBuf> {
-        let prefix = format!("{}-", &id[..12.min(id.len())]);
+        let prefix = cleanup::container_id_prefix(id);
         std::fs::read_dir(&self.config.runtime_dir)
             .map(|rd| {
                 rd.flatten()
@@ -314,7 +314,7 @@ impl Runtime for ContainerRuntime {
         // State of containers whose task is gone from the books altogether.
         let held = |name: &str| {
             live.iter()
-                .any(|id| name.starts_with(&id[..12.min(id.len())]))
+                .any(|id| name.starts_with(&cleanup::container_id_prefix(id)))
         };
         if let Ok(rd) = std::fs::read_dir(&self.config.runtime_dir) {
             for e in rd.flatten().filter(|e| e.path().is_dir()) {
