@@ -58,7 +58,8 @@ mounted_under() { grep -q " $STATE/tasks/$1/" /proc/self/mountinfo; }
 # A STOPPED task left nothing on the host; a RUNNING one still has all of it.
 assert_cleared() { # TASK
   [ ! -d "$(task_cg "$1")" ] || fail "stopped task $1 still has its cgroup"
-  ! systemctl is-active -q "berth-$1.scope" || fail "stopped task $1 still has its scope unit"
+  # systemd notices an emptied scope asynchronously (cgroup.events); as in the scope test.
+  wait_for 10 eval '! systemctl is-active -q berth-'"$1"'.scope' || fail "stopped task $1 still has its scope unit"
   ! mounted_under "$1" || fail "stopped task $1 still has mounts: $(grep "$STATE/tasks/$1/" /proc/self/mountinfo)"
   ! shim_running "$1" || fail "stopped task $1 still has a shim"
   [ -z "$(ls -d /run/berth/"${1:0:12}"-* 2>/dev/null)" ] || fail "stopped task $1 still has libcontainer state"
