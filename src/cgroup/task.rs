@@ -150,24 +150,31 @@ pub fn kill_all(dir: &Path, wait: std::time::Duration) -> Result<bool, TaskCgrou
     Ok(true)
 }
 
-/// Removes the task cgroup and any container cgroups left below it. Cgroups still holding
-/// processes stay, and the error says which.
-pub fn remove(dir: &Path) -> Result<(), TaskCgroupError> {
-    if !dir.exists() {
+/// Removes every cgroup below `dir`, leaving `dir` itself. A scope's own directory is
+/// systemd's to remove: taking it away before systemd reads the scope's emptied
+/// `cgroup.events` leaves the unit active over a cgroup that no longer exists.
+/// Cgroups still holding processes stay, and the error says which.
+pub fn remove_below(dir: &Path) -> Result<(), TaskCgroupError> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
         return Ok(());
-    }
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                remove(&e.path())?;
+    };
+    for e in rd.flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            remove_below(&e.path())?;
+            match std::fs::remove_dir(e.path()) {
+                // systemd may be trimming the same tree as it collects the scope.
+                Err(source) if source.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(TaskCgroupError {
+                        action: "remove",
+                        path: e.path(),
+                        source,
+                    })
+                }
+                _ => {}
             }
         }
     }
-    std::fs::remove_dir(dir).map_err(|source| TaskCgroupError {
-        action: "remove",
-        path: dir.to_owned(),
-        source,
-    })
+    Ok(())
 }
 
 #[cfg(test)]

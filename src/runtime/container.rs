@@ -282,10 +282,10 @@ impl Runtime for ContainerRuntime {
                 tracing::warn!(task = task_id, path = %state.display(), error = %e, "container state not removed");
             }
         }
-        // systemd collects the emptied scope; removing it first keeps the books of the host
-        // exact at once.
-        if let Err(e) = task_cgroup::remove(&cg) {
-            tracing::debug!(task = task_id, error = %e, "scope cgroup left to systemd");
+        // The emptied scope itself is systemd's to collect (--collect); what berth made
+        // inside it goes now, so no task cgroup outlives its task.
+        if let Err(e) = task_cgroup::remove_below(&cg) {
+            tracing::warn!(task = task_id, error = %e, "task cgroups not removed");
         }
     }
 

@@ -60,6 +60,7 @@ assert_cleared() { # TASK
   [ ! -d "$(task_cg "$1")" ] || fail "stopped task $1 still has its cgroup"
   # systemd notices an emptied scope asynchronously (cgroup.events); as in the scope test.
   wait_for 10 eval '! systemctl is-active -q berth-'"$1"'.scope' || fail "stopped task $1 still has its scope unit"
+  wait_for 10 eval '[ ! -d "$(dirname "$(task_cg "'"$1"'")")" ]' || fail "stopped task $1 still has its scope cgroup"
   ! mounted_under "$1" || fail "stopped task $1 still has mounts: $(grep "$STATE/tasks/$1/" /proc/self/mountinfo)"
   ! shim_running "$1" || fail "stopped task $1 still has a shim"
   [ -z "$(ls -d /run/berth/"${1:0:12}"-* 2>/dev/null)" ] || fail "stopped task $1 still has libcontainer state"
@@ -204,7 +205,7 @@ test_restart_kill_9_at_random_points_of_run_task_leaves_running_or_cleanly_stopp
   for d in /sys/fs/cgroup/berth.slice/berth-*.scope; do
     [ -d "$d" ] || continue
     id=${d##*/berth-}; id=${id%.scope}
-    [[ " $live " == *" $id "* ]] || fail "orphaned task scope $d"
+    [[ " $live " == *" $id "* ]] || wait_for 10 eval '[ ! -d "'"$d"'" ]' || fail "orphaned task scope $d"
   done
   for s in $(pgrep -af ' shim ' | awk '{print $NF}'); do
     [[ " $live " == *" $(basename "$s") "* ]] || fail "orphaned shim for $s"

@@ -99,7 +99,9 @@ test_memory_reservation_is_memory_low_and_limits_reach_the_container() {
   assert_eq 4096 "$(cat $(task_cg "$id")/pids.max)" "task pids.max"
   CTL stop "$id"
   wait_for 60 status_is "$id" STOPPED || fail "soft did not stop"
-  [ ! -d "$(dirname "$(task_cg "$id")")" ] || fail "task scope cgroup still there after STOPPED"
+  [ ! -d "$(task_cg "$id")" ] || fail "task cgroup still there after STOPPED"
+  # The emptied scope is systemd's to collect, asynchronously.
+  wait_for 10 eval '[ ! -d "$(dirname "$(task_cg "'"$id"'")")" ]' || fail "task scope cgroup still there after STOPPED"
 }
 
 test_task_is_a_systemd_scope_holding_its_shim_and_containers() {
