@@ -18,3 +18,11 @@ pub fn now_us() -> u64 {
 pub fn now_seconds() -> u64 {
     since_epoch().as_secs()
 }
+
+/// Microseconds on the monotonic clock: for rates between two samples, which a wall clock
+/// set back or forward would skew.
+pub fn monotonic_us() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as u64 * 1_000_000 + t.tv_nsec() as u64 / 1000)
+        .unwrap_or_default()
+}

@@ -111,6 +111,9 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         images,
         &host::boot_id(Path::new("/proc"))?,
     )?;
+    let metrics = Metrics::new(engine.clone())?;
+    // Following before the watch loop runs, so no launch it completes goes uncounted.
+    let lifecycle_task = tokio::spawn(metrics.lifecycle().follow(engine.clone()));
     let watch_task = tokio::spawn(engine.clone().watch());
 
     let listener = TcpListener::bind(config.metrics_listen)
@@ -119,7 +122,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
             addr: config.metrics_listen,
             source,
         })?;
-    let metrics_task = tokio::spawn(metrics::serve(listener, Metrics::new(engine.clone())?));
+    let metrics_task = tokio::spawn(metrics::serve(listener, metrics));
 
     let bus_err = |source| DaemonError::Bus {
         name: dbus::BUS_NAME,
@@ -146,6 +149,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     notify::stopping();
     metrics_task.abort();
     watch_task.abort();
+    lifecycle_task.abort();
     follow_task.abort();
     if let Some(w) = watchdog {
         w.abort();

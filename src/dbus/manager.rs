@@ -8,6 +8,7 @@ use zbus::{interface, Connection};
 use super::access::require_admin;
 use super::capacity;
 use super::task::{describe, task_path};
+use super::usage;
 use super::{BerthError, MANAGER_PATH};
 use crate::engine::Engine;
 
@@ -178,6 +179,22 @@ impl Manager {
     /// the ports kept for the host, and the tasks holding reservations.
     async fn describe_capacity(&self) -> String {
         capacity::describe(&self.engine.capacity(), &self.engine.tasks(false)).to_string()
+    }
+
+    /// What each running task and its containers use now, as JSON: cumulative CPU seconds,
+    /// memory in use and its limit, pids, and `sampledAt` (microseconds, monotonic) to take
+    /// rates between two calls. `berthctl top` shows it.
+    async fn describe_usage(&self) -> String {
+        let rows: Vec<_> = self
+            .engine
+            .tasks(false)
+            .into_iter()
+            .map(|t| {
+                let u = self.engine.usage(&t.id);
+                (t, u)
+            })
+            .collect();
+        usage::describe(&rows, crate::clock::monotonic_us()).to_string()
     }
 
     /// Sent on every change of a task's status, from PROVISIONING to STOPPED.

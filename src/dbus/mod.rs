@@ -8,6 +8,7 @@ pub mod client;
 mod error;
 mod manager;
 mod task;
+mod usage;
 
 pub use error::BerthError;
 pub use manager::Manager;

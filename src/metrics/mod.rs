@@ -7,6 +7,7 @@
 //! task's series disappear with it.
 
 mod http;
+mod lifecycle;
 mod registry;
 mod tasks;
 

@@ -2,6 +2,7 @@
 
 use prometheus::{Encoder, IntGaugeVec, Opts, Registry, TextEncoder};
 
+use super::lifecycle::Lifecycle;
 use crate::engine::Engine;
 use crate::spec::Protocol;
 
@@ -14,6 +15,7 @@ pub struct Metrics {
     cpu_units: IntGaugeVec,
     memory_bytes: IntGaugeVec,
     ports: IntGaugeVec,
+    lifecycle: Lifecycle,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,13 +57,20 @@ impl Metrics {
         registry.register(Box::new(memory_bytes.clone()))?;
         registry.register(Box::new(ports.clone()))?;
         registry.register(Box::new(build))?;
+        let lifecycle = Lifecycle::new(&registry)?;
         Ok(Metrics {
             registry,
             engine,
             cpu_units,
             memory_bytes,
             ports,
+            lifecycle,
         })
+    }
+
+    /// The launch and stop counts, to follow the engine with.
+    pub fn lifecycle(&self) -> Lifecycle {
+        self.lifecycle.clone()
     }
 
     /// Fills the gauges from the engine and renders the text format.

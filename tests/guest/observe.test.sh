@@ -82,3 +82,66 @@ test_observe_task_state_changed_signals_a_short_tasks_whole_life() {
     assert_contains "$seen" "$st" "TaskStateChanged statuses of task $id"
   done
 }
+
+# A sample's value on /metrics (0 when the series is absent): metric_value 'NAME{LABELS}'.
+metric_value() {
+  curl -sf "http://$METRICS/metrics" | awk -v m="$1" '$1 == m {v = $2} END {print v + 0}'
+}
+
+test_observe_ten_tasks_of_three_containers_in_promtool_top_and_the_launch_and_stop_series() {
+  ensure_images || return 1
+  local sleeper='{"name":"%s","image":"busybox","memory":8,"command":["sleep","600"]}'
+  # shellcheck disable=SC2059
+  register trio "$(printf "$sleeper,$sleeper,$sleeper" a b c)" >/dev/null
+  register trioburn "{\"name\":\"a\",\"image\":\"busybox\",\"memory\":8,\"command\":[\"sh\",\"-c\",\"while :; do :; done\"]},$(printf "$sleeper,$sleeper" b c)" >/dev/null
+  launches=$(metric_value berth_task_launch_duration_seconds_count)
+  stops=$(metric_value 'berth_task_stops_total{reason="UserInitiated"}')
+  local id ids=()
+  id=$(CTL run trioburn) || return 1
+  ids+=("$id")
+  for _ in 1 2 3 4 5 6 7 8 9; do
+    id=$(CTL run trio) || return 1
+    ids+=("$id")
+  done
+  for id in "${ids[@]}"; do
+    wait_for 180 status_is "$id" RUNNING || fail "task $id not RUNNING"
+  done
+  wait_for 5 eval '[ "$(metric_value berth_task_launch_duration_seconds_count)" == '"$((launches + 10))"' ]' \
+    || fail "launch histogram count $(metric_value berth_task_launch_duration_seconds_count), want $((launches + 10))"
+  body=$(curl -sf "http://$METRICS/metrics")
+  check=$(printf '%s\n' "$body" | promtool check metrics 2>&1)
+  assert_eq "0" "$?" "promtool check metrics with 10 tasks of 3 containers ($check)"
+  n=$(printf '%s\n' "$body" | grep -c '^berth_container_cpu_usage_seconds_total{.*family="trio\(burn\)\?"')
+  assert_eq 30 "$n" "container CPU series of the 10 tasks"
+  assert_contains "$body" 'berth_task_launch_duration_seconds_bucket{le="+Inf"}' "launch histogram"
+
+  # berthctl top: every container of the 10 with its memory, and the burner's CPU rate.
+  top=$(CTL --json top --once) || fail "berthctl top --once --json failed"
+  summary=$(python3 - "${ids[*]}" "$top" <<'PY'
+import json, sys
+ids = set(sys.argv[1].split()); v = json.loads(sys.argv[2])
+ours = [t for t in v["tasks"] if t["taskId"] in ids]
+cs = [c for t in ours for c in t["containers"]]
+print(len(ours), len(cs), sum(1 for c in cs if c["lastStatus"] == "RUNNING" and c["memoryBytes"] > 0),
+      max((c["cpuPercent"] or 0) for c in cs))
+PY
+)
+  echo "top: tasks containers running-with-memory max-cpu%: $summary"
+  read -r tasks containers with_mem max_cpu <<<"$summary"
+  assert_eq 10 "$tasks" "tasks in berthctl top"
+  assert_eq 30 "$containers" "containers in berthctl top"
+  assert_eq 30 "$with_mem" "RUNNING containers with memory in use"
+  python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) > 30 else 1)' "${max_cpu:-0}" \
+    || fail "the burning container shows ${max_cpu}% CPU in top, want above 30%"
+  table=$(CTL top --once)
+  assert_contains "$table" "MEM USAGE / LIMIT" "top's header"
+  assert_contains "$table" "${ids[0]:0:12}  -" "top's line for the burning task"
+  assert_contains "$table" "/ 8.0MiB" "a container's memory limit in top"
+
+  for id in "${ids[@]}"; do CTL stop "$id" >/dev/null; done
+  for id in "${ids[@]}"; do
+    wait_for 120 status_is "$id" STOPPED || fail "task $id did not stop"
+  done
+  wait_for 5 eval '[ "$(metric_value '"'"'berth_task_stops_total{reason="UserInitiated"}'"'"')" == '"$((stops + 10))"' ]' \
+    || fail "UserInitiated stops $(metric_value 'berth_task_stops_total{reason="UserInitiated"}'), want $((stops + 10))"
+}

@@ -12,6 +12,7 @@ use berth::dbus::client::ManagerProxy;
 
 mod images;
 mod tasks;
+mod top;
 
 #[derive(Parser)]
 #[command(version, about = "berth: Amazon ECS for one Linux host (command line)")]
@@ -65,6 +66,12 @@ enum Command {
         /// Keep printing until the task stops.
         #[arg(long, short)]
         follow: bool,
+    },
+    /// What running tasks and their containers use (CPU %, memory, pids), every second.
+    Top {
+        /// Print once (after a second's sample, for the CPU rate) and exit.
+        #[arg(long)]
+        once: bool,
     },
     /// Images: import, ls, rm.
     #[command(subcommand)]
@@ -187,6 +194,7 @@ async fn run(args: Args) -> anyhow::Result<u8> {
             container,
             follow,
         } => tasks::logs(&m, task, container, follow).await?,
+        Command::Top { once } => top::top(&m, once, args.json).await?,
         Command::Image(ImageCommand::Import { path, name }) => {
             images::import(&m, &path, name).await?
         }
