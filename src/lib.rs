@@ -14,3 +14,4 @@ pub mod metrics;
 pub mod runtime;
 pub mod spec;
 pub mod store;
+pub mod timing;

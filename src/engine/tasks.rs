@@ -1,7 +1,11 @@
 //! Running and stopping tasks, and the loop that keeps each task's known status in line with
 //! what its backend reports. The runtime is called outside the state lock.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
+
+/// How often every unstopped task is observed whatever its backend says.
+const SWEEP: Duration = Duration::from_secs(2);
 
 use super::{Change, DefinitionError, Engine, State, Status, Task};
 use crate::capacity::Refusal;
@@ -49,6 +53,7 @@ impl Engine {
     /// `RunTask`: admits the task to the books, records it, and hands it to the runtime.
     /// A task the runtime cannot start is returned STOPPED with the cause as its reason.
     pub fn run_task(&self, reference: &str) -> Result<Task, TaskError> {
+        let admitting = std::time::Instant::now();
         let id = new_task_id().map_err(TaskError::Id)?;
         let registered = {
             let mut state = self.lock();
@@ -70,12 +75,15 @@ impl Engine {
             state.tasks.insert(id.clone(), task);
             reg
         };
+        crate::timing::step(&id, "admit", admitting);
         self.emit(Change::TaskAdded(id.clone()));
         self.emit(Change::Capacity);
+        let launching = std::time::Instant::now();
         let launched = self.runtime.launch(&Launch {
             task_id: &id,
             definition: &registered.definition,
         });
+        crate::timing::step(&id, "launch", launching);
         let mut state = self.lock();
         let State { tasks, books, .. } = &mut *state;
         let Some(task) = tasks.get_mut(&id) else {
@@ -196,19 +204,33 @@ impl Engine {
     }
 
     /// Follows every unstopped task until berthd stops: observe, apply, record, announce.
+    /// A task is observed when its backend says it has news, and every task at each sweep
+    /// (which also catches a holder that died without a word).
     pub async fn watch(self) {
-        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let (tx, mut news) = tokio::sync::mpsc::unbounded_channel();
+        self.runtime.notify_changes(tx);
+        let mut sweep = tokio::time::interval(SWEEP);
         loop {
-            tick.tick().await;
+            let only: Option<BTreeSet<String>> = tokio::select! {
+                _ = sweep.tick() => None,
+                Some(id) = news.recv() => {
+                    let mut ids = BTreeSet::from([id]);
+                    while let Ok(more) = news.try_recv() {
+                        ids.insert(more);
+                    }
+                    Some(ids)
+                }
+            };
             let live: Vec<(String, bool)> = self
                 .lock()
                 .tasks
                 .values()
                 .filter(|t| !t.is_stopped() && t.last_status != Status::Provisioning)
+                .filter(|t| only.as_ref().is_none_or(|o| o.contains(&t.id)))
                 .map(|t| (t.id.clone(), t.desired_status == Status::Stopped))
                 .collect();
             for (id, stopping) in live {
-                if stopping {
+                if stopping && only.is_none() {
                     self.runtime.stop(&id);
                 }
                 let seen = self.runtime.observe(&id);

@@ -15,6 +15,7 @@ use super::bundle::{self, Accounts, TaskContext};
 use super::cleanup;
 use super::plan::{ContainerPlan, Plan, PLAN_FILE};
 use super::report::StatusDir;
+use super::status_watch::StatusWatch;
 use super::{Launch, LaunchError, Runtime, Seen, Usage};
 use crate::cgroup::{stats, task as task_cgroup, CgroupTree, TaskLimits};
 use crate::fsutil::write_atomic;
@@ -44,6 +45,8 @@ pub struct ContainerRuntime {
     /// Shims this berthd spawned and has not yet reaped: alive for certain, whatever a scan
     /// of /proc (racing their exec) says.
     spawned: Arc<std::sync::Mutex<BTreeSet<String>>>,
+    /// Status directories under inotify, to wake the engine when a shim reports.
+    watch: Option<Arc<StatusWatch>>,
 }
 
 fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> LaunchError + 'a {
@@ -61,6 +64,22 @@ impl ContainerRuntime {
             tree,
             images,
             spawned: Arc::default(),
+            watch: match StatusWatch::new() {
+                Ok(w) => Some(Arc::new(w)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no inotify: task changes are seen at the periodic sweep");
+                    None
+                }
+            },
+        }
+    }
+
+    fn watch_status(&self, id: &str) {
+        if let Some(w) = &self.watch {
+            let dir = self.task_dir(id).join("status");
+            if dir.is_dir() {
+                w.add(id, &dir);
+            }
         }
     }
 
@@ -228,6 +247,7 @@ impl ContainerRuntime {
 
 impl Runtime for ContainerRuntime {
     fn launch(&self, launch: &Launch) -> Result<(), LaunchError> {
+        let planning = std::time::Instant::now();
         let dir = self.task_dir(launch.task_id);
         std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
         let plan = self.plan(launch, &dir)?;
@@ -241,6 +261,12 @@ impl Runtime for ContainerRuntime {
             source: std::io::Error::other(e),
         })?;
         write_atomic(&plan_path, &bytes).map_err(io("write", &plan_path))?;
+        crate::timing::step(launch.task_id, "plan", planning);
+        // Watched before the shim can write its first word.
+        let status = dir.join("status");
+        std::fs::create_dir_all(&status).map_err(io("create", &status))?;
+        self.watch_status(launch.task_id);
+        crate::timing::mark(launch.task_id, "spawn", crate::clock::now_us());
         self.spawn_shim(launch.task_id, &plan.family, &dir)
     }
 
@@ -251,6 +277,8 @@ impl Runtime for ContainerRuntime {
     }
 
     fn observe(&self, task_id: &str) -> Seen {
+        // A task re-adopted after a restart is watched from its first observation.
+        self.watch_status(task_id);
         let report = StatusDir::new(&self.task_dir(task_id)).observe();
         let ours = self
             .spawned
@@ -265,6 +293,9 @@ impl Runtime for ContainerRuntime {
 
     /// A shim that ended normally has cleared all of this already; one that died has not.
     fn release(&self, task_id: &str) {
+        if let Some(w) = &self.watch {
+            w.remove(task_id);
+        }
         let cg = self.tree.scope(task_id);
         match task_cgroup::kill_all(&cg, KILL_WAIT) {
             Ok(true) => {}
@@ -335,6 +366,17 @@ impl Runtime for ContainerRuntime {
             .filter_map(|c| Some((c.clone(), stats::read(&dir.join(c))?)))
             .collect();
         Some(Usage { task, containers })
+    }
+
+    fn notify_changes(&self, tx: tokio::sync::mpsc::UnboundedSender<String>) {
+        if let Some(w) = self.watch.clone() {
+            let spawned = std::thread::Builder::new()
+                .name("status-watch".into())
+                .spawn(move || w.run(tx));
+            if let Err(e) = spawned {
+                tracing::warn!(error = %e, "no status watch thread: task changes are seen at the periodic sweep");
+            }
+        }
     }
 
     fn read_log(&self, task_id: &str, container: &str, offset: u64, max: usize) -> Vec<u8> {

@@ -9,6 +9,7 @@ mod container;
 pub mod plan;
 pub mod report;
 pub mod shim;
+mod status_watch;
 
 pub use container::{ContainerRuntime, RuntimeConfig};
 pub use report::{Observation, OomScope};
@@ -71,6 +72,9 @@ pub trait Runtime: Send + Sync + std::fmt::Debug {
     fn sweep(&self, live: &BTreeSet<String>);
     /// What the task has used, read when asked; `None` once nothing of it runs.
     fn usage(&self, task_id: &str, containers: &[String]) -> Option<Usage>;
+    /// Sends a task's id on `tx` whenever its backend may have news of it, so the engine
+    /// observes it at once; the engine's periodic sweep covers anything this misses.
+    fn notify_changes(&self, _tx: tokio::sync::mpsc::UnboundedSender<String>) {}
     /// A container's log from byte `offset`, at most `max` bytes.
     fn read_log(&self, task_id: &str, container: &str, offset: u64, max: usize) -> Vec<u8>;
 }

@@ -24,11 +24,21 @@ pub struct ShimStarted {
     pub at: u64,
 }
 
+/// How long one step of starting a container took, microseconds: what `bench/run` reads to
+/// name where launch time goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    pub name: String,
+    pub us: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Started {
     pub pid: u32,
     pub at: u64,
+    #[serde(default)]
+    pub steps: Vec<Step>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,7 +163,15 @@ mod tests {
         s.create().unwrap();
         assert_eq!(s.observe(), Observation::default());
         s.shim_started(&ShimStarted { pid: 7, at: 1 }).unwrap();
-        s.started("web", &Started { pid: 9, at: 2 }).unwrap();
+        s.started(
+            "web",
+            &Started {
+                pid: 9,
+                at: 2,
+                steps: vec![],
+            },
+        )
+        .unwrap();
         s.exited(
             "web",
             &Exited {

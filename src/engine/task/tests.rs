@@ -24,7 +24,14 @@ fn seen(f: impl FnOnce(&mut Observation)) -> Seen {
 }
 
 fn started(o: &mut Observation, name: &str) {
-    o.started.insert(name.into(), Started { pid: 1, at: 1 });
+    o.started.insert(
+        name.into(),
+        Started {
+            pid: 1,
+            at: 1,
+            steps: vec![],
+        },
+    );
 }
 
 fn exited(o: &mut Observation, name: &str, code: i32, oom: Option<OomScope>) {

@@ -24,7 +24,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use super::plan::{self, ContainerPlan, Plan};
-use super::report::{Done, Exited, Failed, OomScope, ShimStarted, Started, StatusDir};
+use super::report::{Done, Exited, Failed, OomScope, ShimStarted, Started, StatusDir, Step};
 use crate::cgroup::task::{self as task_cgroup, memory_events};
 use crate::clock::now_us;
 
@@ -55,6 +55,8 @@ struct Shim {
     pumps: Vec<(logs::Pump, usize)>,
     logs: Vec<File>,
     stopping: bool,
+    /// Steps timed before the next container's start, reported with it.
+    steps: Vec<Step>,
 }
 
 /// The shim's whole life. Returns when every container has exited.
@@ -80,6 +82,7 @@ pub fn run(task_dir: &Path) -> Result<(), ShimError> {
         pumps: Vec::new(),
         logs: Vec::new(),
         stopping: false,
+        steps: Vec::new(),
     };
     shim.start_all(&sigfd)?;
     shim.supervise(&sigfd)?;
@@ -98,7 +101,10 @@ impl Shim {
     }
 
     fn start_all(&mut self, sigfd: &OwnedFd) -> Result<(), ShimError> {
-        if let Err(reason) = self.settle() {
+        let t = Instant::now();
+        let settled = self.settle();
+        self.step("cgroups", t);
+        if let Err(reason) = settled {
             let first = self.plan.containers.first().map(|c| c.name.clone());
             return self
                 .status
@@ -133,8 +139,18 @@ impl Shim {
         Ok(())
     }
 
+    fn step(&mut self, name: &str, since: Instant) {
+        self.steps.push(Step {
+            name: name.into(),
+            us: since.elapsed().as_micros() as u64,
+        });
+    }
+
     fn start(&mut self, c: &ContainerPlan) -> Result<(), String> {
+        let t = Instant::now();
         mount_rootfs(c).map_err(|e| format!("CannotStartContainerError: root filesystem: {e}"))?;
+        self.step("rootfs", t);
+        let t = Instant::now();
         let log = logs::open_log(&c.log)
             .map_err(|e| format!("CannotStartContainerError: log {}: {e}", c.log.display()))?;
         let pipe = || nix::unistd::pipe2(OFlag::O_CLOEXEC);
@@ -153,10 +169,13 @@ impl Shim {
             .with_detach(true)
             .build();
         let mut container = built.map_err(|e| format!("CannotCreateContainerError: {e}"))?;
+        self.step("create", t);
+        let t = Instant::now();
         if let Err(e) = container.start() {
             let _ = container.delete(true);
             return Err(format!("CannotStartContainerError: {e}"));
         }
+        self.step("start", t);
         let pid = container
             .pid()
             .ok_or_else(|| "CannotStartContainerError: no init process".to_string())?;
@@ -166,6 +185,7 @@ impl Shim {
                 &Started {
                     pid: pid.as_raw() as u32,
                     at: now_us(),
+                    steps: std::mem::take(&mut self.steps),
                 },
             )
             .map_err(|e| format!("cannot record the start: {e}"))?;
