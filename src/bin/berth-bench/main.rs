@@ -53,8 +53,11 @@ fn parse_fact(s: &str) -> Result<(String, String), String> {
 
 const TRUE_DEF: &str = r#"{"family":"bench-true","networkMode":"none","containerDefinitions":[
   {"name":"main","image":"busybox:latest","memory":32,"command":["/bin/true"]}]}"#;
+/// Exits on SIGTERM: a bare `sleep` as PID 1 ignores it, and stopping would time the 30 s
+/// stopTimeout instead of berth.
 const IDLE_DEF: &str = r#"{"family":"bench-idle","networkMode":"none","containerDefinitions":[
-  {"name":"main","image":"busybox:latest","memory":6,"command":["sleep","86400"]}]}"#;
+  {"name":"main","image":"busybox:latest","memory":6,
+   "command":["sh","-c","trap 'exit 0' TERM; sleep 86400 & wait"]}]}"#;
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
