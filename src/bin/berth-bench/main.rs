@@ -192,7 +192,12 @@ async fn fleet_figures(m: &ManagerProxy<'_>, a: &Args, idle_ref: &str) -> anyhow
             "shim_charge_kib": by_count(&|l| l.shim_charge_kib),
             "berthd_rss_kib": by_count(&|l| l.berthd_rss_kib),
             "berthd_rss_kib_per_task": rss_line.map(|l| l.slope),
-            "berthd_rss_kib_at_1000_extrapolated": rss_line.map(|l| l.at(1000.0)),
+            // A slope at or below zero is noise (allocator reuse), not shrinking: never
+            // extrapolate below what was measured.
+            "berthd_rss_kib_at_1000_extrapolated": rss_line.map(|l| {
+                let most = rss_points.iter().map(|p| p.1).fold(0.0, f64::max);
+                (l.intercept + l.slope.max(0.0) * 1000.0).max(most)
+            }),
         },
         "scrape": {
             "ms": by_count(&|l| l.scrape_ms),
