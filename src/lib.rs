@@ -11,6 +11,7 @@ pub mod fsutil;
 pub mod host;
 pub mod image;
 pub mod metrics;
+pub mod network;
 pub mod runtime;
 pub mod spec;
 pub mod store;

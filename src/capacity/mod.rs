@@ -5,7 +5,12 @@ mod ports;
 
 pub use ports::{HostPort, PortBook, PortHolder};
 
+use std::net::Ipv4Addr;
+use std::ops::RangeInclusive;
+
 use crate::host::HostResources;
+use crate::network::AddressPool;
+use crate::spec::Protocol;
 
 /// CPU units per CPU, as ECS counts them.
 pub const UNITS_PER_CPU: u64 = 1024;
@@ -35,14 +40,40 @@ pub enum Refusal {
     },
     #[error("RESOURCE:PORTS: {port} {holder}")]
     Ports { port: HostPort, holder: PortHolder },
+    #[error("RESOURCE:PORTS: needs {need} dynamic {protocol} ports, the ephemeral range {first}-{last} has {free} free")]
+    DynamicPorts {
+        protocol: &'static str,
+        need: usize,
+        free: usize,
+        first: u16,
+        last: u16,
+    },
+    #[error("RESOURCE:ADDRESSES: needs {need} addresses on the bridge, {remaining} of {size} in {subnet} remain")]
+    Addresses {
+        need: usize,
+        remaining: usize,
+        size: usize,
+        subnet: String,
+    },
+    #[error("bridge and awsvpc network modes are unavailable on this host: {0}")]
+    NoBridge(String),
 }
 
 /// What one task asks of the books.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Claim<'a> {
     pub holder: &'a str,
     pub resources: Resources,
     pub ports: &'a [HostPort],
+    /// Its addresses on berth's bridge.
+    pub addresses: Vec<Ipv4Addr>,
+}
+
+/// Where bridge-mode tasks get their addresses and dynamic host ports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bridge {
+    pub addresses: AddressPool,
+    pub ephemeral: RangeInclusive<u16>,
 }
 
 /// What the host offers and what is taken.
@@ -51,6 +82,8 @@ pub struct Books {
     registered: Resources,
     reserved: Resources,
     ports: PortBook,
+    /// `Err` says why the host has no bridge for tasks.
+    bridge: Result<Bridge, String>,
 }
 
 impl Books {
@@ -68,7 +101,72 @@ impl Books {
             },
             reserved: Resources::default(),
             ports: PortBook::new(host_ports),
+            bridge: Err("berthd has no bridge configured".into()),
         }
+    }
+
+    /// Gives the books a bridge to hand out, or the reason there is none.
+    pub fn with_bridge(mut self, bridge: Result<Bridge, String>) -> Books {
+        self.bridge = bridge;
+        self
+    }
+
+    pub fn bridge(&self) -> Option<&Bridge> {
+        self.bridge.as_ref().ok()
+    }
+
+    /// `n` free bridge addresses for a new task (taken on admission).
+    pub fn pick_addresses(&self, n: usize) -> Result<Vec<Ipv4Addr>, Refusal> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let bridge = self
+            .bridge
+            .as_ref()
+            .map_err(|e| Refusal::NoBridge(e.clone()))?;
+        let pool = &bridge.addresses;
+        pool.pick(n).ok_or_else(|| Refusal::Addresses {
+            need: n,
+            remaining: pool.size() - pool.held(),
+            size: pool.size(),
+            subnet: pool.subnet().to_string(),
+        })
+    }
+
+    /// Free host ports from the ephemeral range, one per entry of `protocols`, in order.
+    pub fn pick_ports(&self, protocols: &[Protocol]) -> Result<Vec<u16>, Refusal> {
+        if protocols.is_empty() {
+            return Ok(Vec::new());
+        }
+        let bridge = self
+            .bridge
+            .as_ref()
+            .map_err(|e| Refusal::NoBridge(e.clone()))?;
+        let range = &bridge.ephemeral;
+        let mut out = Vec::new();
+        for protocol in [Protocol::Tcp, Protocol::Udp] {
+            let need = protocols.iter().filter(|p| **p == protocol).count();
+            let free = self.ports.free_in(protocol, range.clone(), need);
+            if free.len() < need {
+                return Err(Refusal::DynamicPorts {
+                    protocol: protocol.as_str(),
+                    need,
+                    free: free.len(),
+                    first: *range.start(),
+                    last: *range.end(),
+                });
+            }
+            out.push((protocol, free));
+        }
+        let mut next = [0usize; 2];
+        Ok(protocols
+            .iter()
+            .map(|p| {
+                let i = usize::from(*p == Protocol::Udp);
+                next[i] += 1;
+                out[i].1[next[i] - 1]
+            })
+            .collect())
     }
 
     pub fn ports(&self) -> &PortBook {
@@ -105,6 +203,14 @@ impl Books {
         if let Some((port, holder)) = self.ports.conflict(claim.ports) {
             return Err(Refusal::Ports { port, holder });
         }
+        if let Ok(bridge) = &self.bridge {
+            if let Some((a, holder)) = bridge.addresses.conflict(claim.holder, &claim.addresses) {
+                // Never met in practice: picks are free under the engine's one lock.
+                return Err(Refusal::NoBridge(format!(
+                    "address {a} is held by task {holder}"
+                )));
+            }
+        }
         self.force(claim);
         Ok(())
     }
@@ -114,6 +220,9 @@ impl Books {
         self.reserved.memory_mib += claim.resources.memory_mib;
         self.reserved.cpu_units += claim.resources.cpu_units;
         self.ports.take(claim.holder, claim.ports);
+        if let Ok(bridge) = &mut self.bridge {
+            bridge.addresses.take(claim.holder, &claim.addresses);
+        }
     }
 
     /// Gives back what an admitted task reserved.
@@ -122,6 +231,9 @@ impl Books {
         self.reserved.memory_mib = self.reserved.memory_mib.saturating_sub(held.memory_mib);
         self.reserved.cpu_units = self.reserved.cpu_units.saturating_sub(held.cpu_units);
         self.ports.give_back(claim.holder, claim.ports);
+        if let Ok(bridge) = &mut self.bridge {
+            bridge.addresses.give_back(claim.holder, &claim.addresses);
+        }
     }
 
     pub fn remaining(&self) -> Resources {

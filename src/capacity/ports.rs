@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::ops::RangeInclusive;
 
 use crate::spec::Protocol;
 
@@ -63,6 +64,30 @@ impl PortBook {
                     .map(|id| (*p, PortHolder::Task(id.clone())))
             }
         })
+    }
+
+    /// Up to `n` ports of `range` nobody holds, searched from after the highest one held in
+    /// it, so a port just given back is not handed out again at once.
+    pub fn free_in(&self, protocol: Protocol, range: RangeInclusive<u16>, n: usize) -> Vec<u16> {
+        let (lo, hi) = (*range.start(), *range.end());
+        let start = self
+            .held
+            .keys()
+            .filter(|p| p.protocol == protocol && range.contains(&p.port))
+            .map(|p| p.port)
+            .max()
+            .map_or(lo, |p| if p >= hi { lo } else { p + 1 });
+        (start..=hi)
+            .chain(lo..start)
+            .filter(|port| {
+                let p = HostPort {
+                    protocol,
+                    port: *port,
+                };
+                !self.host.contains(&p) && !self.held.contains_key(&p)
+            })
+            .take(n)
+            .collect()
     }
 
     pub fn take(&mut self, holder: &str, ports: &[HostPort]) {

@@ -20,6 +20,7 @@ fn claim<'a>(holder: &'a str, cpu_units: u64, memory_mib: u64, ports: &'a [HostP
             memory_mib,
         },
         ports,
+        addresses: Vec::new(),
     }
 }
 
@@ -40,7 +41,7 @@ fn registration_counts_units_and_subtracts_the_reserve() {
 fn admission_refuses_what_does_not_fit_and_release_gives_back() {
     let mut b = Books::register(host(1, 1256), 256, []);
     let t = claim("a", 512, 600, &[]);
-    b.admit(t).unwrap();
+    b.admit(t.clone()).unwrap();
     let e = b.admit(claim("b", 512, 600, &[])).unwrap_err();
     assert_eq!(
         e.to_string(),
@@ -51,7 +52,7 @@ fn admission_refuses_what_does_not_fit_and_release_gives_back() {
         b.admit(claim("d", 1, 0, &[])).unwrap_err().to_string(),
         "RESOURCE:CPU: needs 1 CPU units, 0 of 1024 remain"
     );
-    b.release(t);
+    b.release(t.clone());
     assert_eq!(b.remaining().memory_mib, 900);
 }
 

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::network::Subnet;
+
 /// Where the daemon looks when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/berth/berthd.toml";
 
@@ -67,6 +69,32 @@ pub struct Config {
     pub pids_max: u64,
     /// Host ports (TCP and UDP) no task may take; berthd's metrics port is added to them.
     pub reserved_ports: Vec<u16>,
+    /// berth's Linux bridge for bridge and awsvpc tasks.
+    pub bridge_name: String,
+    /// The bridge's IPv4 subnet: the gateway is its first address, tasks get the rest.
+    pub bridge_subnet: Subnet,
+    /// Where dynamic host ports come from (ECS's default range).
+    pub ephemeral_ports: PortRange,
+    /// nftables' `nft`, through which berth publishes ports in its own table.
+    pub nft: PathBuf,
+}
+
+/// A range of ports such as `49153-65535`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct PortRange(pub std::ops::RangeInclusive<u16>);
+
+impl TryFrom<String> for PortRange {
+    type Error = String;
+    fn try_from(s: String) -> Result<PortRange, String> {
+        let parsed = s.split_once('-').and_then(|(a, b)| {
+            Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?))
+        });
+        match parsed {
+            Some((a, b)) if a >= 1 && a <= b => Ok(PortRange(a..=b)),
+            _ => Err(format!("\"{s}\" is not a port range such as 49153-65535")),
+        }
+    }
 }
 
 impl Default for Config {
@@ -82,6 +110,13 @@ impl Default for Config {
             runtime_dir: PathBuf::from("/run/berth"),
             pids_max: 4096,
             reserved_ports: vec![22],
+            bridge_name: "berth0".into(),
+            bridge_subnet: Subnet {
+                network: std::net::Ipv4Addr::new(172, 29, 0, 0),
+                prefix: 16,
+            },
+            ephemeral_ports: PortRange(49153..=65535),
+            nft: PathBuf::from("/usr/sbin/nft"),
         }
     }
 }
@@ -134,6 +169,21 @@ mod tests {
         assert_eq!(c.memory_reserve_mib, 512);
         assert_eq!(c.metrics_listen.port(), 9100);
         assert_eq!(c.bus, BusChoice::Address("unix:path=/run/b".into()));
+    }
+
+    #[test]
+    fn bridge_keys_are_checked() {
+        let c = Config::parse(
+            "bridge_subnet = \"10.77.0.0/24\"\nephemeral_ports = \"40000-40100\"\n",
+            Path::new("x"),
+        )
+        .unwrap();
+        assert_eq!(c.bridge_subnet.to_string(), "10.77.0.0/24");
+        assert_eq!(c.ephemeral_ports.0, 40000..=40100);
+        let e = Config::parse("bridge_subnet = \"10.77.0.1/24\"\n", Path::new("x")).unwrap_err();
+        assert!(e.to_string().contains("10.77.0.1/24"), "{e}");
+        let e = Config::parse("ephemeral_ports = \"9-1\"\n", Path::new("x")).unwrap_err();
+        assert!(e.to_string().contains("9-1"), "{e}");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::capacity::{Books, HostPort};
+use crate::capacity::{Books, Bridge, HostPort};
 use crate::cgroup::{self, CgroupTree};
 use crate::config::Config;
 use crate::dbus::{self, Manager};
@@ -17,6 +17,7 @@ use crate::engine::Engine;
 use crate::host;
 use crate::image::ImageStore;
 use crate::metrics::{self, Metrics};
+use crate::network::{AddressPool, NetworkConfig, NetworkError, Networks};
 use crate::runtime::{ContainerRuntime, RuntimeConfig};
 use crate::spec::Protocol;
 use crate::store::{Store, StoreError};
@@ -61,6 +62,8 @@ pub enum DaemonError {
     OwnExe(#[source] std::io::Error),
     #[error("cannot install signal handlers")]
     Signals(#[source] std::io::Error),
+    #[error(transparent)]
+    Network(crate::network::NetworkError),
 }
 
 impl DaemonError {
@@ -71,8 +74,32 @@ impl DaemonError {
             self,
             DaemonError::Host(_)
                 | DaemonError::NoSystemdRun(_)
+                | DaemonError::Network(crate::network::NetworkError::Clash { .. })
                 | DaemonError::Store(StoreError::TooNew { .. } | StoreError::Damaged { .. })
         )
+    }
+}
+
+/// berth's bridge and nftables table. A subnet clashing with the host's routes stops berthd
+/// (the operator must choose another); anything else missing (nft, a kernel feature) only
+/// leaves bridge and awsvpc tasks refused, with the reason.
+fn start_networks(config: &Config) -> Result<Result<Arc<Networks>, String>, DaemonError> {
+    let started = Networks::start(NetworkConfig {
+        bridge: config.bridge_name.clone(),
+        subnet: config.bridge_subnet,
+        netns_dir: config.runtime_dir.join("netns"),
+        nft: config.nft.clone(),
+    });
+    match started {
+        Ok(n) => {
+            tracing::info!(bridge = %config.bridge_name, subnet = %config.bridge_subnet, "bridge ready");
+            Ok(Ok(Arc::new(n)))
+        }
+        Err(e @ NetworkError::Clash { .. }) => Err(DaemonError::Network(e)),
+        Err(e) => {
+            tracing::warn!(error = %e, "no bridge: bridge and awsvpc tasks will be refused");
+            Ok(Err(e.to_string()))
+        }
     }
 }
 
@@ -93,6 +120,14 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let store = Store::open(&config.state_dir)?;
     let images = Arc::new(ImageStore::open(&config.state_dir.join("images"))?);
     let shim_exe = std::env::current_exe().map_err(DaemonError::OwnExe)?;
+    let networks = start_networks(&config)?;
+    let bridge = networks
+        .as_ref()
+        .map(|_| Bridge {
+            addresses: AddressPool::new(config.bridge_subnet),
+            ephemeral: config.ephemeral_ports.0.clone(),
+        })
+        .map_err(|e| e.clone());
     let runtime = ContainerRuntime::new(
         RuntimeConfig {
             tasks_dir: config.state_dir.join("tasks"),
@@ -103,9 +138,11 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         },
         tree.clone(),
         images.clone(),
+        networks.ok(),
     );
     let engine = Engine::new(
-        Books::register(resources, config.memory_reserve_mib, host_ports(&config)),
+        Books::register(resources, config.memory_reserve_mib, host_ports(&config))
+            .with_bridge(bridge),
         store,
         Arc::new(runtime),
         images,

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::capacity::{Claim, HostPort, Resources};
+use crate::network::TaskNetwork;
 use crate::runtime::{OomScope, Seen};
 use crate::spec::TaskDefinition;
 
@@ -93,6 +94,9 @@ pub struct Task {
     pub host_ports: Vec<HostPort>,
     /// Images its containers use (normal form), so an image in use is not removed.
     pub images: Vec<String>,
+    /// Its addresses and published ports on berth's bridge (bridge and awsvpc modes).
+    #[serde(default)]
+    pub network: TaskNetwork,
 }
 
 impl Task {
@@ -132,7 +136,24 @@ impl Task {
                 .iter()
                 .map(|c| crate::image::reference::normalize(&c.image))
                 .collect(),
+            network: TaskNetwork::default(),
         }
+    }
+
+    /// Gives the task its bridge network; its dynamic host ports join its static ones.
+    pub fn with_network(mut self, network: TaskNetwork) -> Task {
+        for b in &network.bindings {
+            let p = HostPort {
+                protocol: b.protocol,
+                port: b.host_port,
+            };
+            if !self.host_ports.contains(&p) {
+                self.host_ports.push(p);
+            }
+        }
+        self.host_ports.sort();
+        self.network = network;
+        self
     }
 
     /// What the task asks of (or gives back to) the capacity books.
@@ -141,6 +162,7 @@ impl Task {
             holder: &self.id,
             resources: self.reservation,
             ports: &self.host_ports,
+            addresses: self.network.addresses(),
         }
     }
 

@@ -10,8 +10,8 @@ const SWEEP: Duration = Duration::from_secs(2);
 use super::{Change, DefinitionError, Engine, State, Status, Task};
 use crate::capacity::Refusal;
 use crate::clock::now_us;
+use crate::network;
 use crate::runtime::Launch;
-use crate::spec::NetworkMode;
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -20,8 +20,6 @@ pub enum TaskError {
     Definition(#[from] DefinitionError),
     #[error("{0}")]
     Capacity(#[from] Refusal),
-    #[error("networkMode \"{0}\" is not supported yet; use \"none\" or \"host\"")]
-    NetworkMode(&'static str),
     #[error("task definition {0} is inactive; register a new revision")]
     Inactive(String),
     #[error("no task {0}")]
@@ -61,20 +59,23 @@ impl Engine {
             if !reg.active {
                 return Err(TaskError::Inactive(reg.reference()));
             }
-            match reg.definition.network_mode {
-                NetworkMode::Bridge => return Err(TaskError::NetworkMode("bridge")),
-                NetworkMode::Awsvpc => return Err(TaskError::NetworkMode("awsvpc")),
-                _ => {}
-            }
-            let task = Task::new(id.clone(), reg.reference(), &reg.definition, now_us());
+            let def = &reg.definition;
+            let addresses = state.books.pick_addresses(network::addresses_needed(def))?;
+            let dynamic = state
+                .books
+                .pick_ports(&network::dynamic_ports_needed(def))?;
+            let task = Task::new(id.clone(), reg.reference(), def, now_us())
+                .with_network(network::assign(def, &id, &addresses, &dynamic));
             state.books.admit(task.claim())?;
             if let Err(e) = persist(&state.store, &task) {
                 state.books.release(task.claim());
                 return Err(e.into());
             }
+            let net = task.network.clone();
             state.tasks.insert(id.clone(), task);
-            reg
+            (reg, net)
         };
+        let (registered, net) = registered;
         crate::timing::step(&id, "admit", admitting);
         self.emit(Change::TaskAdded(id.clone()));
         self.emit(Change::Capacity);
@@ -82,6 +83,7 @@ impl Engine {
         let launched = self.runtime.launch(&Launch {
             task_id: &id,
             definition: &registered.definition,
+            network: &net,
         });
         crate::timing::step(&id, "launch", launching);
         let mut state = self.lock();

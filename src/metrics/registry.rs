@@ -137,6 +137,7 @@ mod tests {
             },
             tree,
             images.clone(),
+            None,
         );
         let engine =
             Engine::new(books, store, std::sync::Arc::new(runtime), images, "boot").unwrap();

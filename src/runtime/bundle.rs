@@ -2,7 +2,7 @@
 //! definition layered over its image's configuration the way ECS/Docker layer them. Pure: the
 //! root filesystem path, cgroup path and the image's `/etc/passwd` come in as data.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
@@ -29,6 +29,16 @@ pub struct TaskContext<'a> {
     pub pids_max: u64,
     /// The host's name: in `host` network mode the containers carry it, as on ECS and Docker.
     pub host_name: &'a str,
+}
+
+/// A container's place on the network, beyond its task's mode.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerNet {
+    /// The namespace it joins (bridge, awsvpc); `None`: one of its own (none) or the host's.
+    pub netns: Option<PathBuf>,
+    /// The `/etc/hosts` and `/etc/resolv.conf` berth wrote for it.
+    pub hosts: Option<PathBuf>,
+    pub resolv_conf: Option<PathBuf>,
 }
 
 /// The image's account files, read from its top-most layer that has them.
@@ -146,7 +156,7 @@ pub fn resolve_user(
     Ok((uid, gid))
 }
 
-fn namespaces(task: &TaskContext) -> Vec<Value> {
+fn namespaces(task: &TaskContext, net: &ContainerNet) -> Vec<Value> {
     let mut ns = vec!["mount", "cgroup"];
     if task.pid_mode != Some(SharedNamespace::Host) {
         ns.push("pid");
@@ -154,16 +164,20 @@ fn namespaces(task: &TaskContext) -> Vec<Value> {
     if task.ipc_mode != Some(SharedNamespace::Host) {
         ns.push("ipc");
     }
-    if task.network_mode != NetworkMode::Host {
+    if task.network_mode != NetworkMode::Host && net.netns.is_none() {
         ns.push("network");
     }
     // Always a UTS namespace of its own: in host mode it starts with the host's name, and a
     // container changing it does not rename the host.
     ns.push("uts");
-    ns.into_iter().map(|t| json!({ "type": t })).collect()
+    let mut v: Vec<Value> = ns.into_iter().map(|t| json!({ "type": t })).collect();
+    if let Some(path) = &net.netns {
+        v.push(json!({"type": "network", "path": path}));
+    }
+    v
 }
 
-fn mounts(task: &TaskContext) -> Vec<Value> {
+fn mounts(task: &TaskContext, net: &ContainerNet) -> Vec<Value> {
     let mut m = vec![
         json!({"destination": "/proc", "type": "proc", "source": "proc"}),
         json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
@@ -179,6 +193,17 @@ fn mounts(task: &TaskContext) -> Vec<Value> {
         json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
                "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}),
     ];
+    for (dest, source) in [
+        ("/etc/hosts", &net.hosts),
+        ("/etc/resolv.conf", &net.resolv_conf),
+    ] {
+        if let Some(source) = source {
+            m.push(
+                json!({"destination": dest, "type": "bind", "source": source,
+                          "options": ["rbind", "rw"]}),
+            );
+        }
+    }
     if task.network_mode == NetworkMode::Host {
         for f in ["/etc/resolv.conf", "/etc/hosts"] {
             if Path::new(f).exists() {
@@ -210,9 +235,20 @@ fn resources(def: &ContainerDefinition, pids_max: u64) -> Value {
     })
 }
 
+/// The container's host name: the host's in host mode (as on ECS and Docker), else its
+/// `hostname` or the task id's first 12 characters.
+pub fn hostname(task: &TaskContext, def: &ContainerDefinition) -> String {
+    match (task.network_mode, &def.hostname) {
+        (NetworkMode::Host, _) => task.host_name.to_string(),
+        (_, Some(h)) => h.clone(),
+        _ => task.task_id.chars().take(12).collect(),
+    }
+}
+
 /// The whole `config.json` of one container.
 pub fn config(
     task: &TaskContext,
+    net: &ContainerNet,
     def: &ContainerDefinition,
     image: &ImageConfig,
     accounts: &Accounts,
@@ -225,10 +261,7 @@ pub fn config(
             container: def.name.clone(),
         });
     }
-    let hostname: String = match task.network_mode {
-        NetworkMode::Host => task.host_name.to_string(),
-        _ => task.task_id.chars().take(12).collect(),
-    };
+    let hostname = hostname(task, def);
     let user = def.user.as_deref().or(image.user.as_deref());
     let (uid, gid) = resolve_user(&def.name, user, accounts)?;
     let cwd = def
@@ -251,11 +284,11 @@ pub fn config(
         },
         "root": {"path": rootfs, "readonly": false},
         "hostname": hostname,
-        "mounts": mounts(task),
+        "mounts": mounts(task, net),
         "linux": {
             "cgroupsPath": cgroups_path,
             "resources": resources(def, task.pids_max),
-            "namespaces": namespaces(task),
+            "namespaces": namespaces(task, net),
             "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
                 "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
                 "/proc/sched_debug", "/sys/firmware", "/proc/scsi", "/sys/devices/virtual/powercap"],

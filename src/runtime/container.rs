@@ -13,6 +13,7 @@ use nix::unistd::Pid;
 
 use super::bundle::{self, Accounts, TaskContext};
 use super::cleanup;
+use super::net;
 use super::plan::{ContainerPlan, Plan, PLAN_FILE};
 use super::report::StatusDir;
 use super::status_watch::StatusWatch;
@@ -20,6 +21,7 @@ use super::{Launch, LaunchError, Runtime, Seen, Usage};
 use crate::cgroup::{stats, task as task_cgroup, CgroupTree, TaskLimits};
 use crate::fsutil::write_atomic;
 use crate::image::{ImageRecord, ImageStore};
+use crate::network::Networks;
 
 /// How long a task's leftover processes get to die after SIGKILL before berth moves on.
 const KILL_WAIT: Duration = Duration::from_secs(5);
@@ -47,6 +49,8 @@ pub struct ContainerRuntime {
     spawned: Arc<std::sync::Mutex<BTreeSet<String>>>,
     /// Status directories under inotify, to wake the engine when a shim reports.
     watch: Option<Arc<StatusWatch>>,
+    /// berth's bridge; `None` when the host has none (bridge and awsvpc tasks are refused).
+    networks: Option<Arc<Networks>>,
 }
 
 fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> LaunchError + 'a {
@@ -58,11 +62,17 @@ fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -
 }
 
 impl ContainerRuntime {
-    pub fn new(config: RuntimeConfig, tree: CgroupTree, images: Arc<ImageStore>) -> Self {
+    pub fn new(
+        config: RuntimeConfig,
+        tree: CgroupTree,
+        images: Arc<ImageStore>,
+        networks: Option<Arc<Networks>>,
+    ) -> Self {
         ContainerRuntime {
             config,
             tree,
             images,
+            networks,
             spawned: Arc::default(),
             watch: match StatusWatch::new() {
                 Ok(w) => Some(Arc::new(w)),
@@ -119,6 +129,7 @@ impl ContainerRuntime {
             host_name: &host_name,
         };
         let task_cgroup = self.tree.task(launch.task_id);
+        let resolvers = net::host_resolvers();
         let mut containers = Vec::new();
         for (i, c) in def.containers.iter().enumerate() {
             let image = self.images.get(&c.image)?;
@@ -127,8 +138,18 @@ impl ContainerRuntime {
             std::fs::create_dir_all(&bundle_dir).map_err(io("create", &bundle_dir))?;
             let rootfs = cdir.join("rootfs");
             let cgroup = task_cgroup.join(&c.name);
+            let cnet = net::prepare(
+                self.networks.as_deref(),
+                &ctx,
+                def,
+                c,
+                launch.network,
+                &resolvers,
+                &cdir,
+            )?;
             let config = bundle::config(
                 &ctx,
+                &cnet,
                 c,
                 &image.config,
                 &self.accounts(&image),
@@ -262,6 +283,11 @@ impl Runtime for ContainerRuntime {
         })?;
         write_atomic(&plan_path, &bytes).map_err(io("write", &plan_path))?;
         crate::timing::step(launch.task_id, "plan", planning);
+        if let (Some(networks), false) = (&self.networks, launch.network.interfaces.is_empty()) {
+            let attaching = std::time::Instant::now();
+            networks.attach(launch.task_id, launch.network)?;
+            crate::timing::step(launch.task_id, "network", attaching);
+        }
         // Watched before the shim can write its first word.
         let status = dir.join("status");
         std::fs::create_dir_all(&status).map_err(io("create", &status))?;
@@ -308,6 +334,9 @@ impl Runtime for ContainerRuntime {
             }
         }
         cleanup::unmount_under(&self.task_dir(task_id).join("containers"));
+        if let Some(n) = &self.networks {
+            n.detach(task_id);
+        }
         for state in self.container_states(task_id) {
             if let Err(e) = std::fs::remove_dir_all(&state) {
                 tracing::warn!(task = task_id, path = %state.display(), error = %e, "container state not removed");
@@ -341,6 +370,9 @@ impl Runtime for ContainerRuntime {
         for id in orphans.iter().filter(|i| !live.contains(*i)) {
             tracing::warn!(task = %id, "clearing what is left of a task berth does not run");
             self.release(id);
+        }
+        if let Some(n) = &self.networks {
+            n.sweep(live);
         }
         // State of containers whose task is gone from the books altogether.
         let held = |name: &str| {

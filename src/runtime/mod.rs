@@ -6,6 +6,7 @@
 pub mod bundle;
 mod cleanup;
 mod container;
+mod net;
 pub mod plan;
 pub mod report;
 pub mod shim;
@@ -28,6 +29,8 @@ pub enum LaunchError {
     Bundle(#[from] bundle::BundleError),
     #[error("CannotCreateContainerError: {0}")]
     Cgroup(#[from] crate::cgroup::TaskCgroupError),
+    #[error("CannotCreateContainerError: network: {0}")]
+    Network(#[from] crate::network::NetworkError),
     #[error("CannotCreateContainerError: cannot {action} {path}: {source}")]
     Io {
         action: &'static str,
@@ -41,6 +44,8 @@ pub enum LaunchError {
 pub struct Launch<'a> {
     pub task_id: &'a str,
     pub definition: &'a TaskDefinition,
+    /// Its addresses and published ports (empty in host and none modes).
+    pub network: &'a crate::network::TaskNetwork,
 }
 
 /// What a backend says about one task.

@@ -170,6 +170,11 @@ pub fn validate(
         user: walk::string(r, c, path, "user"),
         port_mappings,
         stop_timeout: walk::integer(r, c, path, "stopTimeout"),
+        links: links(r, c, path),
+        hostname: walk::string(r, c, path, "hostname"),
+        dns_servers: addresses(r, c, path, "dnsServers"),
+        dns_search_domains: walk::strings(r, c, path, "dnsSearchDomains").unwrap_or_default(),
+        extra_hosts: extra_hosts(r, c, path),
     };
     Some(def)
 }
@@ -232,13 +237,80 @@ fn port_mappings(
                 protocol,
             }),
             Some(0) => r.problem(join(&p, "containerPort"), "must be between 1 and 65535"),
-            None if walk::get(m, "containerPortRange").is_none() => {
-                r.problem(join(&p, "containerPort"), "is required")
-            }
+            None => match walk::string(r, m, &p, "containerPortRange") {
+                None => r.problem(join(&p, "containerPort"), "is required"),
+                Some(range) => match port_range(&range) {
+                    // Each port of a range gets a dynamic host port, as ECS gives them.
+                    Some((lo, hi)) => out.extend((lo..=hi).map(|cp| PortMapping {
+                        container_port: cp,
+                        host_port: None,
+                        protocol,
+                    })),
+                    None => r.problem(
+                        join(&p, "containerPortRange"),
+                        format!("\"{range}\" must be FIRST-LAST, ports 1-65535, FIRST < LAST, at most {MAX_RANGE} ports"),
+                    ),
+                },
+            },
             _ => {}
         }
     }
     out
+}
+
+/// The most ports one `containerPortRange` may name.
+const MAX_RANGE: u16 = 1000;
+
+fn port_range(s: &str) -> Option<(u16, u16)> {
+    let (lo, hi) = s.split_once('-')?;
+    let (lo, hi): (u16, u16) = (lo.trim().parse().ok()?, hi.trim().parse().ok()?);
+    (lo >= 1 && lo < hi && hi - lo < MAX_RANGE).then_some((lo, hi))
+}
+
+fn links(r: &mut Report, c: &Map<String, Value>, path: &str) -> Vec<(String, String)> {
+    walk::strings(r, c, path, "links")
+        .unwrap_or_default()
+        .into_iter()
+        .map(|l| match l.split_once(':') {
+            Some((name, alias)) => (name.to_string(), alias.to_string()),
+            None => (l.clone(), l),
+        })
+        .collect()
+}
+
+fn addresses(r: &mut Report, c: &Map<String, Value>, path: &str, key: &str) -> Vec<String> {
+    let list = walk::strings(r, c, path, key).unwrap_or_default();
+    for (i, a) in list.iter().enumerate() {
+        if a.parse::<std::net::IpAddr>().is_err() {
+            r.problem(
+                walk::index(&join(path, key), i),
+                format!("\"{a}\" is not an IP address"),
+            );
+        }
+    }
+    list
+}
+
+fn extra_hosts(r: &mut Report, c: &Map<String, Value>, path: &str) -> Vec<(String, String)> {
+    walk::objects(r, c, path, "extraHosts")
+        .into_iter()
+        .filter_map(|(p, e)| {
+            let host = walk::string(r, e, &p, "hostname");
+            let ip = walk::string(r, e, &p, "ipAddress");
+            if host.is_none() {
+                r.problem(join(&p, "hostname"), "is required");
+            }
+            match &ip {
+                None => r.problem(join(&p, "ipAddress"), "is required"),
+                Some(a) if a.parse::<std::net::IpAddr>().is_err() => r.problem(
+                    join(&p, "ipAddress"),
+                    format!("\"{a}\" is not an IP address"),
+                ),
+                _ => {}
+            }
+            Some((host?, ip?))
+        })
+        .collect()
 }
 
 fn mount_points(r: &mut Report, c: &Map<String, Value>, path: &str) {

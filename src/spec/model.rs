@@ -88,6 +88,13 @@ pub struct ContainerDefinition {
     pub port_mappings: Vec<PortMapping>,
     /// Seconds between SIGTERM and SIGKILL.
     pub stop_timeout: Option<u64>,
+    /// `links` as (container, alias): /etc/hosts entries in bridge mode.
+    pub links: Vec<(String, String)>,
+    pub hostname: Option<String>,
+    pub dns_servers: Vec<String>,
+    pub dns_search_domains: Vec<String>,
+    /// `extraHosts` as (hostname, address).
+    pub extra_hosts: Vec<(String, String)>,
 }
 
 impl ContainerDefinition {

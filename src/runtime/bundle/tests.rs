@@ -50,6 +50,7 @@ fn image_cmd_runs_when_the_definition_says_nothing() {
     assert_eq!(arguments(&d, &image(None, Some(&["sh"]))), ["sh"]);
     let e = config(
         &TASK,
+        &ContainerNet::default(),
         &d,
         &image(None, None),
         &Accounts::default(),
@@ -95,6 +96,7 @@ fn config_maps_limits_and_is_a_valid_oci_spec() {
     );
     let v = config(
         &TASK,
+        &ContainerNet::default(),
         &d,
         &image(None, None),
         &Accounts::default(),
@@ -131,6 +133,7 @@ fn host_network_shares_the_network_and_carries_the_hosts_name() {
     let d = def(r#"{"name":"a","image":"x","memory":32,"command":["sh"]}"#);
     let v = config(
         &task,
+        &ContainerNet::default(),
         &d,
         &image(None, None),
         &Accounts::default(),
@@ -144,4 +147,42 @@ fn host_network_shares_the_network_and_carries_the_hosts_name() {
     assert!(ns.contains("uts"), "{ns}");
     assert_eq!(v["hostname"], "node-7");
     assert!(v["process"]["env"].to_string().contains("HOSTNAME=node-7"));
+}
+
+#[test]
+fn a_bridge_container_joins_its_namespace_and_gets_berths_hosts_and_resolv_conf() {
+    let task = TaskContext {
+        network_mode: NetworkMode::Bridge,
+        ..TASK
+    };
+    let net = ContainerNet {
+        netns: Some("/run/berth/netns/t-0".into()),
+        hosts: Some("/var/lib/berth/tasks/t/containers/a/hosts".into()),
+        resolv_conf: Some("/var/lib/berth/tasks/t/containers/a/resolv.conf".into()),
+    };
+    let d = def(r#"{"name":"a","image":"x","memory":32,"hostname":"web","command":["sh"]}"#);
+    let v = config(
+        &task,
+        &net,
+        &d,
+        &image(None, None),
+        &Accounts::default(),
+        Path::new("/r"),
+        Path::new("/c"),
+    )
+    .unwrap();
+    let ns = v["linux"]["namespaces"].as_array().unwrap();
+    let netns: Vec<_> = ns.iter().filter(|n| n["type"] == "network").collect();
+    assert_eq!(netns.len(), 1, "{ns:?}");
+    assert_eq!(netns[0]["path"], "/run/berth/netns/t-0");
+    assert_eq!(v["hostname"], "web");
+    let mounts = v["mounts"].as_array().unwrap();
+    let hosts = mounts
+        .iter()
+        .find(|m| m["destination"] == "/etc/hosts")
+        .unwrap();
+    assert_eq!(hosts["source"], "/var/lib/berth/tasks/t/containers/a/hosts");
+    assert!(mounts
+        .iter()
+        .any(|m| m["destination"] == "/etc/resolv.conf"));
 }
