@@ -35,11 +35,36 @@ pub fn describe(t: &Task) -> serde_json::Value {
             "exitCode": c.exit_code,
             "reason": c.reason,
             "essential": c.essential,
+            "networkBindings": t.network.bindings.iter()
+                .filter(|b| b.container_name == c.name).collect::<Vec<_>>(),
+            "networkInterfaces": t.network.interface_of(&c.name)
+                .map(|i| vec![serde_json::json!({"privateIpv4Address": i.address})])
+                .unwrap_or_default(),
         })).collect::<Vec<_>>(),
+        "attachments": attachments(t),
         "createdAt": time(Some(t.created_at)),
         "startedAt": time(t.started_at),
         "stoppedAt": time(t.stopped_at),
     })
+}
+
+/// ECS shows an awsvpc task's address as its ENI attachment's; berth's is on its bridge.
+fn attachments(t: &Task) -> Vec<serde_json::Value> {
+    t.network
+        .interfaces
+        .iter()
+        .filter(|i| i.container.is_none())
+        .map(|i| {
+            serde_json::json!({
+                "type": "ElasticNetworkInterface",
+                "status": if t.is_stopped() { "DELETED" } else { "ATTACHED" },
+                "details": [
+                    {"name": "privateIPv4Address", "value": i.address},
+                    {"name": "networkInterfaceId", "value": i.host_link},
+                ],
+            })
+        })
+        .collect()
 }
 
 pub struct TaskObject {
@@ -163,6 +188,42 @@ impl TaskObject {
     }
 
     /// Microseconds since the epoch; 0 when not yet.
+    /// ECS's networkBindings: (container, container port, host port, protocol).
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn network_bindings(&self) -> Vec<(String, u16, u16, String)> {
+        self.field(|t| {
+            t.network
+                .bindings
+                .iter()
+                .map(|b| {
+                    (
+                        b.container_name.clone(),
+                        b.container_port,
+                        b.host_port,
+                        b.protocol.as_str().to_string(),
+                    )
+                })
+                .collect()
+        })
+    }
+
+    /// Addresses on berth's bridge: (container, or "" for an awsvpc task's, address).
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn addresses(&self) -> Vec<(String, String)> {
+        self.field(|t| {
+            t.network
+                .interfaces
+                .iter()
+                .map(|i| {
+                    (
+                        i.container.clone().unwrap_or_default(),
+                        i.address.to_string(),
+                    )
+                })
+                .collect()
+        })
+    }
+
     #[zbus(property(emits_changed_signal = "const"))]
     fn created_at(&self) -> u64 {
         self.field(|t| t.created_at)

@@ -8,6 +8,7 @@
 
 mod http;
 mod lifecycle;
+mod network;
 mod registry;
 mod tasks;
 

@@ -53,7 +53,7 @@ impl Families {
         family.mut_metric().push(m);
     }
 
-    fn counter(&mut self, name: &str, help: &str, labels: &[(&str, &str)], v: f64) {
+    pub(super) fn counter(&mut self, name: &str, help: &str, labels: &[(&str, &str)], v: f64) {
         self.add(name, help, MetricType::COUNTER, labels, v)
     }
 
@@ -212,6 +212,7 @@ pub fn collect(engine: &Engine) -> Families {
             ("revision", revision),
         ];
         add_cgroup(&mut f, "berth_task", &task_labels, &usage.task);
+        super::network::add_task_on_host(&mut f, &t, &task_labels);
         for (container, stats) in &usage.containers {
             let mut l = task_labels.to_vec();
             l.push(("container", container.as_str()));

@@ -160,13 +160,6 @@ test_missing_image_stops_the_task_with_cannot_pull() {
   assert_contains "$(echo "$json" | jfield stoppedReason)" "no-such-image:1" "stoppedReason"
 }
 
-test_bridge_mode_is_refused_until_networking_lands() {
-  ensure_images || return 1
-  printf '{"family":"bridged","containerDefinitions":[{"name":"c","image":"busybox","memory":32}]}' | CTL register - >/dev/null 2>&1
-  out=$(CTL run bridged 2>&1) && fail "run of a bridge task succeeded"
-  assert_contains "$out" "not supported yet" "refusal"
-}
-
 test_logs_reach_the_file_and_the_journal_with_berth_fields() {
   ensure_images || return 1
   register talk '{"name":"talker","image":"busybox","memory":32,"command":["sh","-c","echo to-stdout; echo to-stderr >&2"]}' >/dev/null
