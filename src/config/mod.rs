@@ -77,6 +77,8 @@ pub struct Config {
     pub ephemeral_ports: PortRange,
     /// nftables' `nft`, through which berth publishes ports in its own table.
     pub nft: PathBuf,
+    /// A static init bound into containers with `initProcessEnabled` (Debian's tini).
+    pub init_binary: PathBuf,
 }
 
 /// A range of ports such as `49153-65535`.
@@ -117,6 +119,7 @@ impl Default for Config {
             },
             ephemeral_ports: PortRange(49153..=65535),
             nft: PathBuf::from("/usr/sbin/nft"),
+            init_binary: PathBuf::from("/usr/bin/tini-static"),
         }
     }
 }

@@ -135,6 +135,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
             pids_max: config.pids_max,
             shim_exe,
             systemd_run: config.systemd_run.clone(),
+            init_binary: config.init_binary.clone(),
         },
         tree.clone(),
         images.clone(),

@@ -35,6 +35,7 @@ pub fn describe(t: &Task) -> serde_json::Value {
             "exitCode": c.exit_code,
             "reason": c.reason,
             "essential": c.essential,
+            "dockerLabels": c.labels,
             "networkBindings": t.network.bindings.iter()
                 .filter(|b| b.container_name == c.name).collect::<Vec<_>>(),
             "networkInterfaces": t.network.interface_of(&c.name)

@@ -71,6 +71,9 @@ pub struct ContainerState {
     pub last_status: Status,
     pub exit_code: Option<i32>,
     pub reason: Option<String>,
+    /// The definition's `dockerLabels`, shown on the task.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,6 +120,7 @@ impl Task {
                     last_status: Status::Pending,
                     exit_code: None,
                     reason: None,
+                    labels: c.docker_labels.iter().cloned().collect(),
                 })
                 .collect(),
             created_at: now,

@@ -134,6 +134,7 @@ mod tests {
                 pids_max: 64,
                 shim_exe: "/bin/false".into(),
                 systemd_run: "/bin/false".into(),
+                init_binary: "/bin/false".into(),
             },
             tree,
             images.clone(),

@@ -143,14 +143,22 @@ impl Networks {
         Ok(())
     }
 
-    /// Takes away everything of the task's network; what is already gone is fine.
+    /// Takes away everything of the task's network; what is already gone is fine. A task
+    /// with no namespace left has nothing else either (namespaces are made first and removed
+    /// last), so a `host` or `none` task costs no nft or netlink call.
     pub fn detach(&self, task_id: &str) {
+        let mine = |name: &String| name.split_once('-').map(|(t, _)| t) == Some(task_id);
+        let spaces: Vec<String> = netns::list(&self.config.netns_dir)
+            .into_iter()
+            .filter(mine)
+            .collect();
+        if spaces.is_empty() {
+            return;
+        }
         self.unpublish(|t| t == task_id);
         self.remove_links(|t| task_id.starts_with(t));
-        for name in netns::list(&self.config.netns_dir) {
-            if name.split_once('-').map(|(t, _)| t) == Some(task_id) {
-                self.remove_netns(&name);
-            }
+        for name in spaces {
+            self.remove_netns(&name);
         }
     }
 

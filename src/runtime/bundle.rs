@@ -31,14 +31,24 @@ pub struct TaskContext<'a> {
     pub host_name: &'a str,
 }
 
-/// A container's place on the network, beyond its task's mode.
+mod sandbox;
+
+pub use sandbox::{Bind, DeviceNode, INIT_PATH};
+
+/// What the host provides one container: its network namespace and files, its volumes.
 #[derive(Debug, Clone, Default)]
-pub struct ContainerNet {
+pub struct Provided {
     /// The namespace it joins (bridge, awsvpc); `None`: one of its own (none) or the host's.
     pub netns: Option<PathBuf>,
     /// The `/etc/hosts` and `/etc/resolv.conf` berth wrote for it.
     pub hosts: Option<PathBuf>,
     pub resolv_conf: Option<PathBuf>,
+    /// Volumes (`mountPoints`, `volumesFrom`) bound into it.
+    pub binds: Vec<Bind>,
+    /// The init binary bound at `/dev/init` (`initProcessEnabled`).
+    pub init: Option<PathBuf>,
+    /// Host device nodes made in it (`linuxParameters.devices`).
+    pub devices: Vec<DeviceNode>,
 }
 
 /// The image's account files, read from its top-most layer that has them.
@@ -49,24 +59,6 @@ pub struct Accounts {
 }
 
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-/// Docker's default capability set: what images are written to expect.
-const CAPABILITIES: [&str; 14] = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
 
 /// The process arguments: ECS `entryPoint`/`command` over the image's Entrypoint/Cmd, as
 /// Docker merges them (an entryPoint given drops the image's Cmd).
@@ -156,7 +148,7 @@ pub fn resolve_user(
     Ok((uid, gid))
 }
 
-fn namespaces(task: &TaskContext, net: &ContainerNet) -> Vec<Value> {
+fn namespaces(task: &TaskContext, net: &Provided, def: &ContainerDefinition) -> Vec<Value> {
     let mut ns = vec!["mount", "cgroup"];
     if task.pid_mode != Some(SharedNamespace::Host) {
         ns.push("pid");
@@ -164,7 +156,8 @@ fn namespaces(task: &TaskContext, net: &ContainerNet) -> Vec<Value> {
     if task.ipc_mode != Some(SharedNamespace::Host) {
         ns.push("ipc");
     }
-    if task.network_mode != NetworkMode::Host && net.netns.is_none() {
+    let own_network = task.network_mode != NetworkMode::Host || def.sandbox.disable_networking;
+    if own_network && net.netns.is_none() {
         ns.push("network");
     }
     // Always a UTS namespace of its own: in host mode it starts with the host's name, and a
@@ -177,19 +170,19 @@ fn namespaces(task: &TaskContext, net: &ContainerNet) -> Vec<Value> {
     v
 }
 
-fn mounts(task: &TaskContext, net: &ContainerNet) -> Vec<Value> {
+fn mounts(task: &TaskContext, net: &Provided, def: &ContainerDefinition) -> Vec<Value> {
+    let sys_mode = if def.sandbox.privileged { "rw" } else { "ro" };
     let mut m = vec![
         json!({"destination": "/proc", "type": "proc", "source": "proc"}),
         json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
                "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
         json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts",
                "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
-        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-               "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
+        sandbox::shm(&def.sandbox),
         json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
                "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/sys", "type": "sysfs", "source": "sysfs",
-               "options": ["nosuid", "noexec", "nodev", "ro"]}),
+               "options": ["nosuid", "noexec", "nodev", sys_mode]}),
         json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
                "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}),
     ];
@@ -204,13 +197,20 @@ fn mounts(task: &TaskContext, net: &ContainerNet) -> Vec<Value> {
             );
         }
     }
-    if task.network_mode == NetworkMode::Host {
+    if task.network_mode == NetworkMode::Host && !def.sandbox.disable_networking {
         for f in ["/etc/resolv.conf", "/etc/hosts"] {
             if Path::new(f).exists() {
                 m.push(json!({"destination": f, "type": "bind", "source": f,
                               "options": ["rbind", "ro"]}));
             }
         }
+    }
+    m.extend(sandbox::extra_mounts(&def.sandbox, &net.binds));
+    if let Some(init) = &net.init {
+        m.push(
+            json!({"destination": INIT_PATH, "type": "bind", "source": init,
+                      "options": ["rbind", "ro"]}),
+        );
     }
     m
 }
@@ -220,8 +220,9 @@ fn resources(def: &ContainerDefinition, pids_max: u64) -> Value {
     let mut memory = serde_json::Map::new();
     if let Some(m) = def.memory {
         memory.insert("limit".into(), mib(m).into());
-        // OCI's swap is memory+swap: equal to the limit means no swap.
-        memory.insert("swap".into(), mib(m).into());
+        // OCI's swap is memory+swap: equal to the limit means no swap, unless maxSwap asks.
+        let swap = m + def.sandbox.max_swap_mib.unwrap_or(0);
+        memory.insert("swap".into(), mib(swap).into());
     }
     if let Some(r) = def.memory_reservation {
         memory.insert("reservation".into(), mib(r).into());
@@ -248,14 +249,14 @@ pub fn hostname(task: &TaskContext, def: &ContainerDefinition) -> String {
 /// The whole `config.json` of one container.
 pub fn config(
     task: &TaskContext,
-    net: &ContainerNet,
+    net: &Provided,
     def: &ContainerDefinition,
     image: &ImageConfig,
     accounts: &Accounts,
     rootfs: &Path,
     cgroups_path: &Path,
 ) -> Result<Value, BundleError> {
-    let args = arguments(def, image);
+    let mut args = arguments(def, image);
     if args.is_empty() {
         return Err(BundleError::NoCommand {
             container: def.name.clone(),
@@ -269,7 +270,13 @@ pub fn config(
         .clone()
         .or_else(|| image.working_dir.clone())
         .unwrap_or_else(|| "/".into());
-    let caps = CAPABILITIES.to_vec();
+    let sb = &def.sandbox;
+    if net.init.is_some() {
+        // tini: -s keeps it reaping when another process is PID 1 (pidMode task or host).
+        args.splice(0..0, [INIT_PATH.to_string(), "-s".into(), "--".into()]);
+    }
+    let caps = sandbox::capabilities(sb);
+    let (masked, readonly) = sandbox::masked_and_readonly(sb);
     Ok(json!({
         "ociVersion": "1.0.2",
         "process": {
@@ -279,20 +286,21 @@ pub fn config(
             "env": environment(def, image, &hostname),
             "cwd": cwd,
             "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
-            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1048576, "soft": 1048576}],
-            "noNewPrivileges": false
+            "rlimits": sandbox::rlimits(sb),
+            "noNewPrivileges": sb.no_new_privileges
         },
-        "root": {"path": rootfs, "readonly": false},
+        "root": {"path": rootfs, "readonly": sb.readonly_root},
+        "annotations": def.docker_labels.iter().map(|(k, v)| (k.clone(), Value::from(v.clone()))).collect::<serde_json::Map<String, Value>>(),
         "hostname": hostname,
-        "mounts": mounts(task, net),
+        "mounts": mounts(task, net, def),
         "linux": {
             "cgroupsPath": cgroups_path,
-            "resources": resources(def, task.pids_max),
-            "namespaces": namespaces(task, net),
-            "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
-                "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
-                "/proc/sched_debug", "/sys/firmware", "/proc/scsi", "/sys/devices/virtual/powercap"],
-            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+            "resources": sandbox::with_devices(resources(def, task.pids_max), &net.devices),
+            "devices": sandbox::device_nodes(&net.devices),
+            "namespaces": namespaces(task, net, def),
+            "sysctl": sandbox::sysctl(sb),
+            "maskedPaths": masked,
+            "readonlyPaths": readonly
         }
     }))
 }

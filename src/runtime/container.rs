@@ -13,10 +13,12 @@ use nix::unistd::Pid;
 
 use super::bundle::{self, Accounts, TaskContext};
 use super::cleanup;
+use super::devices;
 use super::net;
 use super::plan::{ContainerPlan, Plan, PLAN_FILE};
 use super::report::StatusDir;
 use super::status_watch::StatusWatch;
+use super::volumes;
 use super::{Launch, LaunchError, Runtime, Seen, Usage};
 use crate::cgroup::{stats, task as task_cgroup, CgroupTree, TaskLimits};
 use crate::fsutil::write_atomic;
@@ -37,6 +39,8 @@ pub struct RuntimeConfig {
     pub shim_exe: PathBuf,
     /// systemd's `systemd-run`, which starts each shim in its task's scope.
     pub systemd_run: PathBuf,
+    /// A static init (tini) for containers with `initProcessEnabled`.
+    pub init_binary: PathBuf,
 }
 
 #[derive(Debug)]
@@ -130,6 +134,8 @@ impl ContainerRuntime {
         };
         let task_cgroup = self.tree.task(launch.task_id);
         let resolvers = net::host_resolvers();
+        let shared = self.config.tasks_dir.with_file_name("volumes");
+        let places = volumes::prepare(def, dir, &shared)?;
         let mut containers = Vec::new();
         for (i, c) in def.containers.iter().enumerate() {
             let image = self.images.get(&c.image)?;
@@ -138,7 +144,7 @@ impl ContainerRuntime {
             std::fs::create_dir_all(&bundle_dir).map_err(io("create", &bundle_dir))?;
             let rootfs = cdir.join("rootfs");
             let cgroup = task_cgroup.join(&c.name);
-            let cnet = net::prepare(
+            let mut cnet = net::prepare(
                 self.networks.as_deref(),
                 &ctx,
                 def,
@@ -147,6 +153,9 @@ impl ContainerRuntime {
                 &resolvers,
                 &cdir,
             )?;
+            cnet.binds = volumes::binds(def, &c.name, &places);
+            cnet.devices = devices::nodes(c)?;
+            cnet.init = devices::init(c, &self.config.init_binary)?;
             let config = bundle::config(
                 &ctx,
                 &cnet,
@@ -333,7 +342,14 @@ impl Runtime for ContainerRuntime {
                 tracing::warn!(task = task_id, error = %e, "cannot kill what is left of the task")
             }
         }
-        cleanup::unmount_under(&self.task_dir(task_id).join("containers"));
+        // Containers' root filesystems and tmpfs volumes; task-scoped volumes go with the task.
+        cleanup::unmount_under(&self.task_dir(task_id));
+        let volumes = self.task_dir(task_id).join("volumes");
+        if let Err(e) = std::fs::remove_dir_all(&volumes) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(task = task_id, error = %e, "task volumes not removed");
+            }
+        }
         if let Some(n) = &self.networks {
             n.detach(task_id);
         }

@@ -6,11 +6,13 @@
 pub mod bundle;
 mod cleanup;
 mod container;
+mod devices;
 mod net;
 pub mod plan;
 pub mod report;
 pub mod shim;
 mod status_watch;
+mod volumes;
 
 pub use container::{ContainerRuntime, RuntimeConfig};
 pub use report::{Observation, OomScope};
@@ -29,6 +31,8 @@ pub enum LaunchError {
     Bundle(#[from] bundle::BundleError),
     #[error("CannotCreateContainerError: {0}")]
     Cgroup(#[from] crate::cgroup::TaskCgroupError),
+    #[error("CannotCreateContainerError: container {container}: {what}")]
+    Host { container: String, what: String },
     #[error("CannotCreateContainerError: network: {0}")]
     Network(#[from] crate::network::NetworkError),
     #[error("CannotCreateContainerError: cannot {action} {path}: {source}")]

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::bundle::{self, ContainerNet, TaskContext};
+use super::bundle::{self, Provided, TaskContext};
 use super::LaunchError;
 use crate::fsutil::write_atomic;
 use crate::network::files::{self, HostEntry, Resolvers};
@@ -50,9 +50,13 @@ pub fn prepare(
     net: &TaskNetwork,
     resolvers: &Resolvers,
     cdir: &Path,
-) -> Result<ContainerNet, LaunchError> {
-    let Some(iface) = net.interface_of(&c.name) else {
-        return Ok(ContainerNet::default());
+) -> Result<Provided, LaunchError> {
+    // disableNetworking: a namespace of its own with nothing but loopback.
+    let Some(iface) = net
+        .interface_of(&c.name)
+        .filter(|_| !c.sandbox.disable_networking)
+    else {
+        return Ok(Provided::default());
     };
     let networks = networks.ok_or_else(|| LaunchError::Io {
         action: "join the bridge for",
@@ -71,9 +75,10 @@ pub fn prepare(
             source,
         })?;
     }
-    Ok(ContainerNet {
+    Ok(Provided {
         netns: Some(networks.netns_path(iface)),
         hosts: Some(hosts_path),
         resolv_conf: Some(resolv_path),
+        ..Provided::default()
     })
 }

@@ -4,6 +4,8 @@
 use serde_json::{Map, Value};
 
 use super::model::{ContainerDefinition, NetworkMode, PortMapping, Protocol};
+use super::sandbox;
+use super::volumes;
 use super::walk::{self, join, Report};
 
 /// Smallest hard or soft memory limit ECS accepts for a container, in MiB.
@@ -65,24 +67,6 @@ const IGNORED: &[(&str, &str)] = &[
     ("versionConsistency", "images are imported, not pulled"),
 ];
 
-const ULIMITS: &[&str] = &[
-    "core",
-    "cpu",
-    "data",
-    "fsize",
-    "locks",
-    "memlock",
-    "msgqueue",
-    "nice",
-    "nofile",
-    "nproc",
-    "rss",
-    "rtprio",
-    "rttime",
-    "sigpending",
-    "stack",
-];
-
 fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 255
@@ -101,8 +85,9 @@ pub fn validate(
     r: &mut Report,
     c: &Map<String, Value>,
     path: &str,
-    mode: NetworkMode,
+    modes: sandbox::Modes,
 ) -> Option<ContainerDefinition> {
+    let mode = modes.network;
     walk::check_keys(r, c, path, KNOWN, IGNORED);
     let name = walk::string(r, c, path, "name");
     match &name {
@@ -146,9 +131,10 @@ pub fn validate(
     }
     let environment = environment(r, c, path);
     let port_mappings = port_mappings(r, c, path, mode);
-    mount_points(r, c, path);
+    let mount_points = volumes::mount_points(r, c, path);
+    let volumes_from = volumes::volumes_from(r, c, path);
     security_options(r, c, path);
-    ulimits(r, c, path);
+    let sandbox = sandbox::validate(r, c, path, modes);
     resource_requirements(r, c, path);
     if walk::get(c, "inferenceDevices").is_some() {
         r.problem(
@@ -175,6 +161,10 @@ pub fn validate(
         dns_servers: addresses(r, c, path, "dnsServers"),
         dns_search_domains: walk::strings(r, c, path, "dnsSearchDomains").unwrap_or_default(),
         extra_hosts: extra_hosts(r, c, path),
+        sandbox,
+        docker_labels: labels(r, c, path),
+        mount_points,
+        volumes_from,
     };
     Some(def)
 }
@@ -267,6 +257,25 @@ fn port_range(s: &str) -> Option<(u16, u16)> {
     (lo >= 1 && lo < hi && hi - lo < MAX_RANGE).then_some((lo, hi))
 }
 
+fn labels(r: &mut Report, c: &Map<String, Value>, path: &str) -> Vec<(String, String)> {
+    let Some(v) = walk::get(c, "dockerLabels") else {
+        return Vec::new();
+    };
+    let p = join(path, "dockerLabels");
+    let Some(obj) = walk::object(r, v, &p) else {
+        return Vec::new();
+    };
+    obj.iter()
+        .filter_map(|(k, v)| match v {
+            Value::String(s) => Some((k.clone(), s.clone())),
+            _ => {
+                r.problem(join(&p, k), "must be a string");
+                None
+            }
+        })
+        .collect()
+}
+
 fn links(r: &mut Report, c: &Map<String, Value>, path: &str) -> Vec<(String, String)> {
     walk::strings(r, c, path, "links")
         .unwrap_or_default()
@@ -313,19 +322,6 @@ fn extra_hosts(r: &mut Report, c: &Map<String, Value>, path: &str) -> Vec<(Strin
         .collect()
 }
 
-fn mount_points(r: &mut Report, c: &Map<String, Value>, path: &str) {
-    for (p, m) in walk::objects(r, c, path, "mountPoints") {
-        match walk::string(r, m, &p, "containerPath") {
-            Some(cp) if !cp.starts_with('/') => r.problem(join(&p, "containerPath"), format!("\"{cp}\" is not an absolute Linux path (a Windows task definition cannot run on a Linux host)")),
-            None => r.problem(join(&p, "containerPath"), "is required"),
-            _ => {}
-        }
-        if walk::string(r, m, &p, "sourceVolume").is_none() {
-            r.problem(join(&p, "sourceVolume"), "is required");
-        }
-    }
-}
-
 fn security_options(r: &mut Report, c: &Map<String, Value>, path: &str) {
     let p = join(path, "dockerSecurityOptions");
     for (i, opt) in walk::strings(r, c, path, "dockerSecurityOptions")
@@ -341,29 +337,6 @@ fn security_options(r: &mut Report, c: &Map<String, Value>, path: &str) {
             r.problem(walk::index(&p, i), format!("\"{opt}\": credentialspec is a Windows (gMSA) option; a Linux host cannot honour it and will not drop a security option silently"));
         } else if !known {
             r.problem(walk::index(&p, i), format!("\"{opt}\" is not a security option berth knows (no-new-privileges, apparmor:, label:, seccomp:)"));
-        }
-    }
-}
-
-fn ulimits(r: &mut Report, c: &Map<String, Value>, path: &str) {
-    for (p, u) in walk::objects(r, c, path, "ulimits") {
-        match walk::string(r, u, &p, "name") {
-            Some(n) if !ULIMITS.contains(&n.as_str()) => r.problem(
-                join(&p, "name"),
-                format!("\"{n}\" is not a ulimit ({})", ULIMITS.join(", ")),
-            ),
-            None => r.problem(join(&p, "name"), "is required"),
-            _ => {}
-        }
-        let soft = walk::integer(r, u, &p, "softLimit");
-        let hard = walk::integer(r, u, &p, "hardLimit");
-        if let (Some(s), Some(h)) = (soft, hard) {
-            if s > h {
-                r.problem(
-                    join(&p, "softLimit"),
-                    format!("{s} must not exceed hardLimit {h}"),
-                );
-            }
         }
     }
 }

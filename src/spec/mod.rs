@@ -6,8 +6,10 @@
 
 mod container;
 mod model;
+pub mod sandbox;
 mod task;
 mod units;
+pub mod volumes;
 mod walk;
 
 pub use model::{

@@ -95,6 +95,10 @@ pub struct ContainerDefinition {
     pub dns_search_domains: Vec<String>,
     /// `extraHosts` as (hostname, address).
     pub extra_hosts: Vec<(String, String)>,
+    pub sandbox: super::sandbox::Sandbox,
+    pub docker_labels: Vec<(String, String)>,
+    pub mount_points: Vec<super::volumes::MountPoint>,
+    pub volumes_from: Vec<super::volumes::VolumeFrom>,
 }
 
 impl ContainerDefinition {
@@ -115,6 +119,7 @@ pub struct TaskDefinition {
     pub network_mode: NetworkMode,
     pub pid_mode: Option<SharedNamespace>,
     pub ipc_mode: Option<SharedNamespace>,
+    pub volumes: Vec<super::volumes::Volume>,
     pub containers: Vec<ContainerDefinition>,
 }
 

@@ -7,7 +7,9 @@ use serde_json::{Map, Value};
 
 use super::container;
 use super::model::{ContainerDefinition, NetworkMode, SharedNamespace, TaskDefinition};
+use super::sandbox;
 use super::units;
+use super::volumes;
 use super::walk::{self, join, Report};
 
 /// ECS's limit on containers per task definition.
@@ -69,7 +71,7 @@ pub fn validate(r: &mut Report, root: &Value) -> Option<TaskDefinition> {
     };
     let pid_mode = namespace_mode(r, obj, "pidMode", &["host", "task"]);
     let ipc_mode = namespace_mode(r, obj, "ipcMode", &["host", "task", "none"]);
-    let volumes = volumes(r, obj);
+    let (volumes, volume_names) = volumes::task_volumes(r, obj);
     refuse_remote_features(r, obj);
 
     let entries = walk::objects(r, obj, "", "containerDefinitions");
@@ -89,11 +91,19 @@ pub fn validate(r: &mut Report, root: &Value) -> Option<TaskDefinition> {
     }
     let mut containers = Vec::new();
     for (p, c) in &entries {
-        if let Some(def) = container::validate(r, c, p, network_mode) {
+        if let Some(def) = container::validate(
+            r,
+            c,
+            p,
+            sandbox::Modes {
+                network: network_mode,
+                ipc: ipc_mode,
+            },
+        ) {
             containers.push(def);
         }
     }
-    cross_checks(r, &entries, &volumes, cpu, memory);
+    cross_checks(r, &entries, &volume_names, cpu, memory);
     host_ports_once(r, &containers, network_mode);
     if !containers.is_empty() && !containers.iter().any(|c| c.essential) {
         r.problem(
@@ -108,6 +118,7 @@ pub fn validate(r: &mut Report, root: &Value) -> Option<TaskDefinition> {
         network_mode,
         pid_mode,
         ipc_mode,
+        volumes,
         containers,
     })
 }
@@ -168,39 +179,6 @@ fn namespace_mode(
             None
         }
     }
-}
-
-fn volumes(r: &mut Report, obj: &Map<String, Value>) -> HashSet<String> {
-    let mut names = HashSet::new();
-    for (p, v) in walk::objects(r, obj, "", "volumes") {
-        match walk::string(r, v, &p, "name") {
-            Some(n) if !names.insert(n.clone()) => r.problem(
-                join(&p, "name"),
-                format!("volume \"{n}\" is declared twice"),
-            ),
-            None => r.problem(join(&p, "name"), "is required"),
-            _ => {}
-        }
-        for key in [
-            "efsVolumeConfiguration",
-            "fsxWindowsFileServerVolumeConfiguration",
-        ] {
-            if walk::get(v, key).is_some() {
-                r.problem(join(&p, key), "needs an AWS file system that one host cannot mount; use a host volume instead");
-            }
-        }
-        if let Some(host) = walk::get(v, "host").and_then(Value::as_object) {
-            if let Some(sp) = walk::string(r, host, &join(&p, "host"), "sourcePath") {
-                if !sp.starts_with('/') {
-                    r.problem(
-                        join(&p, "host.sourcePath"),
-                        format!("\"{sp}\" is not an absolute Linux path"),
-                    );
-                }
-            }
-        }
-    }
-    names
 }
 
 fn refuse_remote_features(r: &mut Report, obj: &Map<String, Value>) {

@@ -177,3 +177,24 @@ test_network_subnet_clashing_with_a_host_route_stops_berthd_with_the_reason() {
   systemctl reset-failed berthd; systemctl start berthd
   wait_for 30 bus_ready || fail "berthd did not come back"
 }
+
+test_network_the_ecs_agents_bridge_static_host_port_definition_answers_on_5180() {
+  ensure_images || return 1
+  python3 -c 'import json,sys
+d = json.load(open(sys.argv[1]))
+for c in d["containerDefinitions"]:
+    c["image"] = "busybox:latest"
+d["family"] = "agent-port-5180"
+print(json.dumps(d))' "${BERTH_REALWORLD_DIR:-$REPO/../shared/realworld/taskdefs}/ecs-agent/bridge-static-host-port.json" \
+    | CTL register - >/dev/null || { fail "not registered"; return 1; }
+  local id out="" i
+  id=$(run_running agent-port-5180) || return 1
+  for i in $(seq 60); do
+    out=$(busybox nc -w 2 127.0.0.1 5180 </dev/null 2>/dev/null) && [ "$out" == foobar ] && break
+    sleep 0.3
+  done
+  assert_eq foobar "$out" "what nc -l said through host port 5180"
+  # nc -l answers once, then the essential container ends the task.
+  wait_for 60 status_is "$id" STOPPED || { fail "task did not stop after its one answer"; stop_all "$id"; }
+  assert_no_task_network "after the task ended"
+}

@@ -81,7 +81,36 @@ pub fn print_task(v: &Value, json: bool) {
             code,
             c["reason"].as_str().unwrap_or("")
         );
+        let net = network_line(&c);
+        if !net.is_empty() {
+            println!("  {:<20} {net}", "");
+        }
     }
+}
+
+/// A container's address and published ports, like `docker ps` shows them:
+/// `172.29.0.2  0.0.0.0:8080->80/tcp`.
+fn network_line(c: &Value) -> String {
+    let address = c["networkInterfaces"][0]["privateIpv4Address"].as_str();
+    let ports: Vec<String> = c["networkBindings"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|b| {
+                    format!(
+                        "{}:{}->{}/{}",
+                        b["bindIP"].as_str().unwrap_or("0.0.0.0"),
+                        b["hostPort"],
+                        b["containerPort"],
+                        b["protocol"].as_str().unwrap_or("tcp")
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut parts: Vec<String> = address.map(String::from).into_iter().collect();
+    parts.extend(ports);
+    parts.join("  ")
 }
 
 pub async fn run(
@@ -172,5 +201,26 @@ pub async fn logs(
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn network_line_shows_the_address_and_ports_like_docker_ps() {
+        let c = serde_json::json!({
+            "networkInterfaces": [{"privateIpv4Address": "172.29.0.2"}],
+            "networkBindings": [
+                {"bindIP": "0.0.0.0", "hostPort": 8080, "containerPort": 80, "protocol": "tcp"},
+                {"bindIP": "0.0.0.0", "hostPort": 49153, "containerPort": 53, "protocol": "udp"}
+            ]
+        });
+        assert_eq!(
+            network_line(&c),
+            "172.29.0.2  0.0.0.0:8080->80/tcp  0.0.0.0:49153->53/udp"
+        );
+        assert_eq!(network_line(&serde_json::json!({})), "");
     }
 }

@@ -50,7 +50,7 @@ fn image_cmd_runs_when_the_definition_says_nothing() {
     assert_eq!(arguments(&d, &image(None, Some(&["sh"]))), ["sh"]);
     let e = config(
         &TASK,
-        &ContainerNet::default(),
+        &Provided::default(),
         &d,
         &image(None, None),
         &Accounts::default(),
@@ -96,7 +96,7 @@ fn config_maps_limits_and_is_a_valid_oci_spec() {
     );
     let v = config(
         &TASK,
-        &ContainerNet::default(),
+        &Provided::default(),
         &d,
         &image(None, None),
         &Accounts::default(),
@@ -133,7 +133,7 @@ fn host_network_shares_the_network_and_carries_the_hosts_name() {
     let d = def(r#"{"name":"a","image":"x","memory":32,"command":["sh"]}"#);
     let v = config(
         &task,
-        &ContainerNet::default(),
+        &Provided::default(),
         &d,
         &image(None, None),
         &Accounts::default(),
@@ -155,10 +155,11 @@ fn a_bridge_container_joins_its_namespace_and_gets_berths_hosts_and_resolv_conf(
         network_mode: NetworkMode::Bridge,
         ..TASK
     };
-    let net = ContainerNet {
+    let net = Provided {
         netns: Some("/run/berth/netns/t-0".into()),
         hosts: Some("/var/lib/berth/tasks/t/containers/a/hosts".into()),
         resolv_conf: Some("/var/lib/berth/tasks/t/containers/a/resolv.conf".into()),
+        ..Provided::default()
     };
     let d = def(r#"{"name":"a","image":"x","memory":32,"hostname":"web","command":["sh"]}"#);
     let v = config(
@@ -185,4 +186,45 @@ fn a_bridge_container_joins_its_namespace_and_gets_berths_hosts_and_resolv_conf(
     assert!(mounts
         .iter()
         .any(|m| m["destination"] == "/etc/resolv.conf"));
+}
+
+#[test]
+fn an_init_runs_first_and_devices_are_made_and_allowed() {
+    let net = Provided {
+        init: Some("/usr/bin/tini-static".into()),
+        devices: vec![DeviceNode {
+            container_path: "/dev/sda".into(),
+            kind: 'b',
+            major: 202,
+            minor: 0,
+            access: "r".into(),
+        }],
+        ..Provided::default()
+    };
+    let d = def(
+        r#"{"name":"a","image":"x","memory":32,"command":["sh","-c","true"],"readonlyRootFilesystem":true}"#,
+    );
+    let v = config(
+        &TASK,
+        &net,
+        &d,
+        &image(None, None),
+        &Accounts::default(),
+        Path::new("/r"),
+        Path::new("/c"),
+    )
+    .unwrap();
+    assert_eq!(
+        v["process"]["args"],
+        serde_json::json!(["/dev/init", "-s", "--", "sh", "-c", "true"])
+    );
+    assert!(v["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["destination"] == "/dev/init" && m["source"] == "/usr/bin/tini-static"));
+    assert_eq!(v["linux"]["devices"][0]["path"], "/dev/sda");
+    assert_eq!(v["linux"]["devices"][0]["type"], "b");
+    assert_eq!(v["linux"]["resources"]["devices"][0]["access"], "r");
+    assert_eq!(v["root"]["readonly"], true);
 }

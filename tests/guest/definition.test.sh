@@ -1,0 +1,113 @@
+# The container definition's sandbox fields and volumes: each container checks from inside
+# that its field took effect and exits 42 when it holds (1 when not), as the ECS agent's own
+# functional tests do; several of those tests run here as they are, on busybox.
+
+AGENT_DEFS=${BERTH_REALWORLD_DIR:-$REPO/../shared/realworld/taskdefs}/ecs-agent
+
+# exit_code_of FAMILY CONTAINER-INDEX: runs the task to its end and prints that container's exit code.
+exit_code_of() {
+  local id
+  id=$(CTL run "$1" --wait --json | jfield taskId) || { echo "run-failed"; return 1; }
+  wait_for 120 status_is "$id" STOPPED || { echo "not-stopped"; CTL stop "$id" >/dev/null; return 1; }
+  local code
+  code=$(task_json "$id" | jfield "containers.$2.exitCode")
+  [ "$code" == 42 ] || { echo "$code: $(task_json "$id" | jfield stoppedReason) $(CTL logs "$id" 2>&1 | tail -5)"; return 1; }
+  echo 42
+}
+
+# check NAME 'CONTAINER-FIELDS' 'SHELL TEST' [TASK-FIELDS]: one container that exits 42 when TEST holds.
+check() {
+  local cmd
+  cmd=$(python3 -c 'import json,sys; print(json.dumps(["sh","-c","if "+sys.argv[1]+"; then exit 42; else exit 1; fi"]))' "$3")
+  printf '{"family":"%s",%s"containerDefinitions":[{"name":"c","image":"busybox","memory":64,%s"command":%s}]}' \
+    "$1" "${4:+$4,}" "${2:+$2,}" "$cmd" | CTL register - >/dev/null || { fail "$1 not registered"; return 1; }
+  assert_eq 42 "$(exit_code_of "$1" 0)" "$1"
+}
+
+test_definition_the_ecs_agents_own_functional_tests_pass_on_busybox() {
+  ensure_images || return 1
+  local f family idx
+  for f in ulimit-nofile linux-tmpfs system-controls docker-volume-task-scope-tmpfs links-volumes-from-six-containers init-process-enabled; do
+    family="agent-$f"
+    python3 -c 'import json,sys
+d = json.load(open(sys.argv[1]))
+for c in d["containerDefinitions"]:
+    c["image"] = "busybox:latest"
+d["family"] = sys.argv[2]
+print(json.dumps(d))' "$AGENT_DEFS/$f.json" "$family" | CTL register - >/dev/null || { fail "$f: not registered"; continue; }
+    idx=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print([c["name"] for c in d["containerDefinitions"]].index("exit"))' "$AGENT_DEFS/$f.json")
+    assert_eq 42 "$(exit_code_of "$family" "$idx")" "the ECS agent's $f"
+  done
+}
+
+test_definition_readonly_root_privileged_capabilities_and_no_new_privileges() {
+  ensure_images || return 1
+  check ro-root '"readonlyRootFilesystem":true' '! touch /x 2>/dev/null && touch /dev/shm/x'
+  # CapEff bits: SYS_ADMIN is 21, MKNOD 27, NET_ADMIN 12.
+  local caps='c=$((0x$(awk "/^CapEff/ {print \$2}" /proc/self/status)))'
+  check caps '"linuxParameters":{"capabilities":{"add":["SYS_ADMIN"],"drop":["MKNOD"]}}' \
+    "$caps; [ \$(( (c >> 21) & 1 )) = 1 ] && [ \$(( (c >> 27) & 1 )) = 0 ] && [ \$(( (c >> 12) & 1 )) = 0 ]"
+  check default-caps '' "$caps; [ \$(( (c >> 21) & 1 )) = 0 ] && [ \$(( (c >> 27) & 1 )) = 1 ] && ! grep -q ' /sys .*rw,' /proc/mounts"
+  check privileged '"privileged":true' "$caps; [ \$(( (c >> 21) & 1 )) = 1 ] && [ \$(( (c >> 12) & 1 )) = 1 ] && grep -q ' /sys sysfs rw' /proc/mounts"
+  check nnp '"dockerSecurityOptions":["no-new-privileges"]' 'grep -q "^NoNewPrivs:[[:space:]]*1" /proc/self/status'
+  check no-nnp '' 'grep -q "^NoNewPrivs:[[:space:]]*0" /proc/self/status'
+}
+
+test_definition_shared_memory_swap_and_disable_networking() {
+  ensure_images || return 1
+  check shm '"linuxParameters":{"sharedMemorySize":100}' '[ "$(df -k /dev/shm | awk "NR==2 {print \$2}")" = 102400 ]'
+  check swap '"linuxParameters":{"maxSwap":32}' '[ "$(cat /sys/fs/cgroup/memory.swap.max)" = 33554432 ]'
+  check no-net '"disableNetworking":true' '[ "$(grep -c : /proc/net/dev)" = 1 ] && grep -q "lo:" /proc/net/dev'
+  check with-net '' 'grep -q "eth0:" /proc/net/dev'
+  printf '{"family":"labelled","containerDefinitions":[{"name":"c","image":"busybox","memory":32,"dockerLabels":{"team":"berth"},"command":["true"]}]}' \
+    | CTL register - >/dev/null
+  local id
+  id=$(CTL run labelled --wait --json | jfield taskId)
+  assert_eq berth "$(task_json "$id" | jfield containers.0.dockerLabels.team)" "dockerLabels on the task"
+}
+
+test_definition_volumes_bind_host_paths_read_only_and_share_task_volumes() {
+  ensure_images || return 1
+  local host
+  host=$(mktemp -d); echo from-host > "$host/in"
+  check host-vol '"mountPoints":[{"sourceVolume":"h","containerPath":"/h"},{"sourceVolume":"r","containerPath":"/r","readOnly":true}]' \
+    'grep -q from-host /h/in && echo from-container > /h/out && grep -q from-host /r/in && ! touch /r/x 2>/dev/null' \
+    "\"volumes\":[{\"name\":\"h\",\"host\":{\"sourcePath\":\"$host\"}},{\"name\":\"r\",\"host\":{\"sourcePath\":\"$host\"}}]"
+  assert_eq from-container "$(cat "$host/out" 2>/dev/null)" "the container's write, seen on the host"
+  # A task volume shared by two containers: the writer's file reaches the reader.
+  printf '%s' '{"family":"shared-vol","volumes":[{"name":"scratch"}],"containerDefinitions":[
+    {"name":"writer","image":"busybox","memory":32,"essential":false,"mountPoints":[{"sourceVolume":"scratch","containerPath":"/s"}],"command":["sh","-c","echo hi > /s/f"]},
+    {"name":"reader","image":"busybox","memory":32,"volumesFrom":[{"sourceContainer":"writer","readOnly":true}],
+     "command":["sh","-c","for i in $(seq 100); do [ -f /s/f ] && ! touch /s/y 2>/dev/null && exit 42; sleep 0.2; done; exit 1"]}]}' \
+    | CTL register - >/dev/null
+  local id
+  id=$(CTL run shared-vol --wait --json | jfield taskId)
+  wait_for 60 status_is "$id" STOPPED || fail "shared-vol did not stop"
+  assert_eq 42 "$(task_json "$id" | jfield containers.1.exitCode)" "reader saw the writer's file, read-only"
+  [ ! -e "$STATE/tasks/$id/volumes" ] || fail "the task's volumes outlived it: $(ls "$STATE/tasks/$id/volumes")"
+}
+
+test_definition_devices_are_made_from_the_hosts_and_a_missing_one_fails_the_task_naming_it() {
+  ensure_images || return 1
+  check device '"linuxParameters":{"devices":[{"hostPath":"/dev/null","containerPath":"/dev/hostnull","permissions":["read","write"]}]}' \
+    '[ -c /dev/hostnull ] && echo x > /dev/hostnull && [ ! -e /dev/vda ]'
+  # The ECS agent's own: /dev/xvda does not exist in this guest.
+  python3 -c 'import json,sys
+d = json.load(open(sys.argv[1]))
+for c in d["containerDefinitions"]:
+    c["image"] = "busybox:latest"
+d["family"] = "agent-devices"
+print(json.dumps(d))' "$AGENT_DEFS/linux-devices.json" | CTL register - >/dev/null || { fail "not registered"; return 1; }
+  local id
+  id=$(CTL run agent-devices) || { fail "run refused: $id"; return 1; }
+  wait_for 60 status_is "$id" STOPPED || fail "task with a missing device did not stop"
+  assert_contains "$(task_json "$id" | jfield stoppedReason)" "linuxParameters.devices hostPath /dev/xvda" "stoppedReason"
+  assert_eq TaskFailedToStart "$(task_json "$id" | jfield stopCode)" "stopCode"
+}
+
+test_definition_host_wide_sysctl_is_refused_naming_the_field() {
+  ensure_running || return 1
+  local out
+  out=$(printf '{"family":"bad-sysctl","containerDefinitions":[{"name":"c","image":"busybox","memory":32,"systemControls":[{"namespace":"vm.swappiness","value":"1"}]}]}' | CTL register - 2>&1) && fail "registered: $out"
+  assert_contains "$out" 'containerDefinitions[0].systemControls[0].namespace: "vm.swappiness" is not namespaced' "refusal"
+}
