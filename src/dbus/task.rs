@@ -29,6 +29,7 @@ pub fn describe(t: &Task) -> serde_json::Value {
         "stoppedReason": t.stopped_reason,
         "cpu": t.reservation.cpu_units.to_string(),
         "memory": t.reservation.memory_mib.to_string(),
+        "healthStatus": t.health_status().as_str(),
         "containers": t.containers.iter().map(|c| serde_json::json!({
             "name": c.name,
             "lastStatus": c.last_status.as_str(),
@@ -36,6 +37,7 @@ pub fn describe(t: &Task) -> serde_json::Value {
             "reason": c.reason,
             "essential": c.essential,
             "dockerLabels": c.labels,
+            "healthStatus": c.health_status.map(|h| h.as_str()),
             "networkBindings": t.network.bindings.iter()
                 .filter(|b| b.container_name == c.name).collect::<Vec<_>>(),
             "networkInterfaces": t.network.interface_of(&c.name)
@@ -188,7 +190,24 @@ impl TaskObject {
         })
     }
 
-    /// Microseconds since the epoch; 0 when not yet.
+    /// ECS's task healthStatus: HEALTHY, UNHEALTHY or UNKNOWN, from the essential containers'
+    /// health checks.
+    #[zbus(property)]
+    fn health_status(&self) -> String {
+        self.field(|t| t.health_status().as_str().to_string())
+    }
+
+    /// (name, healthStatus) of each container with a health check.
+    #[zbus(property)]
+    fn container_health(&self) -> Vec<(String, String)> {
+        self.field(|t| {
+            t.containers
+                .iter()
+                .filter_map(|c| Some((c.name.clone(), c.health_status?.as_str().to_string())))
+                .collect()
+        })
+    }
+
     /// ECS's networkBindings: (container, container port, host port, protocol).
     #[zbus(property(emits_changed_signal = "const"))]
     fn network_bindings(&self) -> Vec<(String, u16, u16, String)> {
@@ -253,6 +272,8 @@ async fn emit_task(conn: &Connection, id: &str) -> zbus::Result<()> {
     obj.stop_code_changed(e).await?;
     obj.stopped_reason_changed(e).await?;
     obj.containers_changed(e).await?;
+    obj.health_status_changed(e).await?;
+    obj.container_health_changed(e).await?;
     obj.started_at_changed(e).await?;
     obj.stopped_at_changed(e).await
 }

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::capacity::{Claim, HostPort, Resources};
 use crate::network::TaskNetwork;
+use crate::runtime::report::HealthStatus;
 use crate::runtime::{OomScope, Seen};
 use crate::spec::TaskDefinition;
 
@@ -74,6 +75,9 @@ pub struct ContainerState {
     /// The definition's `dockerLabels`, shown on the task.
     #[serde(default)]
     pub labels: std::collections::BTreeMap<String, String>,
+    /// ECS's `healthStatus`, for a container with a health check.
+    #[serde(default)]
+    pub health_status: Option<HealthStatus>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,6 +125,7 @@ impl Task {
                     exit_code: None,
                     reason: None,
                     labels: c.docker_labels.iter().cloned().collect(),
+                    health_status: c.health_check.as_ref().map(|_| HealthStatus::Unknown),
                 })
                 .collect(),
             created_at: now,
@@ -167,6 +172,24 @@ impl Task {
             resources: self.reservation,
             ports: &self.host_ports,
             addresses: self.network.addresses(),
+        }
+    }
+
+    /// ECS's task `healthStatus`: UNHEALTHY when an essential container is, HEALTHY when every
+    /// essential container with a check is, UNKNOWN otherwise (and when none has a check).
+    pub fn health_status(&self) -> HealthStatus {
+        let checked: Vec<HealthStatus> = self
+            .containers
+            .iter()
+            .filter(|c| c.essential)
+            .filter_map(|c| c.health_status)
+            .collect();
+        if checked.contains(&HealthStatus::Unhealthy) {
+            HealthStatus::Unhealthy
+        } else if !checked.is_empty() && checked.iter().all(|h| *h == HealthStatus::Healthy) {
+            HealthStatus::Healthy
+        } else {
+            HealthStatus::Unknown
         }
     }
 
@@ -263,6 +286,11 @@ impl Task {
             } else if r.started.contains_key(&c.name) && c.last_status == Status::Pending {
                 c.last_status = Status::Running;
             }
+            if let (Some(h), Some(_)) = (r.health.get(&c.name), c.health_status) {
+                if c.last_status == Status::Running {
+                    c.health_status = Some(h.status);
+                }
+            }
         }
         if let Some(f) = &r.failed {
             if let Some(c) = self.containers.iter_mut().find(|c| c.name == f.container) {
@@ -279,10 +307,12 @@ impl Task {
             let reason = oom.unwrap_or_else(|| "Essential container in task exited".into());
             self.set_stop(StopCode::EssentialContainerExited, reason);
         }
-        let all_running = self
-            .containers
-            .iter()
-            .all(|c| c.last_status == Status::Running);
+        // Every container has started; one that ran to its end first (a dependency of
+        // another, with COMPLETE or SUCCESS) counts as started.
+        let all_running = self.containers.iter().all(|c| {
+            c.last_status == Status::Running
+                || (c.last_status == Status::Stopped && r.started.contains_key(&c.name))
+        }) && self.desired_status != Status::Stopped;
         if all_running && self.last_status <= Status::Pending {
             self.last_status = Status::Running;
             self.started_at = Some(now);

@@ -32,6 +32,7 @@ pub struct TaskContext<'a> {
 }
 
 mod sandbox;
+mod seccomp;
 
 pub use sandbox::{Bind, DeviceNode, INIT_PATH};
 
@@ -277,7 +278,7 @@ pub fn config(
     }
     let caps = sandbox::capabilities(sb);
     let (masked, readonly) = sandbox::masked_and_readonly(sb);
-    Ok(json!({
+    let mut config = json!({
         "ociVersion": "1.0.2",
         "process": {
             "terminal": false,
@@ -302,7 +303,11 @@ pub fn config(
             "maskedPaths": masked,
             "readonlyPaths": readonly
         }
-    }))
+    });
+    if let Some(profile) = seccomp::profile(sb, &caps) {
+        config["linux"]["seccomp"] = profile;
+    }
+    Ok(config)
 }
 
 #[cfg(test)]

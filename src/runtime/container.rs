@@ -14,8 +14,9 @@ use nix::unistd::Pid;
 use super::bundle::{self, Accounts, TaskContext};
 use super::cleanup;
 use super::devices;
+use super::envfiles;
 use super::net;
-use super::plan::{ContainerPlan, Plan, PLAN_FILE};
+use super::plan::{ContainerPlan, HealthPlan, Plan, DEFAULT_START_TIMEOUT_SECS, PLAN_FILE};
 use super::report::StatusDir;
 use super::status_watch::StatusWatch;
 use super::volumes;
@@ -24,6 +25,7 @@ use crate::cgroup::{stats, task as task_cgroup, CgroupTree, TaskLimits};
 use crate::fsutil::write_atomic;
 use crate::image::{ImageRecord, ImageStore};
 use crate::network::Networks;
+use crate::spec::{ContainerDefinition, SharedNamespace, TaskDefinition};
 
 /// How long a task's leftover processes get to die after SIGKILL before berth moves on.
 const KILL_WAIT: Duration = Duration::from_secs(5);
@@ -138,6 +140,8 @@ impl ContainerRuntime {
         let places = volumes::prepare(def, dir, &shared)?;
         let mut containers = Vec::new();
         for (i, c) in def.containers.iter().enumerate() {
+            let with_files = envfiles::merge(c)?;
+            let c = &with_files;
             let image = self.images.get(&c.image)?;
             let cdir = dir.join("containers").join(&c.name);
             let bundle_dir = cdir.join("bundle");
@@ -185,6 +189,9 @@ impl ContainerRuntime {
                 rootfs,
                 cgroup,
                 log: dir.join("logs").join(format!("{}.log", c.name)),
+                depends_on: c.depends_on.clone(),
+                start_timeout_secs: c.start_timeout.unwrap_or(DEFAULT_START_TIMEOUT_SECS),
+                health: health_plan(c, &config),
             });
         }
         Ok(Plan {
@@ -200,6 +207,7 @@ impl ContainerRuntime {
             },
             runtime_root: self.config.runtime_dir.clone(),
             containers,
+            shared_namespaces: shared_namespaces(def),
         })
     }
 
@@ -441,4 +449,26 @@ impl Runtime for ContainerRuntime {
         }
         buf
     }
+}
+
+/// The health check as the shim runs it: as the container's user, in its directory.
+fn health_plan(c: &ContainerDefinition, config: &serde_json::Value) -> Option<HealthPlan> {
+    let check = c.health_check.clone()?;
+    let process = &config["process"];
+    let id = |k: &str| process["user"][k].as_u64().unwrap_or(0) as u32;
+    Some(HealthPlan {
+        check,
+        uid: id("uid"),
+        gid: id("gid"),
+        cwd: process["cwd"].as_str().unwrap_or("/").to_string(),
+    })
+}
+
+/// `pidMode`/`ipcMode` task: the namespaces the shim holds for all the task's containers.
+fn shared_namespaces(def: &TaskDefinition) -> Vec<String> {
+    [("pid", def.pid_mode), ("ipc", def.ipc_mode)]
+        .into_iter()
+        .filter(|(_, m)| *m == Some(SharedNamespace::Task))
+        .map(|(k, _)| k.to_string())
+        .collect()
 }

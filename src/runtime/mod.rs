@@ -7,6 +7,7 @@ pub mod bundle;
 mod cleanup;
 mod container;
 mod devices;
+mod envfiles;
 mod net;
 pub mod plan;
 pub mod report;

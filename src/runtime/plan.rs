@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::cgroup::TaskLimits;
+use crate::spec::order::{Dependency, HealthCheck};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -21,8 +22,12 @@ pub struct Plan {
     pub limits: TaskLimits,
     /// libcontainer's state root (short: socket paths live under it).
     pub runtime_root: PathBuf,
-    /// In the order they are created.
+    /// In the definition's order; each starts once its `depends_on` holds.
     pub containers: Vec<ContainerPlan>,
+    /// Namespaces the task's containers share (`pidMode`/`ipcMode` task): `pid`, `ipc`. The
+    /// shim holds them in a process of its own, which the containers join.
+    #[serde(default)]
+    pub shared_namespaces: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +48,30 @@ pub struct ContainerPlan {
     /// Absolute cgroup directory of the container.
     pub cgroup: PathBuf,
     pub log: PathBuf,
+    #[serde(default)]
+    pub depends_on: Vec<Dependency>,
+    /// Seconds to wait for `depends_on` (ECS's default on Linux: 3 minutes).
+    #[serde(default = "default_start_timeout")]
+    pub start_timeout_secs: u64,
+    #[serde(default)]
+    pub health: Option<HealthPlan>,
+}
+
+/// ECS's default `startTimeout` on Linux (`ECS_CONTAINER_START_TIMEOUT`).
+pub const DEFAULT_START_TIMEOUT_SECS: u64 = 180;
+
+fn default_start_timeout() -> u64 {
+    DEFAULT_START_TIMEOUT_SECS
+}
+
+/// A health check as the shim runs it: inside the container, as its user, in its directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthPlan {
+    pub check: HealthCheck,
+    pub uid: u32,
+    pub gid: u32,
+    pub cwd: String,
 }
 
 pub const PLAN_FILE: &str = "plan.json";

@@ -1,5 +1,5 @@
 //! What a shim tells berthd, as files in the task's `status/` directory, each written
-//! atomically and never rewritten: berthd (or a restarted berthd) reads them to learn what
+//! atomically and (but for a container's health) never rewritten: berthd (or a restarted berthd) reads them to learn what
 //! happened, even while it was down. The shim writes, berthd only reads.
 
 use std::collections::BTreeMap;
@@ -57,6 +57,37 @@ pub struct Failed {
     pub at: u64,
 }
 
+/// A container's health as its checks last judged it (ECS's `healthStatus`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum HealthStatus {
+    Unknown,
+    Healthy,
+    Unhealthy,
+}
+
+impl HealthStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthStatus::Unknown => "UNKNOWN",
+            HealthStatus::Healthy => "HEALTHY",
+            HealthStatus::Unhealthy => "UNHEALTHY",
+        }
+    }
+}
+
+/// The one status file rewritten in place (atomically): each change of a container's health.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Health {
+    pub status: HealthStatus,
+    /// Failed checks in a row.
+    pub failing_streak: u64,
+    /// Why the last check failed (exit code, timeout, could not run), when it did.
+    pub last_failure: Option<String>,
+    pub at: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Done {
@@ -71,6 +102,7 @@ pub struct Observation {
     pub exited: BTreeMap<String, Exited>,
     pub failed: Option<Failed>,
     pub done: Option<Done>,
+    pub health: BTreeMap<String, Health>,
 }
 
 /// Writer and reader of one task's status directory.
@@ -105,6 +137,10 @@ impl StatusDir {
 
     pub fn exited(&self, container: &str, v: &Exited) -> std::io::Result<()> {
         self.put(&format!("{container}.exit.json"), v)
+    }
+
+    pub fn health(&self, container: &str, v: &Health) -> std::io::Result<()> {
+        self.put(&format!("{container}.health.json"), v)
     }
 
     pub fn failed(&self, v: &Failed) -> std::io::Result<()> {
@@ -146,6 +182,10 @@ impl StatusDir {
                 if let Some(v) = self.get(&name) {
                     obs.exited.insert(c.to_string(), v);
                 }
+            } else if let Some(c) = name.strip_suffix(".health.json") {
+                if let Some(v) = self.get(&name) {
+                    obs.health.insert(c.to_string(), v);
+                }
             }
         }
         obs
@@ -181,8 +221,16 @@ mod tests {
             },
         )
         .unwrap();
+        let h = Health {
+            status: HealthStatus::Healthy,
+            failing_streak: 0,
+            last_failure: None,
+            at: 3,
+        };
+        s.health("web", &h).unwrap();
         s.done(&Done { at: 4 }).unwrap();
         let o = s.observe();
+        assert_eq!(o.health["web"], h);
         assert_eq!(o.shim.unwrap().pid, 7);
         assert_eq!(o.started["web"].pid, 9);
         assert_eq!(o.exited["web"].oom, Some(OomScope::Container));

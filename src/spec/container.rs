@@ -4,6 +4,7 @@
 use serde_json::{Map, Value};
 
 use super::model::{ContainerDefinition, NetworkMode, PortMapping, Protocol};
+use super::order;
 use super::sandbox;
 use super::volumes;
 use super::walk::{self, join, Report};
@@ -165,6 +166,10 @@ pub fn validate(
         docker_labels: labels(r, c, path),
         mount_points,
         volumes_from,
+        environment_files: environment_files(r, c, path),
+        depends_on: order::depends_on(c, path),
+        start_timeout: order::start_timeout(r, c, path),
+        health_check: order::health_check(r, c, path),
     };
     Some(def)
 }
@@ -180,6 +185,31 @@ fn environment(r: &mut Report, c: &Map<String, Value>, path: &str) -> Vec<(Strin
             Some((name?, walk::string(r, e, &p, "value").unwrap_or_default()))
         })
         .collect()
+}
+
+/// `environmentFiles`: on one host each `value` is a file of the host's (ECS's S3 objects are
+/// out of reach), read when the task starts.
+fn environment_files(r: &mut Report, c: &Map<String, Value>, path: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (p, f) in walk::objects(r, c, path, "environmentFiles") {
+        match walk::string(r, f, &p, "type").as_deref() {
+            None | Some("s3") | Some("file") => {}
+            Some(other) => r.problem(join(&p, "type"), format!("\"{other}\" must be s3 or file")),
+        }
+        match walk::string(r, f, &p, "value") {
+            Some(v) if v.starts_with("arn:") => r.problem(
+                join(&p, "value"),
+                format!("\"{v}\" is an S3 object, which one host cannot read; copy the file to the host and give its absolute path"),
+            ),
+            Some(v) if !v.starts_with('/') => r.problem(
+                join(&p, "value"),
+                format!("\"{v}\" must be an absolute path of a file on the host"),
+            ),
+            Some(v) => out.push(v),
+            None => r.problem(join(&p, "value"), "is required"),
+        }
+    }
+    out
 }
 
 fn port_mappings(

@@ -6,6 +6,7 @@
 
 mod container;
 mod model;
+pub mod order;
 pub mod sandbox;
 mod task;
 mod units;

@@ -99,6 +99,12 @@ pub struct ContainerDefinition {
     pub docker_labels: Vec<(String, String)>,
     pub mount_points: Vec<super::volumes::MountPoint>,
     pub volumes_from: Vec<super::volumes::VolumeFrom>,
+    /// `environmentFiles[].value`: host paths of `VAR=VALUE` files, read at launch.
+    pub environment_files: Vec<String>,
+    pub depends_on: Vec<super::order::Dependency>,
+    /// Seconds to wait for `depends_on` before the task fails.
+    pub start_timeout: Option<u64>,
+    pub health_check: Option<super::order::HealthCheck>,
 }
 
 impl ContainerDefinition {

@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 
 use super::container;
 use super::model::{ContainerDefinition, NetworkMode, SharedNamespace, TaskDefinition};
+use super::order;
 use super::sandbox;
 use super::units;
 use super::volumes;
@@ -105,6 +106,7 @@ pub fn validate(r: &mut Report, root: &Value) -> Option<TaskDefinition> {
     }
     cross_checks(r, &entries, &volume_names, cpu, memory);
     host_ports_once(r, &containers, network_mode);
+    order::cross_check(r, &containers);
     if !containers.is_empty() && !containers.iter().any(|c| c.essential) {
         r.problem(
             "containerDefinitions",

@@ -262,3 +262,82 @@ fn a_task_berthd_died_starting_is_stopped_unless_its_shim_runs() {
         "a shim that runs carries on"
     );
 }
+
+#[test]
+fn a_dependency_that_ran_to_its_end_counts_as_started() {
+    let mut t = task();
+    t.launched();
+    t.apply(
+        &seen(|o| {
+            started(o, "side");
+            exited(o, "side", 0, None);
+        }),
+        20,
+    );
+    assert_eq!(t.last_status, Status::Pending, "app has not started yet");
+    t.apply(
+        &seen(|o| {
+            started(o, "side");
+            exited(o, "side", 0, None);
+            started(o, "app");
+        }),
+        30,
+    );
+    assert_eq!((t.last_status, t.started_at), (Status::Running, Some(30)));
+}
+
+#[test]
+fn task_health_follows_its_essential_containers_checks() {
+    use crate::runtime::report::{Health, HealthStatus};
+    let def = spec::parse(
+        r#"{"family":"web","containerDefinitions":[
+            {"name":"app","image":"busybox","memory":64,"healthCheck":{"command":["CMD","true"]}},
+            {"name":"side","image":"busybox","memory":32,"essential":false,
+             "healthCheck":{"command":["CMD","false"]}},
+            {"name":"plain","image":"busybox","memory":32}]}"#,
+    )
+    .unwrap()
+    .definition;
+    let mut t = Task::new("t2".into(), "web:1".into(), &def, 10);
+    t.launched();
+    assert_eq!(t.health_status(), HealthStatus::Unknown);
+    assert_eq!(t.containers[2].health_status, None, "no check, no health");
+    let health = |o: &mut Observation, name: &str, status| {
+        o.health.insert(
+            name.into(),
+            Health {
+                status,
+                failing_streak: 0,
+                last_failure: None,
+                at: 1,
+            },
+        );
+    };
+    let all = |o: &mut Observation| {
+        for c in ["app", "side", "plain"] {
+            started(o, c);
+        }
+    };
+    assert!(t.apply(
+        &seen(|o| {
+            all(o);
+            health(o, "app", HealthStatus::Healthy);
+            health(o, "side", HealthStatus::Unhealthy);
+        }),
+        20
+    ));
+    assert_eq!(t.containers[1].health_status, Some(HealthStatus::Unhealthy));
+    assert_eq!(
+        t.health_status(),
+        HealthStatus::Healthy,
+        "a non-essential container's health does not count"
+    );
+    t.apply(
+        &seen(|o| {
+            all(o);
+            health(o, "app", HealthStatus::Unhealthy);
+        }),
+        30,
+    );
+    assert_eq!(t.health_status(), HealthStatus::Unhealthy);
+}

@@ -1,0 +1,97 @@
+//! `environmentFiles`: host files of `VAR=VALUE` lines, read when the task starts and put
+//! under the definition's own `environment` (which wins, as on ECS); a later file wins over
+//! an earlier one, as Docker's `--env-file` does.
+
+use super::LaunchError;
+use crate::spec::ContainerDefinition;
+
+/// Lines of one file: `#` comments and blank lines skipped, no quoting (ECS and Docker take
+/// the value as it stands); a line without `=` is an error naming it.
+pub fn parse(text: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        match trimmed.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => out.push((k.trim().to_string(), v.to_string())),
+            _ => return Err(format!("line {}: \"{line}\" is not VAR=VALUE", n + 1)),
+        }
+    }
+    Ok(out)
+}
+
+/// The container with its files' variables under its own `environment`.
+pub fn merge(c: &ContainerDefinition) -> Result<ContainerDefinition, LaunchError> {
+    let mut out = c.clone();
+    if c.environment_files.is_empty() {
+        return Ok(out);
+    }
+    let mut env = Vec::new();
+    for (i, path) in c.environment_files.iter().enumerate() {
+        let refused = |why: String| LaunchError::Host {
+            container: c.name.clone(),
+            what: format!("environmentFiles[{i}] {path}: {why}"),
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| refused(e.to_string()))?;
+        env.extend(parse(&text).map_err(refused)?);
+    }
+    env.extend(c.environment.iter().cloned());
+    out.environment = env;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn comments_and_blanks_are_skipped_and_values_kept_as_they_stand() {
+        let v = parse("# settings\n\nA=1\nB = two words \nC=x=y\nD=\n").unwrap();
+        assert_eq!(
+            v,
+            [
+                ("A".to_string(), "1".to_string()),
+                ("B".to_string(), " two words ".to_string()),
+                ("C".to_string(), "x=y".to_string()),
+                ("D".to_string(), String::new()),
+            ]
+        );
+        assert_eq!(
+            parse("A=1\nnot a pair").unwrap_err(),
+            "line 2: \"not a pair\" is not VAR=VALUE"
+        );
+    }
+
+    #[test]
+    fn the_definitions_environment_wins_over_the_files_and_a_missing_file_is_named() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("app.env");
+        std::fs::write(&f, "A=file\nB=file\n").unwrap();
+        let mut c = crate::spec::parse(
+            r#"{"family":"f","containerDefinitions":[{"name":"a","image":"b","memory":32,
+            "environment":[{"name":"B","value":"definition"}]}]}"#,
+        )
+        .unwrap()
+        .definition
+        .containers
+        .remove(0);
+        c.environment_files = vec![f.display().to_string()];
+        let merged = merge(&c).unwrap();
+        assert_eq!(
+            merged.environment,
+            [
+                ("A".to_string(), "file".to_string()),
+                ("B".to_string(), "file".to_string()),
+                ("B".to_string(), "definition".to_string()),
+            ]
+        );
+        c.environment_files = vec!["/nonexistent/x.env".into()];
+        let e = merge(&c).unwrap_err().to_string();
+        assert!(
+            e.contains("container a: environmentFiles[0] /nonexistent/x.env: No such file"),
+            "{e}"
+        );
+    }
+}

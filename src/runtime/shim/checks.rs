@@ -1,0 +1,110 @@
+//! Health checks of the running containers: each runs every interval inside its container
+//! (see `probe`), is killed past its timeout, and every change of a container's health is
+//! written to the status directory for berthd.
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use super::health::HealthState;
+use super::{probe, Shim};
+use crate::clock::now_us;
+use crate::runtime::plan::{ContainerPlan, HealthPlan};
+use crate::runtime::report::Health;
+
+pub struct Check {
+    plan: HealthPlan,
+    container_id: String,
+    pub state: HealthState,
+    /// The check running now: its pid, when it is given up, whether it was.
+    running: Option<(Pid, u64, bool)>,
+}
+
+impl Shim {
+    /// Begins watching a container just started, if it has a health check.
+    pub(super) fn watch_health(&mut self, c: &ContainerPlan) {
+        let Some(plan) = &c.health else { return };
+        let check = Check {
+            state: HealthState::new(&plan.check, self.now_ms()),
+            plan: plan.clone(),
+            container_id: c.container_id.clone(),
+            running: None,
+        };
+        self.checks.insert(c.name.clone(), check);
+        self.report_health(&c.name);
+    }
+
+    /// Starts the checks that are due and kills those past their timeout.
+    pub(super) fn run_checks(&mut self) {
+        if self.stopping {
+            return;
+        }
+        let now = self.now_ms();
+        let root = self.plan.runtime_root.clone();
+        let mut failed_to_run = Vec::new();
+        for (name, c) in &mut self.checks {
+            match &mut c.running {
+                Some((pid, deadline, timed_out)) if now >= *deadline && !*timed_out => {
+                    let _ = kill(*pid, Signal::SIGKILL);
+                    *timed_out = true;
+                }
+                Some(_) => {}
+                None if c.state.due(now) => match probe::spawn(&root, &c.container_id, &c.plan) {
+                    Ok(pid) => c.running = Some((pid, c.state.deadline(now), false)),
+                    Err(why) => failed_to_run.push((name.clone(), why)),
+                },
+                None => {}
+            }
+        }
+        for (name, why) in failed_to_run {
+            self.record(&name, Err(why));
+        }
+    }
+
+    /// A child that was not a container ended: if it was a health check, its result counts.
+    pub(super) fn probe_ended(&mut self, pid: Pid, code: i32) {
+        let found = self
+            .checks
+            .iter_mut()
+            .find_map(|(name, c)| match c.running {
+                Some((p, _, timed_out)) if p == pid => {
+                    c.running = None;
+                    Some((name.clone(), timed_out, c.plan.check.timeout_secs))
+                }
+                _ => None,
+            });
+        let Some((name, timed_out, timeout)) = found else {
+            return;
+        };
+        let result = match (timed_out, code) {
+            (true, _) => Err(format!("timed out after {timeout} s")),
+            (false, 0) => Ok(()),
+            (false, code) => Err(format!("exit code {code}")),
+        };
+        self.record(&name, result);
+    }
+
+    fn record(&mut self, name: &str, result: Result<(), String>) {
+        let now = self.now_ms();
+        let Some(c) = self.checks.get_mut(name) else {
+            return;
+        };
+        if c.state.record(result, now) {
+            self.report_health(name);
+        }
+    }
+
+    fn report_health(&self, name: &str) {
+        let Some(c) = self.checks.get(name) else {
+            return;
+        };
+        let h = Health {
+            status: c.state.status,
+            failing_streak: c.state.failing_streak,
+            last_failure: c.state.last_failure.clone(),
+            at: now_us(),
+        };
+        if let Err(e) = self.status.health(name, &h) {
+            eprintln!("berth-shim: cannot record the health of {name}: {e}");
+        }
+    }
+}
