@@ -287,8 +287,7 @@ pub fn config(
             "env": environment(def, image, &hostname),
             "cwd": cwd,
             "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
-            "rlimits": sandbox::rlimits(sb),
-            "noNewPrivileges": sb.no_new_privileges
+            "rlimits": sandbox::rlimits(sb)
         },
         "root": {"path": rootfs, "readonly": sb.readonly_root},
         "annotations": def.docker_labels.iter().map(|(k, v)| (k.clone(), Value::from(v.clone()))).collect::<serde_json::Map<String, Value>>(),
@@ -304,6 +303,11 @@ pub fn config(
             "readonlyPaths": readonly
         }
     });
+    // Only `true` is written: libcontainer 0.7 loads the filter before dropping capabilities
+    // only when the key is absent, and `false` would have it load unprivileged and fail.
+    if sb.no_new_privileges {
+        config["process"]["noNewPrivileges"] = true.into();
+    }
     if let Some(profile) = seccomp::profile(sb, &caps) {
         config["linux"]["seccomp"] = profile;
     }

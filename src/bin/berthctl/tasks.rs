@@ -64,6 +64,12 @@ pub fn print_task(v: &Value, json: bool) {
         s("lastStatus"),
         s("desiredStatus")
     );
+    if v["containers"]
+        .as_array()
+        .is_some_and(|cs| cs.iter().any(|c| !c["healthStatus"].is_null()))
+    {
+        println!("Health:         {}", s("healthStatus"));
+    }
     if !v["stopCode"].is_null() {
         println!("Stop code:      {}", s("stopCode"));
         println!("Stopped reason: {}", s("stoppedReason"));
@@ -81,6 +87,9 @@ pub fn print_task(v: &Value, json: bool) {
             code,
             c["reason"].as_str().unwrap_or("")
         );
+        if let Some(h) = c["healthStatus"].as_str() {
+            println!("  {:<20} health {h}", "");
+        }
         let net = network_line(&c);
         if !net.is_empty() {
             println!("  {:<20} {net}", "");

@@ -228,3 +228,26 @@ fn an_init_runs_first_and_devices_are_made_and_allowed() {
     assert_eq!(v["linux"]["resources"]["devices"][0]["access"], "r");
     assert_eq!(v["root"]["readonly"], true);
 }
+
+#[test]
+fn no_new_privileges_is_written_only_when_asked_so_the_filter_loads_while_privileged() {
+    let cfg = |json: &str| {
+        config(
+            &TASK,
+            &Provided::default(),
+            &def(json),
+            &image(None, None),
+            &Accounts::default(),
+            Path::new("/r"),
+            Path::new("/c"),
+        )
+        .unwrap()
+    };
+    let plain = cfg(r#"{"name":"a","image":"x","memory":32,"command":["true"]}"#);
+    assert!(plain["process"].get("noNewPrivileges").is_none());
+    assert_eq!(plain["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ALLOW");
+    let nnp = cfg(
+        r#"{"name":"a","image":"x","memory":32,"command":["true"],"dockerSecurityOptions":["no-new-privileges"]}"#,
+    );
+    assert_eq!(nnp["process"]["noNewPrivileges"], true);
+}
