@@ -68,7 +68,7 @@ test_order_each_container_gets_its_own_stop_timeout_as_in_the_ecs_agents_test() 
   assert_eq 0 "$(cfield "$id" 0 exitCode)" "parent ran its 10 s"
   assert_eq 137 "$(cfield "$id" 1 exitCode)" "dependency1 (stopTimeout 2) killed"
   assert_eq 0 "$(cfield "$id" 2 exitCode)" "dependency2 (stopTimeout 20) finished its sleep and trap"
-  assert_contains "$(CTL logs "$id" 2>&1)" "caught" "dependency2's SIGTERM trap ran"
+  assert_contains "$(CTL logs "$id" dependency2 2>&1)" "caught" "dependency2's SIGTERM trap ran"
 }
 
 test_order_health_checks_run_inside_the_container_and_a_healthy_dependency_starts_the_next() {

@@ -132,6 +132,7 @@ impl Shim {
                 .map_err(|e| format!("CannotCreateContainerError: {e}"))?;
         }
         mount_rootfs(c).map_err(|e| format!("CannotStartContainerError: root filesystem: {e}"))?;
+        make_workdir(c).map_err(|e| format!("CannotStartContainerError: workingDirectory: {e}"))?;
         self.step("rootfs", t);
         let t = Instant::now();
         let log = logs::open_log(&c.log)
@@ -212,6 +213,27 @@ fn mount_rootfs(c: &ContainerPlan) -> Result<(), String> {
         Some(data.as_str()),
     )
     .map_err(|e| format!("overlay mount on {}: {e}", c.rootfs.display()))
+}
+
+/// Docker makes a missing working directory (an image without `/tmp`, say); so does berth,
+/// in the container's own upper layer, never through a symbolic link of the image's.
+fn make_workdir(c: &ContainerPlan) -> Result<(), String> {
+    let path = c.bundle.join("config.json");
+    let config: serde_json::Value = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| format!("cannot read {}", path.display()))?;
+    let cwd = config["process"]["cwd"].as_str().unwrap_or("/");
+    let mut dir = c.rootfs.clone();
+    for part in std::path::Path::new(cwd).components().skip(1) {
+        dir.push(part);
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.file_type().is_symlink() => return Ok(()), // the runtime resolves it inside
+            Ok(_) => {}
+            Err(_) => std::fs::create_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?,
+        }
+    }
+    Ok(())
 }
 
 pub(super) fn unmount(c: &ContainerPlan) {
