@@ -1,5 +1,6 @@
 //! berth: Amazon ECS for one Linux host. The library behind `berthd` and `berthctl`.
 
+pub mod autoscale;
 pub mod capacity;
 pub mod cgroup;
 pub mod clock;
@@ -13,6 +14,7 @@ pub mod image;
 pub mod metrics;
 pub mod network;
 pub mod runtime;
+pub mod service;
 pub mod spec;
 pub mod store;
 pub mod timing;

@@ -79,6 +79,10 @@ pub struct Config {
     pub nft: PathBuf,
     /// A static init bound into containers with `initProcessEnabled` (Debian's tini).
     pub init_binary: PathBuf,
+    /// Seconds between the autoscaler's samples of each scaled service.
+    pub autoscale_interval_secs: u64,
+    /// Seconds of samples the autoscaler averages.
+    pub autoscale_window_secs: u64,
 }
 
 /// A range of ports such as `49153-65535`.
@@ -120,6 +124,8 @@ impl Default for Config {
             ephemeral_ports: PortRange(49153..=65535),
             nft: PathBuf::from("/usr/sbin/nft"),
             init_binary: PathBuf::from("/usr/bin/tini-static"),
+            autoscale_interval_secs: 5,
+            autoscale_window_secs: 30,
         }
     }
 }

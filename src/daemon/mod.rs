@@ -153,6 +153,11 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     // Following before the watch loop runs, so no launch it completes goes uncounted.
     let lifecycle_task = tokio::spawn(metrics.lifecycle().follow(engine.clone()));
     let watch_task = tokio::spawn(engine.clone().watch());
+    let services_task = tokio::spawn(engine.clone().schedule_services());
+    let autoscale_task = tokio::spawn(engine.clone().autoscale(
+        std::time::Duration::from_secs(config.autoscale_interval_secs.max(1)),
+        std::time::Duration::from_secs(config.autoscale_window_secs.max(1)),
+    ));
 
     let listener = TcpListener::bind(config.metrics_listen)
         .await
@@ -187,6 +192,8 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     notify::stopping();
     metrics_task.abort();
     watch_task.abort();
+    services_task.abort();
+    autoscale_task.abort();
     lifecycle_task.abort();
     follow_task.abort();
     if let Some(w) = watchdog {

@@ -3,7 +3,7 @@
 
 use zbus::DBusError;
 
-use crate::engine::{DefinitionError, TaskError};
+use crate::engine::{DefinitionError, ServiceError, TaskError};
 use crate::image::ImageError;
 
 #[derive(Debug, DBusError)]
@@ -48,6 +48,20 @@ impl From<TaskError> for BerthError {
             TaskError::ImageInUse { .. } => BerthError::InUse(e.to_string()),
             TaskError::Image(i) => i.into(),
             TaskError::Store(_) | TaskError::Id(_) => BerthError::Failed(error_chain(&e)),
+        }
+    }
+}
+
+impl From<ServiceError> for BerthError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Task(t) => t.into(),
+            ServiceError::NotFound(_) => BerthError::NotFound(e.to_string()),
+            ServiceError::Exists(_) => BerthError::InUse(e.to_string()),
+            ServiceError::InvalidName(_) | ServiceError::Invalid(_) => {
+                BerthError::InvalidArgument(e.to_string())
+            }
+            ServiceError::Store(_) => BerthError::Failed(error_chain(&e)),
         }
     }
 }

@@ -7,10 +7,12 @@ use zbus::{interface, Connection};
 
 use super::access::require_admin;
 use super::capacity;
+use super::service::{self as service_face, service_path};
 use super::task::{describe, task_path};
 use super::usage;
 use super::{BerthError, MANAGER_PATH};
-use crate::engine::Engine;
+use crate::autoscale::Policies;
+use crate::engine::{Engine, ServiceSpec};
 
 pub struct Manager {
     engine: Engine,
@@ -75,6 +77,107 @@ impl Manager {
         require_admin(conn, &hdr).await?;
         Ok(self.engine.deregister_definition(&reference)?)
     }
+
+    /// Creates a service keeping `desired` tasks of `task_definition` running, rolled out
+    /// within `min_healthy_percent`/`max_percent`. Returns its object path.
+    // Five wire arguments plus the header and connection zbus injects.
+    #[allow(clippy::too_many_arguments)]
+    async fn create_service(
+        &self,
+        name: String,
+        task_definition: String,
+        desired: u32,
+        min_healthy_percent: u32,
+        max_percent: u32,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<OwnedObjectPath, BerthError> {
+        require_admin(conn, &hdr).await?;
+        let s = self.engine.create_service(&ServiceSpec {
+            name,
+            task_definition,
+            desired_count: desired,
+            min_healthy_percent,
+            max_percent,
+        })?;
+        Ok(service_path(&s.name)?)
+    }
+
+    /// A new revision (`""` keeps it: a rolling deployment otherwise) and/or a new desired
+    /// count (`-1` keeps it).
+    async fn update_service(
+        &self,
+        name: String,
+        task_definition: String,
+        desired: i64,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(), BerthError> {
+        require_admin(conn, &hdr).await?;
+        let desired = match desired {
+            -1 => None,
+            d => Some(u32::try_from(d).map_err(|_| {
+                BerthError::InvalidArgument(format!("desired count {d} must be 0 or more"))
+            })?),
+        };
+        let def = (!task_definition.is_empty()).then_some(task_definition.as_str());
+        self.engine.update_service(&name, def, desired)?;
+        Ok(())
+    }
+
+    /// Stops the service's tasks (each with its stop timeout); the service goes when they have.
+    async fn delete_service(
+        &self,
+        name: String,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(), BerthError> {
+        require_admin(conn, &hdr).await?;
+        self.engine.delete_service(&name)?;
+        Ok(())
+    }
+
+    async fn list_services(&self) -> Vec<String> {
+        self.engine.services().into_iter().map(|s| s.name).collect()
+    }
+
+    /// The service as JSON (ECS DescribeServices' shape, with events and scaling decisions).
+    async fn describe_service(&self, name: String) -> Result<String, BerthError> {
+        let s = self.engine.service(&name)?;
+        Ok(service_face::describe(&s, &self.engine).to_string())
+    }
+
+    /// Sets the service's scalable target and policies (JSON as `service describe` shows
+    /// them under `scaling.policies`); `""` removes them.
+    async fn put_scaling_policy(
+        &self,
+        name: String,
+        policies: String,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(), BerthError> {
+        require_admin(conn, &hdr).await?;
+        let parsed: Option<Policies> = if policies.is_empty() {
+            None
+        } else {
+            Some(
+                serde_json::from_str(&policies)
+                    .map_err(|e| BerthError::InvalidArgument(format!("scaling policies: {e}")))?,
+            )
+        };
+        self.engine.set_scaling(&name, parsed)?;
+        Ok(())
+    }
+
+    /// The autoscaler changed a service's desired count, and why.
+    #[zbus(signal)]
+    async fn service_scaled(
+        emitter: &SignalEmitter<'_>,
+        name: &str,
+        from: u32,
+        to: u32,
+        reason: &str,
+    ) -> zbus::Result<()>;
 
     /// Starts a task of `task_definition` (`FAMILY` or `FAMILY:REVISION`). Returns its id and
     /// object path. A task that cannot start is still created, and STOPPED with the cause.
@@ -280,6 +383,17 @@ pub async fn task_state_changed(
 }
 
 /// Announces the capacity properties after an admission or a release.
+pub async fn service_scaled(
+    conn: &Connection,
+    name: &str,
+    from: u32,
+    to: u32,
+    reason: &str,
+) -> zbus::Result<()> {
+    let e = SignalEmitter::new(conn, MANAGER_PATH)?;
+    Manager::service_scaled(&e, name, from, to, reason).await
+}
+
 pub async fn emit_capacity(conn: &Connection) -> zbus::Result<()> {
     let iface = conn
         .object_server()

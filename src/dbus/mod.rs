@@ -7,6 +7,7 @@ mod capacity;
 pub mod client;
 mod error;
 mod manager;
+pub mod service;
 mod task;
 mod usage;
 

@@ -23,6 +23,7 @@ pub fn describe(t: &Task) -> serde_json::Value {
         "taskId": t.id,
         "taskArn": format!("berth:task/{}", t.id),
         "taskDefinition": t.task_definition,
+        "startedBy": t.started_by,
         "lastStatus": t.last_status.as_str(),
         "desiredStatus": t.desired_status.as_str(),
         "stopCode": t.stop_code.map(|c| c.as_str()),
@@ -311,6 +312,11 @@ pub async fn follow(conn: Connection, engine: Engine) {
             tracing::warn!(task = %t.id, error = %e, "cannot serve the task object");
         }
     }
+    for s in engine.services() {
+        if let Err(e) = super::service::add(&conn, &engine, &s.name).await {
+            tracing::warn!(service = %s.name, error = %e, "cannot serve the service object");
+        }
+    }
     loop {
         let change = match changes.recv().await {
             Ok(c) => c,
@@ -330,7 +336,27 @@ pub async fn follow(conn: Connection, engine: Engine) {
                 Err(e) => Err(e),
             },
             Change::Capacity => super::manager::emit_capacity(&conn).await,
+            Change::ServiceAdded(n) => super::service::add(&conn, &engine, n).await,
+            Change::ServiceChanged(n) => super::service::emit(&conn, n).await,
+            Change::ServiceRemoved(n) => super::service::remove(&conn, n).await,
+            Change::ServiceScaled {
+                name,
+                from,
+                to,
+                reason,
+            } => super::manager::service_scaled(&conn, name, *from, *to, reason).await,
         };
+        // A service's counts move with its tasks.
+        if let Change::TaskChanged(id) | Change::TaskAdded(id) = &change {
+            if let Some(name) = engine
+                .task(id)
+                .ok()
+                .and_then(|t| t.started_by)
+                .and_then(|b| b.strip_prefix("service:").map(str::to_string))
+            {
+                let _ = super::service::emit(&conn, &name).await;
+            }
+        }
         if let Err(e) = result {
             tracing::warn!(?change, error = %e, "cannot announce a change on D-Bus");
         }

@@ -5,8 +5,10 @@
 //! Every change is committed to the [`Store`] before the caller sees it; on start the
 //! definitions and tasks are rebuilt from the store (see `restore`).
 
+mod autoscaling;
 mod definitions;
 mod restore;
+mod services;
 pub mod task;
 mod tasks;
 
@@ -15,7 +17,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::broadcast;
 
+pub use autoscaling::DecisionCounts;
 pub use definitions::{DefinitionError, Registered};
+pub use services::{counts as service_counts, ServiceError, ServiceSpec};
 pub use task::{Status, StopCode, Task};
 pub use tasks::TaskError;
 
@@ -31,6 +35,7 @@ struct State {
     books: Books,
     definitions: definitions::Registry,
     tasks: BTreeMap<String, Task>,
+    services: BTreeMap<String, crate::service::Service>,
     store: Store,
 }
 
@@ -40,6 +45,16 @@ pub enum Change {
     TaskAdded(String),
     TaskChanged(String),
     Capacity,
+    ServiceAdded(String),
+    ServiceChanged(String),
+    ServiceRemoved(String),
+    /// The autoscaler changed a service's desired count.
+    ServiceScaled {
+        name: String,
+        from: u32,
+        to: u32,
+        reason: String,
+    },
 }
 
 /// A cheap, cloneable handle on the engine.
@@ -49,6 +64,10 @@ pub struct Engine {
     runtime: Arc<dyn Runtime>,
     images: Arc<ImageStore>,
     changes: broadcast::Sender<Change>,
+    service_gate: Arc<Mutex<()>>,
+    /// The autoscaler's samples and CPU readings, kept in memory only.
+    sampler: Arc<Mutex<autoscaling::Sampler>>,
+    decision_counts: Arc<Mutex<DecisionCounts>>,
 }
 
 /// What the faces show of the capacity books.
@@ -73,17 +92,22 @@ impl Engine {
     ) -> Result<Engine, StoreError> {
         let definitions = restore::definitions(&store)?;
         let tasks = restore::tasks(&store, &mut books, runtime.as_ref(), boot_id, now_us())?;
+        let services = restore::services(&store)?;
         let (changes, _) = broadcast::channel(1024);
         Ok(Engine {
             state: Arc::new(Mutex::new(State {
                 books,
                 definitions,
                 tasks,
+                services,
                 store,
             })),
             runtime,
             images,
             changes,
+            service_gate: Arc::new(Mutex::new(())),
+            sampler: Arc::new(Mutex::new(autoscaling::Sampler::default())),
+            decision_counts: Arc::new(Mutex::new(DecisionCounts::default())),
         })
     }
 

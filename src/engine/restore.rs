@@ -33,6 +33,22 @@ pub(super) fn definitions(store: &Store) -> Result<Registry, StoreError> {
     Ok(registry)
 }
 
+/// Every stored service; one the store cannot read back is left there, untouched.
+pub(super) fn services(
+    store: &Store,
+) -> Result<BTreeMap<String, crate::service::Service>, StoreError> {
+    let mut out = BTreeMap::new();
+    for (name, json) in store.services()? {
+        match serde_json::from_str(&json) {
+            Ok(s) => {
+                out.insert(name, s);
+            }
+            Err(e) => tracing::warn!(service = %name, error = %e, "stored service not loaded"),
+        }
+    }
+    Ok(out)
+}
+
 /// Every stored task, the unstopped ones re-adopted or stopped; `books` charged with the
 /// re-adopted ones.
 pub(super) fn tasks(

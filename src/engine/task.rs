@@ -104,6 +104,9 @@ pub struct Task {
     /// Its addresses and published ports on berth's bridge (bridge and awsvpc modes).
     #[serde(default)]
     pub network: TaskNetwork,
+    /// ECS's `startedBy`: `service:<name>` for a service's task.
+    #[serde(default)]
+    pub started_by: Option<String>,
 }
 
 impl Task {
@@ -146,6 +149,7 @@ impl Task {
                 .map(|c| crate::image::reference::normalize(&c.image))
                 .collect(),
             network: TaskNetwork::default(),
+            started_by: None,
         }
     }
 

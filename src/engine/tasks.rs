@@ -51,6 +51,15 @@ impl Engine {
     /// `RunTask`: admits the task to the books, records it, and hands it to the runtime.
     /// A task the runtime cannot start is returned STOPPED with the cause as its reason.
     pub fn run_task(&self, reference: &str) -> Result<Task, TaskError> {
+        self.run_task_as(reference, None)
+    }
+
+    /// `RunTask` on behalf of `started_by` (ECS's field: `service:<name>`).
+    pub fn run_task_as(
+        &self,
+        reference: &str,
+        started_by: Option<&str>,
+    ) -> Result<Task, TaskError> {
         let admitting = std::time::Instant::now();
         let id = new_task_id().map_err(TaskError::Id)?;
         let registered = {
@@ -64,8 +73,9 @@ impl Engine {
             let dynamic = state
                 .books
                 .pick_ports(&network::dynamic_ports_needed(def))?;
-            let task = Task::new(id.clone(), reg.reference(), def, now_us())
+            let mut task = Task::new(id.clone(), reg.reference(), def, now_us())
                 .with_network(network::assign(def, &id, &addresses, &dynamic));
+            task.started_by = started_by.map(str::to_string);
             state.books.admit(task.claim())?;
             if let Err(e) = persist(&state.store, &task) {
                 state.books.release(task.claim());

@@ -104,7 +104,7 @@ impl Lifecycle {
         loop {
             let id = match changes.recv().await {
                 Ok(Change::TaskAdded(id) | Change::TaskChanged(id)) => id,
-                Ok(Change::Capacity) => continue,
+                Ok(_) => continue,
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                     tracing::warn!(missed = n, "metrics fell behind the engine's changes");
                     continue;

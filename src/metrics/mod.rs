@@ -10,6 +10,7 @@ mod http;
 mod lifecycle;
 mod network;
 mod registry;
+mod services;
 mod tasks;
 
 pub use http::serve;

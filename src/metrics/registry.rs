@@ -94,7 +94,9 @@ impl Metrics {
             }
         }
         let mut families = self.registry.gather();
-        families.extend(super::tasks::collect(&self.engine).into_vec());
+        let mut series = super::tasks::collect(&self.engine);
+        super::services::collect(&self.engine, &mut series);
+        families.extend(series.into_vec());
         let mut out = Vec::new();
         // Encoding into a Vec fails only on malformed families, which `new` rules out.
         if let Err(e) = TextEncoder::new().encode(&families, &mut out) {

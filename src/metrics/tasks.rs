@@ -57,7 +57,7 @@ impl Families {
         self.add(name, help, MetricType::COUNTER, labels, v)
     }
 
-    fn gauge(&mut self, name: &str, help: &str, labels: &[(&str, &str)], v: f64) {
+    pub(super) fn gauge(&mut self, name: &str, help: &str, labels: &[(&str, &str)], v: f64) {
         self.add(name, help, MetricType::GAUGE, labels, v)
     }
 

@@ -295,7 +295,7 @@ pub fn config(
         "mounts": mounts(task, net, def),
         "linux": {
             "cgroupsPath": cgroups_path,
-            "resources": sandbox::with_devices(resources(def, task.pids_max), &net.devices),
+            "resources": sandbox::with_devices(resources(def, task.pids_max), &net.devices, sb.privileged),
             "devices": sandbox::device_nodes(&net.devices),
             "namespaces": namespaces(task, net, def),
             "sysctl": sandbox::sysctl(sb),

@@ -240,7 +240,26 @@ fn capabilities(r: &mut Report, lp: &Map<String, Value>, path: &str, key: &str) 
         .collect()
 }
 
+const LINUX_PARAMETERS: &[&str] = &[
+    "capabilities",
+    "devices",
+    "initProcessEnabled",
+    "sharedMemorySize",
+    "tmpfs",
+    "maxSwap",
+];
+
+/// cgroup v2 has no per-cgroup swappiness: Docker on cgroup v2 ignores it too.
+const LINUX_PARAMETERS_IGNORED: &[(&str, &str)] = &[(
+    "swappiness",
+    "cgroup v2 has no per-container swappiness; the host's vm.swappiness applies",
+)];
+
 fn linux_parameters(r: &mut Report, lp: &Map<String, Value>, path: &str, s: &mut Sandbox) {
+    walk::check_keys(r, lp, path, LINUX_PARAMETERS, LINUX_PARAMETERS_IGNORED);
+    if let Some(n) = walk::integer(r, lp, path, "swappiness").filter(|n| *n > 100) {
+        r.problem(join(path, "swappiness"), format!("{n} is outside 0..100"));
+    }
     if let Some(caps) = walk::get(lp, "capabilities") {
         let p = join(path, "capabilities");
         if let Some(caps) = walk::object(r, caps, &p) {
@@ -403,6 +422,36 @@ mod tests {
         )
         .unwrap_err();
         assert!(e[0].contains("host network mode"), "{e:?}");
+    }
+
+    #[test]
+    fn swappiness_is_checked_then_reported_as_ignored() {
+        let v: Value =
+            serde_json::from_str(r#"{"linuxParameters":{"swappiness":60,"maxSwap":0}}"#).unwrap();
+        let mut r = Report::default();
+        validate(
+            &mut r,
+            v.as_object().unwrap(),
+            "c",
+            Modes {
+                network: NetworkMode::None,
+                ipc: None,
+            },
+        );
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
+        assert!(
+            r.ignored
+                .iter()
+                .any(|i| i.starts_with("c.linuxParameters.swappiness")),
+            "{:?}",
+            r.ignored
+        );
+        assert!(sandbox(
+            r#"{"linuxParameters":{"swappiness":101}}"#,
+            NetworkMode::None
+        )
+        .unwrap_err()[0]
+            .contains("swappiness: 101 is outside 0..100"));
     }
 
     #[test]

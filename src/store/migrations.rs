@@ -27,6 +27,13 @@ pub const STEPS: &[(i64, &str)] = &[
         value TEXT NOT NULL
     );",
     ),
+    (
+        4,
+        "CREATE TABLE services (
+        name TEXT PRIMARY KEY,
+        state TEXT NOT NULL
+    );",
+    ),
 ];
 
 pub const LATEST: i64 = STEPS[STEPS.len() - 1].0;

@@ -235,6 +235,38 @@ impl Store {
             .map_err(self.query_err("read a task"))
     }
 
+    /// Records a service's whole state (JSON), replacing what was there.
+    pub fn put_service(&self, name: &str, state: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO services (name, state) VALUES (?1, ?2)
+                 ON CONFLICT(name) DO UPDATE SET state = excluded.state",
+                params![name, state],
+            )
+            .map_err(self.query_err("record a service"))?;
+        Ok(())
+    }
+
+    pub fn delete_service(&self, name: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute("DELETE FROM services WHERE name = ?1", params![name])
+            .map_err(self.query_err("delete a service"))?;
+        Ok(())
+    }
+
+    /// Every recorded service as (name, state JSON).
+    pub fn services(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, state FROM services ORDER BY name")
+            .map_err(self.query_err("list services"))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(self.query_err("list services"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(self.query_err("read a service"))
+    }
+
     pub fn definitions(&self) -> Result<Vec<StoredDefinition>, StoreError> {
         let mut stmt = self
             .conn

@@ -83,3 +83,17 @@ fn facts_about_the_last_run_survive_reopening() {
     let s = Store::open(dir.path()).unwrap();
     assert_eq!(s.meta("boot_id").unwrap().as_deref(), Some("b"));
 }
+
+#[test]
+fn services_are_replaced_whole_survive_reopening_and_are_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = Store::open(dir.path()).unwrap();
+        s.put_service("web", r#"{"v":1}"#).unwrap();
+        s.put_service("web", r#"{"v":2}"#).unwrap();
+        s.put_service("api", r#"{"v":1}"#).unwrap();
+        s.delete_service("api").unwrap();
+    }
+    let s = Store::open(dir.path()).unwrap();
+    assert_eq!(s.services().unwrap(), [("web".to_string(), r#"{"v":2}"#.to_string())]);
+}

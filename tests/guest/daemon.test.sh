@@ -10,7 +10,9 @@ install_berthd() {
   install -m 644 "$REPO/systemd/berth.sysusers.conf" /usr/lib/sysusers.d/berth.conf
   systemd-sysusers
   mkdir -p /etc/berth
-  printf 'memory_reserve_mib = %s\nmetrics_listen = "%s"\n' "$RESERVE" "$METRICS" > /etc/berth/berthd.toml
+  # The autoscaler samples every 2 s over 10 s here, so the service tests see it act in time.
+  printf 'memory_reserve_mib = %s\nmetrics_listen = "%s"\nautoscale_interval_secs = 2\nautoscale_window_secs = 10\n' \
+    "$RESERVE" "$METRICS" > /etc/berth/berthd.toml
   busctl call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus ReloadConfig
   systemctl daemon-reload
 }

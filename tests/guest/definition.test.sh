@@ -94,6 +94,11 @@ test_definition_devices_are_made_from_the_hosts_and_a_missing_one_fails_the_task
   ensure_images || return 1
   check device '"linuxParameters":{"devices":[{"hostPath":"/dev/null","containerPath":"/dev/hostnull","permissions":["read","write"]}]}' \
     '[ -c /dev/hostnull ] && echo x > /dev/hostnull && [ ! -e /dev/vda ]'
+  # The device cgroup: a node of the guest's disk made inside cannot be read, unless privileged.
+  local maj min
+  maj=$((0x$(stat -c %t /dev/vda))); min=$((0x$(stat -c %T /dev/vda)))
+  check dev-fenced '' "mknod /dev/disk b $maj $min && ! dd if=/dev/disk of=/dev/null bs=512 count=1 2>/dev/null" '"networkMode":"none"'
+  check dev-privileged '"privileged":true' "mknod /dev/disk b $maj $min && dd if=/dev/disk of=/dev/null bs=512 count=1 2>/dev/null" '"networkMode":"none"'
   # The ECS agent's own: /dev/xvda does not exist in this guest.
   python3 -c 'import json,sys
 d = json.load(open(sys.argv[1]))

@@ -11,6 +11,7 @@ use serde_json::json;
 use berth::dbus::client::ManagerProxy;
 
 mod images;
+mod services;
 mod tasks;
 mod top;
 
@@ -76,6 +77,9 @@ enum Command {
     /// Images: import, ls, rm.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Services: create, update, delete, ls, describe, events, scaling, why.
+    #[command(subcommand)]
+    Service(services::ServiceCommand),
 }
 
 #[derive(Subcommand)]
@@ -200,6 +204,7 @@ async fn run(args: Args) -> anyhow::Result<u8> {
         }
         Command::Image(ImageCommand::Ls) => images::ls(&m, args.json).await?,
         Command::Image(ImageCommand::Rm { name }) => images::rm(&m, name).await?,
+        Command::Service(cmd) => services::run(&m, cmd, args.json).await?,
     }
     Ok(0)
 }

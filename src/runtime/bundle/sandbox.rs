@@ -59,16 +59,21 @@ pub fn device_nodes(devices: &[DeviceNode]) -> Value {
         .collect()
 }
 
-/// The device cgroup rules allowing each node with its permissions.
-pub fn with_devices(mut resources: Value, devices: &[DeviceNode]) -> Value {
-    if !devices.is_empty() {
-        resources["devices"] = devices
-            .iter()
-            .map(|d| {
-                json!({"allow": true, "type": d.kind.to_string(), "major": d.major,
-                       "minor": d.minor, "access": d.access})
-            })
-            .collect();
+/// The device cgroup rules beyond libcontainer's defaults (deny all but the standard nodes):
+/// each node given with its permissions, or every device when privileged, as Docker does.
+pub fn with_devices(mut resources: Value, devices: &[DeviceNode], privileged: bool) -> Value {
+    let mut rules: Vec<Value> = devices
+        .iter()
+        .map(|d| {
+            json!({"allow": true, "type": d.kind.to_string(), "major": d.major,
+                   "minor": d.minor, "access": d.access})
+        })
+        .collect();
+    if privileged {
+        rules.push(json!({"allow": true, "type": "a", "access": "rwm"}));
+    }
+    if !rules.is_empty() {
+        resources["devices"] = rules.into();
     }
     resources
 }

@@ -1,0 +1,310 @@
+//! `berthctl service ...`: create, update, delete, ls, describe, events, scaling, why.
+
+use anyhow::Context;
+use clap::Subcommand;
+use serde_json::Value;
+
+use berth::autoscale::{parse_steps, Metric, Policies, ScalableTarget, StepPolicy, TargetTracking};
+use berth::dbus::client::ManagerProxy;
+
+use crate::wire;
+
+#[derive(Subcommand)]
+pub enum ServiceCommand {
+    /// Keep N tasks of a task definition running.
+    Create {
+        name: String,
+        #[arg(long = "task-definition")]
+        task_definition: String,
+        #[arg(long, default_value_t = 1)]
+        desired: u32,
+        #[arg(long = "min-healthy-percent", default_value_t = 100)]
+        min_healthy_percent: u32,
+        #[arg(long = "max-percent", default_value_t = 200)]
+        max_percent: u32,
+    },
+    /// Roll out a new revision and/or set the desired count.
+    Update {
+        name: String,
+        #[arg(long = "task-definition")]
+        task_definition: Option<String>,
+        #[arg(long)]
+        desired: Option<u32>,
+    },
+    /// Stop the service's tasks and remove it.
+    Delete { name: String },
+    /// List services with their counts.
+    Ls,
+    /// Show a service: counts, deployments, tasks, recent events.
+    Describe { name: String },
+    /// The service's events, newest first.
+    Events { name: String },
+    /// Set the autoscaler's bounds and policies (or --off to remove them).
+    Scaling(ScalingArgs),
+    /// The autoscaler's last decisions and the numbers that drove them.
+    Why { name: String },
+}
+
+#[derive(clap::Args)]
+pub struct ScalingArgs {
+    name: String,
+    #[arg(long)]
+    min: Option<u32>,
+    #[arg(long)]
+    max: Option<u32>,
+    /// Target average CPU utilization, percent of the tasks' reserved CPU.
+    #[arg(long = "target-cpu")]
+    target_cpu: Option<f64>,
+    /// Target average memory utilization, percent of the tasks' reserved memory.
+    #[arg(long = "target-memory")]
+    target_memory: Option<f64>,
+    /// Such as 30s or 2m.
+    #[arg(long = "scale-out-cooldown", value_parser = seconds)]
+    scale_out_cooldown: Option<u64>,
+    #[arg(long = "scale-in-cooldown", value_parser = seconds)]
+    scale_in_cooldown: Option<u64>,
+    #[arg(long = "disable-scale-in")]
+    disable_scale_in: bool,
+    /// Step policy: "cpu>80:+2,cpu>60:+1,cpu<20:-1", or @FILE holding the same.
+    #[arg(long)]
+    step: Option<String>,
+    /// Scale-in takes the highest recommendation of this window (default 60s).
+    #[arg(long = "scale-in-window", value_parser = seconds)]
+    scale_in_window: Option<u64>,
+    /// Remove the service's scaling.
+    #[arg(long)]
+    off: bool,
+}
+
+/// `30`, `30s`, `2m`: seconds.
+fn seconds(s: &str) -> Result<u64, String> {
+    let (n, mult) = match s.strip_suffix('m') {
+        Some(n) => (n, 60),
+        None => (s.strip_suffix('s').unwrap_or(s), 1),
+    };
+    n.parse::<u64>()
+        .map(|n| n * mult)
+        .map_err(|_| format!("\"{s}\" is not a duration such as 30s or 2m"))
+}
+
+fn policies(a: &ScalingArgs) -> anyhow::Result<Policies> {
+    let (Some(min), Some(max)) = (a.min, a.max) else {
+        anyhow::bail!("--min and --max are required (or --off)");
+    };
+    let mut tracking = Vec::new();
+    for (metric, target) in [
+        (Metric::Cpu, a.target_cpu),
+        (Metric::Memory, a.target_memory),
+    ] {
+        let Some(target) = target else { continue };
+        if !(1.0..=100.0).contains(&target) {
+            anyhow::bail!(
+                "--target-{} {target}: a percent between 1 and 100",
+                metric.as_str()
+            );
+        }
+        let mut t = TargetTracking::new(metric, target);
+        t.scale_out_cooldown_secs = a.scale_out_cooldown.unwrap_or(t.scale_out_cooldown_secs);
+        t.scale_in_cooldown_secs = a.scale_in_cooldown.unwrap_or(t.scale_in_cooldown_secs);
+        t.disable_scale_in = a.disable_scale_in;
+        tracking.push(t);
+    }
+    let steps = match &a.step {
+        Some(text) => {
+            let text = match text.strip_prefix('@') {
+                Some(file) => {
+                    std::fs::read_to_string(file).with_context(|| format!("cannot read {file}"))?
+                }
+                None => text.clone(),
+            };
+            let steps = parse_steps(text.trim()).map_err(anyhow::Error::msg)?;
+            Some(StepPolicy {
+                steps,
+                cooldown_secs: a.scale_out_cooldown.unwrap_or(30),
+            })
+        }
+        None => None,
+    };
+    Ok(Policies {
+        target: ScalableTarget {
+            min_capacity: min,
+            max_capacity: max,
+        },
+        tracking,
+        steps,
+        tolerance: 0.1,
+        scale_in_window_secs: a.scale_in_window.unwrap_or(60),
+    })
+}
+
+async fn describe(m: &ManagerProxy<'_>, name: &str) -> anyhow::Result<Value> {
+    let text = m.describe_service(name.to_string()).await.map_err(wire)?;
+    serde_json::from_str(&text).context("the daemon sent malformed JSON")
+}
+
+pub async fn run(m: &ManagerProxy<'_>, cmd: ServiceCommand, json: bool) -> anyhow::Result<()> {
+    match cmd {
+        ServiceCommand::Create {
+            name,
+            task_definition,
+            desired,
+            min_healthy_percent,
+            max_percent,
+        } => {
+            m.create_service(
+                name.clone(),
+                task_definition,
+                desired,
+                min_healthy_percent,
+                max_percent,
+            )
+            .await
+            .map_err(wire)?;
+            println!("{name}");
+        }
+        ServiceCommand::Update {
+            name,
+            task_definition,
+            desired,
+        } => {
+            let desired = desired.map_or(-1, i64::from);
+            m.update_service(name, task_definition.unwrap_or_default(), desired)
+                .await
+                .map_err(wire)?;
+        }
+        ServiceCommand::Delete { name } => m.delete_service(name).await.map_err(wire)?,
+        ServiceCommand::Ls => {
+            let mut all = Vec::new();
+            for name in m.list_services().await? {
+                all.push(describe(m, &name).await?);
+            }
+            if json {
+                println!("{}", Value::from(all));
+                return Ok(());
+            }
+            println!(
+                "{:<24} {:<24} {:>7} {:>7} {:>7}  STATUS",
+                "SERVICE", "DEFINITION", "DESIRED", "RUNNING", "PENDING"
+            );
+            for s in all {
+                println!(
+                    "{:<24} {:<24} {:>7} {:>7} {:>7}  {}",
+                    s["serviceName"].as_str().unwrap_or(""),
+                    s["taskDefinition"].as_str().unwrap_or(""),
+                    s["desiredCount"],
+                    s["runningCount"],
+                    s["pendingCount"],
+                    s["status"].as_str().unwrap_or("")
+                );
+            }
+        }
+        ServiceCommand::Describe { name } => {
+            let s = describe(m, &name).await?;
+            if json {
+                println!("{s}");
+            } else {
+                print_service(&s);
+            }
+        }
+        ServiceCommand::Events { name } => {
+            let s = describe(m, &name).await?;
+            if json {
+                println!("{}", s["events"]);
+                return Ok(());
+            }
+            for e in s["events"].as_array().cloned().unwrap_or_default() {
+                println!(
+                    "{:>16.3}  {}",
+                    e["createdAt"].as_f64().unwrap_or(0.0),
+                    e["message"].as_str().unwrap_or("")
+                );
+            }
+        }
+        ServiceCommand::Scaling(a) => {
+            let text = if a.off {
+                String::new()
+            } else {
+                serde_json::to_string(&policies(&a)?)?
+            };
+            m.put_scaling_policy(a.name, text).await.map_err(wire)?;
+        }
+        ServiceCommand::Why { name } => {
+            let s = describe(m, &name).await?;
+            let decisions = s["scaling"]["decisions"].clone();
+            if json {
+                println!("{decisions}");
+                return Ok(());
+            }
+            if s["scaling"].is_null() {
+                println!("service {name} has no scaling policy (berthctl service scaling)");
+            }
+            for d in decisions
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .rev()
+            {
+                let pct = |k: &str| {
+                    d[k].as_f64()
+                        .map(|v| format!("{v:.0}%"))
+                        .unwrap_or("-".into())
+                };
+                println!(
+                    "{:>16.3}  {:<4} {} -> {}  cpu {} memory {}  {}",
+                    d["at"].as_f64().unwrap_or(0.0) / 1e6,
+                    d["direction"].as_str().unwrap_or(""),
+                    d["from"],
+                    d["to"],
+                    pct("cpu"),
+                    pct("memory"),
+                    d["reason"].as_str().unwrap_or("")
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_service(s: &Value) {
+    let t = |k: &str| s[k].as_str().unwrap_or("-").to_string();
+    println!("Service:        {}", t("serviceName"));
+    println!("Status:         {}", t("status"));
+    println!("Definition:     {}", t("taskDefinition"));
+    println!(
+        "Desired:        {}   running {}   pending {}",
+        s["desiredCount"], s["runningCount"], s["pendingCount"]
+    );
+    println!("Deployments:");
+    for d in s["deployments"].as_array().cloned().unwrap_or_default() {
+        println!(
+            "  {:<8} {:<24} {:<12} running {} pending {} failed {}",
+            d["status"].as_str().unwrap_or(""),
+            d["taskDefinition"].as_str().unwrap_or(""),
+            d["rolloutState"].as_str().unwrap_or(""),
+            d["runningCount"],
+            d["pendingCount"],
+            d["failedTasks"]
+        );
+    }
+    println!("Tasks:");
+    for x in s["tasks"].as_array().cloned().unwrap_or_default() {
+        println!(
+            "  {:<32} {:<24} {:<10} {}",
+            x["taskId"].as_str().unwrap_or(""),
+            x["taskDefinition"].as_str().unwrap_or(""),
+            x["lastStatus"].as_str().unwrap_or(""),
+            x["healthStatus"].as_str().unwrap_or("")
+        );
+    }
+    println!("Events:");
+    for e in s["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .take(10)
+    {
+        println!("  {}", e["message"].as_str().unwrap_or(""));
+    }
+}

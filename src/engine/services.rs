@@ -1,0 +1,281 @@
+//! Services in the engine: create, update, delete, describe, and the loop that carries out
+//! the scheduler's plan each second: start and stop tasks, record events, keep deployments.
+//! A service's tasks are the tasks started by `service:<name>`, so a restarted berthd finds
+//! them in its task table and starts no duplicates.
+
+use std::time::Duration;
+
+use super::{Change, Engine, Status, Task, TaskError};
+use crate::clock::now_us;
+use crate::service::scheduler::{self, TaskView};
+use crate::service::Service;
+use crate::store::StoreError;
+
+const TICK: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("no service {0}")]
+    NotFound(String),
+    #[error("service {0} exists; update it or delete it first")]
+    Exists(String),
+    #[error("service name \"{0}\" must be 1-255 letters, digits, hyphens or underscores")]
+    InvalidName(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Task(#[from] TaskError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What `service create` asks for.
+#[derive(Debug, Clone)]
+pub struct ServiceSpec {
+    pub name: String,
+    pub task_definition: String,
+    pub desired_count: u32,
+    pub min_healthy_percent: u32,
+    pub max_percent: u32,
+}
+
+pub fn started_by(name: &str) -> String {
+    format!("service:{name}")
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 255
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn view(t: &Task) -> TaskView {
+    TaskView {
+        id: t.id.clone(),
+        task_definition: t.task_definition.clone(),
+        last_status: t.last_status,
+        desired_stopped: t.desired_status == Status::Stopped,
+        health: t.health_status(),
+        checked: t
+            .containers
+            .iter()
+            .any(|c| c.essential && c.health_status.is_some()),
+        stop_code: t.stop_code,
+        stopped_reason: t.stopped_reason.clone(),
+        created_at: t.created_at,
+    }
+}
+
+/// (running, pending) tasks of a service.
+pub fn counts(tasks: &[Task]) -> (u32, u32) {
+    let running = tasks
+        .iter()
+        .filter(|t| t.last_status == Status::Running)
+        .count() as u32;
+    let pending = tasks
+        .iter()
+        .filter(|t| matches!(t.last_status, Status::Provisioning | Status::Pending))
+        .count() as u32;
+    (running, pending)
+}
+
+impl Engine {
+    /// The full reference (`family:revision`) of an active definition.
+    fn active_reference(&self, reference: &str) -> Result<String, ServiceError> {
+        let reg = self
+            .describe_definition(reference)
+            .map_err(TaskError::from)?;
+        if !reg.active {
+            return Err(TaskError::Inactive(reg.reference()).into());
+        }
+        Ok(reg.reference())
+    }
+
+    pub fn create_service(&self, spec: &ServiceSpec) -> Result<Service, ServiceError> {
+        let _gate = self.service_gate();
+        if !valid_name(&spec.name) {
+            return Err(ServiceError::InvalidName(spec.name.clone()));
+        }
+        if spec.max_percent < 100 || spec.min_healthy_percent > 100 {
+            return Err(ServiceError::Invalid(format!(
+                "maximumPercent {} must be at least 100 and minimumHealthyPercent {} at most 100",
+                spec.max_percent, spec.min_healthy_percent
+            )));
+        }
+        let reference = self.active_reference(&spec.task_definition)?;
+        let mut s = Service::new(&spec.name, &reference, spec.desired_count, now_us());
+        s.min_healthy_percent = spec.min_healthy_percent;
+        s.max_percent = spec.max_percent;
+        {
+            let mut state = self.lock();
+            if state.services.contains_key(&spec.name) {
+                return Err(ServiceError::Exists(spec.name.clone()));
+            }
+            let json = serde_json::to_string(&s).unwrap_or_default();
+            state.store.put_service(&s.name, &json)?;
+            state.services.insert(s.name.clone(), s.clone());
+        }
+        self.emit(Change::ServiceAdded(s.name.clone()));
+        Ok(s)
+    }
+
+    /// A new revision (a rolling deployment) and/or a new desired count.
+    pub fn update_service(
+        &self,
+        name: &str,
+        task_definition: Option<&str>,
+        desired: Option<u32>,
+    ) -> Result<Service, ServiceError> {
+        let reference = task_definition
+            .map(|r| self.active_reference(r))
+            .transpose()?;
+        let _gate = self.service_gate();
+        let s = self.change_service(name, |s| {
+            if let Some(r) = &reference {
+                if s.primary().map(|p| &p.task_definition) != Some(r) {
+                    s.deploy(r, now_us());
+                }
+            }
+            if let Some(d) = desired {
+                if d != s.desired_count {
+                    let msg = format!(
+                        "(service {}) desired count {} -> {d}",
+                        s.name, s.desired_count
+                    );
+                    s.event(now_us(), msg);
+                    s.desired_count = d;
+                }
+            }
+            Ok(())
+        })?;
+        Ok(s)
+    }
+
+    /// Stops the service's tasks (each with its stop timeout); the service goes once they have.
+    pub fn delete_service(&self, name: &str) -> Result<Service, ServiceError> {
+        let _gate = self.service_gate();
+        self.change_service(name, |s| {
+            s.deleting = true;
+            s.desired_count = 0;
+            s.event(
+                now_us(),
+                format!("(service {}) deleting: stopping its tasks", s.name),
+            );
+            Ok(())
+        })
+    }
+
+    /// Applies `f` to the service, records it and announces it.
+    pub(super) fn change_service(
+        &self,
+        name: &str,
+        f: impl FnOnce(&mut Service) -> Result<(), ServiceError>,
+    ) -> Result<Service, ServiceError> {
+        let s = {
+            let mut state = self.lock();
+            let s = state
+                .services
+                .get_mut(name)
+                .ok_or_else(|| ServiceError::NotFound(name.to_string()))?;
+            let mut next = s.clone();
+            f(&mut next)?;
+            let json = serde_json::to_string(&next).unwrap_or_default();
+            state.store.put_service(name, &json)?;
+            state.services.insert(name.to_string(), next.clone());
+            next
+        };
+        self.emit(Change::ServiceChanged(name.to_string()));
+        Ok(s)
+    }
+
+    pub fn services(&self) -> Vec<Service> {
+        self.lock().services.values().cloned().collect()
+    }
+
+    pub fn service(&self, name: &str) -> Result<Service, ServiceError> {
+        self.lock()
+            .services
+            .get(name)
+            .cloned()
+            .ok_or_else(|| ServiceError::NotFound(name.to_string()))
+    }
+
+    /// The service's tasks (stopped ones too, while the engine keeps them).
+    pub fn service_tasks(&self, name: &str) -> Vec<Task> {
+        let by = started_by(name);
+        self.lock()
+            .tasks
+            .values()
+            .filter(|t| t.started_by.as_deref() == Some(by.as_str()))
+            .cloned()
+            .collect()
+    }
+
+    /// Keeps every service at its count until berthd stops.
+    pub async fn schedule_services(self) {
+        let mut tick = tokio::time::interval(TICK);
+        loop {
+            tick.tick().await;
+            for name in self.lock().services.keys().cloned().collect::<Vec<_>>() {
+                if let Err(e) = self.schedule(&name) {
+                    tracing::warn!(service = %name, error = %e, "service scheduling");
+                }
+            }
+        }
+    }
+
+    /// Held while a service is read, acted on and written back, by the scheduler and by the
+    /// faces' changes alike, so neither overwrites the other's.
+    pub(super) fn service_gate(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.service_gate.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn schedule(&self, name: &str) -> Result<(), ServiceError> {
+        let _gate = self.service_gate();
+        let now = now_us();
+        let tasks = self.service_tasks(name);
+        let views: Vec<TaskView> = tasks.iter().map(view).collect();
+        let mut s = self.service(name)?;
+        let mut changed = scheduler::account(&mut s, &views, now);
+        changed |= scheduler::settle(&mut s, &views, now);
+        let actions = scheduler::plan(&s, &views, now);
+        for (id, reason) in &actions.stop {
+            self.stop_task(id, reason)?;
+        }
+        for reference in &actions.start {
+            match self.run_task_as(reference, Some(&started_by(name))) {
+                Ok(t) => {
+                    s.tasks.insert(t.id.clone());
+                    changed = true;
+                }
+                Err(TaskError::Capacity(refusal)) => {
+                    s.event(
+                        now,
+                        format!("(service {name}) is unable to place a task: {refusal}"),
+                    );
+                    changed = true;
+                    break;
+                }
+                Err(e) => {
+                    s.event(now, format!("(service {name}) cannot start a task: {e}"));
+                    changed = true;
+                    break;
+                }
+            }
+        }
+        if s.deleting && views.iter().all(|v| v.last_status == Status::Stopped) {
+            self.lock().store.delete_service(name)?;
+            self.lock().services.remove(name);
+            self.emit(Change::ServiceRemoved(name.to_string()));
+            return Ok(());
+        }
+        if changed {
+            self.change_service(name, |cur| {
+                *cur = s;
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+}
