@@ -151,7 +151,7 @@ impl Engine {
         Some((n.min(u64::from(u32::MAX)) as u32, why))
     }
 
-    fn scale(&self, name: &str, window: Duration) -> Result<(), ServiceError> {
+    pub(super) fn scale(&self, name: &str, window: Duration) -> Result<(), ServiceError> {
         let now_ms = now_us() / 1000;
         let window_ms = window.as_millis() as u64;
         if let Some(sample) = self.sample(name) {

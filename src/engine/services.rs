@@ -217,7 +217,9 @@ impl Engine {
         let mut tick = tokio::time::interval(TICK);
         loop {
             tick.tick().await;
-            for name in self.lock().services.keys().cloned().collect::<Vec<_>>() {
+            // Collected first: a guard in the `for` expression would live through the loop.
+            let names: Vec<String> = self.lock().services.keys().cloned().collect();
+            for name in names {
                 if let Err(e) = self.schedule(&name) {
                     tracing::warn!(service = %name, error = %e, "service scheduling");
                 }
@@ -279,3 +281,6 @@ impl Engine {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,70 @@
+use super::*;
+use crate::autoscale::{Metric, Policies, ScalableTarget, TargetTracking};
+
+fn engine(dir: &std::path::Path) -> Engine {
+    let store = crate::store::Store::open(dir).unwrap();
+    let books = crate::capacity::Books::register(
+        crate::host::HostResources { cpus: 2, memory_mib: 2000 },
+        0,
+        [],
+    );
+    let images = std::sync::Arc::new(crate::image::ImageStore::open(&dir.join("images")).unwrap());
+    // A runtime over an empty directory: constructed, never asked to run (desired 0).
+    let runtime = crate::runtime::ContainerRuntime::new(
+        crate::runtime::RuntimeConfig {
+            tasks_dir: dir.join("tasks"),
+            runtime_dir: dir.join("run"),
+            pids_max: 64,
+            shim_exe: "/bin/false".into(),
+            systemd_run: "/bin/false".into(),
+            init_binary: "/bin/false".into(),
+        },
+        crate::cgroup::CgroupTree::new(dir, "berth.slice"),
+        images.clone(),
+        None,
+    );
+    Engine::new(books, store, std::sync::Arc::new(runtime), images, "boot").unwrap()
+}
+
+fn policies() -> Policies {
+    Policies {
+        target: ScalableTarget { min_capacity: 0, max_capacity: 3 },
+        tracking: vec![TargetTracking::new(Metric::Cpu, 50.0)],
+        steps: None,
+        tolerance: 0.1,
+        scale_in_window_secs: 60,
+    }
+}
+
+#[test]
+fn a_service_and_its_scaling_survive_a_restart_and_the_autoscaler_holds_without_samples() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let e = engine(dir.path());
+        e.register_definition(r#"{"family":"web","networkMode":"none","containerDefinitions":[{"name":"a","image":"busybox","memory":32}]}"#).unwrap();
+        let spec = ServiceSpec {
+            name: "web-1".into(),
+            task_definition: "web".into(),
+            desired_count: 0,
+            min_healthy_percent: 100,
+            max_percent: 200,
+        };
+        assert_eq!(e.create_service(&spec).unwrap().primary().unwrap().task_definition, "web:1");
+        assert!(matches!(e.create_service(&spec), Err(ServiceError::Exists(_))));
+        e.set_scaling("web-1", Some(policies())).unwrap();
+        e.scale("web-1", std::time::Duration::from_secs(10)).unwrap();
+        e.schedule("web-1").unwrap();
+        let s = e.service("web-1").unwrap();
+        assert_eq!(s.desired_count, 0);
+        assert_eq!(s.scaling.as_ref().unwrap().decisions.last().unwrap().reason, "no samples in the window since the last change");
+    }
+    let e = engine(dir.path());
+    let s = e.service("web-1").unwrap();
+    assert!(s.scaling.is_some());
+    e.delete_service("web-1").unwrap();
+    e.schedule("web-1").unwrap();
+    assert!(matches!(e.service("web-1"), Err(ServiceError::NotFound(_))));
+    let mut bad = policies();
+    bad.target.min_capacity = 5;
+    assert!(matches!(e.set_scaling("nope", Some(bad)), Err(ServiceError::Invalid(_))));
+}
