@@ -65,6 +65,7 @@ pub fn describe(s: &Service, engine: &Engine) -> serde_json::Value {
         "scaling": s.scaling.as_ref().map(|sc| serde_json::json!({
             "policies": sc.policies,
             "decisions": sc.decisions,
+            "last": sc.last,
         })),
         "createdAt": time(s.created_at),
     })

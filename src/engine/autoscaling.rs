@@ -59,6 +59,7 @@ impl Engine {
                 last_scale_out_ms: None,
                 last_scale_in_ms: None,
                 decisions: s.scaling.take().map(|x| x.decisions).unwrap_or_default(),
+                last: None,
             });
             Ok(())
         })
@@ -200,18 +201,13 @@ impl Engine {
                 cpu: d.cpu,
                 memory: d.memory,
             };
-            // Holds are kept when their reason is news (a cooldown, a capacity wall).
-            let news = d.direction != Direction::Hold
-                || sc
-                    .decisions
-                    .last()
-                    .is_none_or(|l| l.reason != record.reason || l.to != record.to);
-            if news {
-                sc.decisions.push(record);
+            if d.direction != Direction::Hold {
+                sc.decisions.push(record.clone());
                 if sc.decisions.len() > MAX_DECISIONS {
                     sc.decisions.remove(0);
                 }
             }
+            sc.last = Some(record);
             match d.direction {
                 Direction::Out => sc.last_scale_out_ms = Some(now_ms),
                 Direction::In => sc.last_scale_in_ms = Some(now_ms),

@@ -72,8 +72,12 @@ pub struct Scaling {
     pub recent: Vec<(u64, u32)>,
     pub last_scale_out_ms: Option<u64>,
     pub last_scale_in_ms: Option<u64>,
+    /// The decisions that changed the desired count, oldest first.
     #[serde(default)]
     pub decisions: Vec<ScalingDecision>,
+    /// The latest evaluation, whatever it decided (a hold says why nothing changed).
+    #[serde(default)]
+    pub last: Option<ScalingDecision>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -95,5 +95,8 @@ fn services_are_replaced_whole_survive_reopening_and_are_deleted() {
         s.delete_service("api").unwrap();
     }
     let s = Store::open(dir.path()).unwrap();
-    assert_eq!(s.services().unwrap(), [("web".to_string(), r#"{"v":2}"#.to_string())]);
+    assert_eq!(
+        s.services().unwrap(),
+        [("web".to_string(), r#"{"v":2}"#.to_string())]
+    );
 }

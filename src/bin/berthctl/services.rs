@@ -230,40 +230,49 @@ pub async fn run(m: &ManagerProxy<'_>, cmd: ServiceCommand, json: bool) -> anyho
         }
         ServiceCommand::Why { name } => {
             let s = describe(m, &name).await?;
-            let decisions = s["scaling"]["decisions"].clone();
             if json {
-                println!("{decisions}");
+                println!("{}", s["scaling"]);
                 return Ok(());
             }
             if s["scaling"].is_null() {
                 println!("service {name} has no scaling policy (berthctl service scaling)");
+                return Ok(());
             }
-            for d in decisions
+            if !s["scaling"]["last"].is_null() {
+                println!("now:");
+                print_decision(&s["scaling"]["last"]);
+            }
+            println!("changes, newest first:");
+            for d in s["scaling"]["decisions"]
                 .as_array()
                 .cloned()
                 .unwrap_or_default()
                 .iter()
                 .rev()
             {
-                let pct = |k: &str| {
-                    d[k].as_f64()
-                        .map(|v| format!("{v:.0}%"))
-                        .unwrap_or("-".into())
-                };
-                println!(
-                    "{:>16.3}  {:<4} {} -> {}  cpu {} memory {}  {}",
-                    d["at"].as_f64().unwrap_or(0.0) / 1e6,
-                    d["direction"].as_str().unwrap_or(""),
-                    d["from"],
-                    d["to"],
-                    pct("cpu"),
-                    pct("memory"),
-                    d["reason"].as_str().unwrap_or("")
-                );
+                print_decision(d);
             }
         }
     }
     Ok(())
+}
+
+fn print_decision(d: &Value) {
+    let pct = |k: &str| {
+        d[k].as_f64()
+            .map(|v| format!("{v:.0}%"))
+            .unwrap_or("-".into())
+    };
+    println!(
+        "{:>16.3}  {:<4} {} -> {}  cpu {} memory {}  {}",
+        d["at"].as_f64().unwrap_or(0.0) / 1e6,
+        d["direction"].as_str().unwrap_or(""),
+        d["from"],
+        d["to"],
+        pct("cpu"),
+        pct("memory"),
+        d["reason"].as_str().unwrap_or("")
+    );
 }
 
 fn print_service(s: &Value) {

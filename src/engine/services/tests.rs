@@ -4,7 +4,10 @@ use crate::autoscale::{Metric, Policies, ScalableTarget, TargetTracking};
 fn engine(dir: &std::path::Path) -> Engine {
     let store = crate::store::Store::open(dir).unwrap();
     let books = crate::capacity::Books::register(
-        crate::host::HostResources { cpus: 2, memory_mib: 2000 },
+        crate::host::HostResources {
+            cpus: 2,
+            memory_mib: 2000,
+        },
         0,
         [],
     );
@@ -28,7 +31,10 @@ fn engine(dir: &std::path::Path) -> Engine {
 
 fn policies() -> Policies {
     Policies {
-        target: ScalableTarget { min_capacity: 0, max_capacity: 3 },
+        target: ScalableTarget {
+            min_capacity: 0,
+            max_capacity: 3,
+        },
         tracking: vec![TargetTracking::new(Metric::Cpu, 50.0)],
         steps: None,
         tolerance: 0.1,
@@ -49,14 +55,30 @@ fn a_service_and_its_scaling_survive_a_restart_and_the_autoscaler_holds_without_
             min_healthy_percent: 100,
             max_percent: 200,
         };
-        assert_eq!(e.create_service(&spec).unwrap().primary().unwrap().task_definition, "web:1");
-        assert!(matches!(e.create_service(&spec), Err(ServiceError::Exists(_))));
+        assert_eq!(
+            e.create_service(&spec)
+                .unwrap()
+                .primary()
+                .unwrap()
+                .task_definition,
+            "web:1"
+        );
+        assert!(matches!(
+            e.create_service(&spec),
+            Err(ServiceError::Exists(_))
+        ));
         e.set_scaling("web-1", Some(policies())).unwrap();
-        e.scale("web-1", std::time::Duration::from_secs(10)).unwrap();
+        e.scale("web-1", std::time::Duration::from_secs(10))
+            .unwrap();
         e.schedule("web-1").unwrap();
         let s = e.service("web-1").unwrap();
         assert_eq!(s.desired_count, 0);
-        assert_eq!(s.scaling.as_ref().unwrap().decisions.last().unwrap().reason, "no samples in the window since the last change");
+        let sc = s.scaling.as_ref().unwrap();
+        assert!(sc.decisions.is_empty(), "a hold changes nothing");
+        assert_eq!(
+            sc.last.as_ref().unwrap().reason,
+            "no samples in the window since the last change"
+        );
     }
     let e = engine(dir.path());
     let s = e.service("web-1").unwrap();
@@ -66,5 +88,8 @@ fn a_service_and_its_scaling_survive_a_restart_and_the_autoscaler_holds_without_
     assert!(matches!(e.service("web-1"), Err(ServiceError::NotFound(_))));
     let mut bad = policies();
     bad.target.min_capacity = 5;
-    assert!(matches!(e.set_scaling("nope", Some(bad)), Err(ServiceError::Invalid(_))));
+    assert!(matches!(
+        e.set_scaling("nope", Some(bad)),
+        Err(ServiceError::Invalid(_))
+    ));
 }
