@@ -7,4 +7,7 @@ mod decide;
 mod policy;
 
 pub use decide::{decide, Decision, Direction, Input, Sample};
-pub use policy::{parse_steps, Metric, Policies, ScalableTarget, Step, StepPolicy, TargetTracking};
+pub use policy::{
+    parse_steps, parse_steps_file, Metric, Policies, ScalableTarget, Step, StepPolicy,
+    TargetTracking,
+};

@@ -126,9 +126,47 @@ pub fn parse_steps(text: &str) -> Result<Vec<Step>, String> {
         .collect()
 }
 
+/// Steps from a file: the text form, or JSON: a list of step strings (`["cpu>80:+2"]`) or
+/// of step objects (`[{"metric":"cpu","above":true,"threshold":80,"adjustment":2}]`).
+pub fn parse_steps_file(text: &str) -> Result<Vec<Step>, String> {
+    let text = text.trim();
+    if !text.starts_with('[') {
+        return parse_steps(text);
+    }
+    let items: Vec<serde_json::Value> =
+        serde_json::from_str(text).map_err(|e| format!("steps file: {e}"))?;
+    let mut out = Vec::new();
+    for (i, item) in items.into_iter().enumerate() {
+        match item {
+            serde_json::Value::String(s) => out.extend(parse_steps(&s)?),
+            other => out.push(
+                serde_json::from_value::<Step>(other)
+                    .map_err(|e| format!("steps file, item {i}: {e}"))?,
+            ),
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_steps_file_may_be_text_or_json() {
+        let text = parse_steps_file("cpu>80:+2,cpu<20:-1\n").unwrap();
+        let strings = parse_steps_file(r#"["cpu>80:+2", "cpu<20:-1"]"#).unwrap();
+        let objects = parse_steps_file(
+            r#"[{"metric":"cpu","above":true,"threshold":80,"adjustment":2},
+                {"metric":"cpu","above":false,"threshold":20,"adjustment":-1}]"#,
+        )
+        .unwrap();
+        assert_eq!(text, strings);
+        assert_eq!(text, objects);
+        assert!(parse_steps_file(r#"[{"metric":"disk"}]"#)
+            .unwrap_err()
+            .starts_with("steps file, item 0"));
+    }
 
     #[test]
     fn the_step_text_form_reads_in_order_and_errors_name_the_step() {

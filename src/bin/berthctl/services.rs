@@ -4,7 +4,9 @@ use anyhow::Context;
 use clap::Subcommand;
 use serde_json::Value;
 
-use berth::autoscale::{parse_steps, Metric, Policies, ScalableTarget, StepPolicy, TargetTracking};
+use berth::autoscale::{
+    parse_steps, parse_steps_file, Metric, Policies, ScalableTarget, StepPolicy, TargetTracking,
+};
 use berth::dbus::client::ManagerProxy;
 
 use crate::wire;
@@ -65,7 +67,8 @@ pub struct ScalingArgs {
     scale_in_cooldown: Option<u64>,
     #[arg(long = "disable-scale-in")]
     disable_scale_in: bool,
-    /// Step policy: "cpu>80:+2,cpu>60:+1,cpu<20:-1", or @FILE holding the same.
+    /// Step policy: "cpu>80:+2,cpu>60:+1,cpu<20:-1", or @FILE holding the same (as text or
+    /// as a JSON list of such strings or of step objects).
     #[arg(long)]
     step: Option<String>,
     /// Scale-in takes the highest recommendation of this window (default 60s).
@@ -111,13 +114,15 @@ fn policies(a: &ScalingArgs) -> anyhow::Result<Policies> {
     }
     let steps = match &a.step {
         Some(text) => {
-            let text = match text.strip_prefix('@') {
+            let steps = match text.strip_prefix('@') {
                 Some(file) => {
-                    std::fs::read_to_string(file).with_context(|| format!("cannot read {file}"))?
+                    let body = std::fs::read_to_string(file)
+                        .with_context(|| format!("cannot read {file}"))?;
+                    parse_steps_file(&body)
                 }
-                None => text.clone(),
-            };
-            let steps = parse_steps(text.trim()).map_err(anyhow::Error::msg)?;
+                None => parse_steps(text.trim()),
+            }
+            .map_err(anyhow::Error::msg)?;
             Some(StepPolicy {
                 steps,
                 cooldown_secs: a.scale_out_cooldown.unwrap_or(30),

@@ -28,6 +28,20 @@ const TASK: TaskContext = TaskContext {
     host_name: "node-7",
 };
 
+/// The config of container `d` in `task` with what the host provides, over an empty image.
+fn built(task: &TaskContext, net: &Provided, d: &ContainerDefinition) -> serde_json::Value {
+    config(
+        task,
+        net,
+        d,
+        &image(None, None),
+        &Accounts::default(),
+        Path::new("/r"),
+        Path::new("/c"),
+    )
+    .unwrap()
+}
+
 #[test]
 fn command_replaces_image_cmd_and_keeps_its_entrypoint() {
     let d = def(r#"{"name":"a","image":"x","memory":32,"command":["-c","exit 42"]}"#);
@@ -204,16 +218,7 @@ fn an_init_runs_first_and_devices_are_made_and_allowed() {
     let d = def(
         r#"{"name":"a","image":"x","memory":32,"command":["sh","-c","true"],"readonlyRootFilesystem":true}"#,
     );
-    let v = config(
-        &TASK,
-        &net,
-        &d,
-        &image(None, None),
-        &Accounts::default(),
-        Path::new("/r"),
-        Path::new("/c"),
-    )
-    .unwrap();
+    let v = built(&TASK, &net, &d);
     assert_eq!(
         v["process"]["args"],
         serde_json::json!(["/dev/init", "-s", "--", "sh", "-c", "true"])
@@ -231,18 +236,7 @@ fn an_init_runs_first_and_devices_are_made_and_allowed() {
 
 #[test]
 fn no_new_privileges_is_written_only_when_asked_so_the_filter_loads_while_privileged() {
-    let cfg = |json: &str| {
-        config(
-            &TASK,
-            &Provided::default(),
-            &def(json),
-            &image(None, None),
-            &Accounts::default(),
-            Path::new("/r"),
-            Path::new("/c"),
-        )
-        .unwrap()
-    };
+    let cfg = |json: &str| built(&TASK, &Provided::default(), &def(json));
     let plain = cfg(r#"{"name":"a","image":"x","memory":32,"command":["true"]}"#);
     assert!(plain["process"].get("noNewPrivileges").is_none());
     assert_eq!(plain["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ALLOW");
