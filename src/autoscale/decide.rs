@@ -3,7 +3,7 @@
 //! highest recommendation of the stabilization window; cooldowns, the scalable target and the
 //! host's capacity bound the result. Every decision carries the reason a user is shown.
 
-use super::policy::{Metric, Policies};
+use super::policy::{Metric, Policies, TargetTracking};
 
 /// One sample of a service's utilization, percent of what its tasks reserved.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -182,20 +182,17 @@ pub fn decide(input: &Input) -> Decision {
         p.target.max_capacity.max(p.target.min_capacity),
     );
     let bounded = max.clamp(lo, hi);
-    let cooldown_out = p
-        .tracking
-        .iter()
-        .map(|t| t.scale_out_cooldown_secs)
-        .chain(p.steps.iter().map(|s| s.cooldown_secs))
-        .max()
-        .unwrap_or(0);
-    let cooldown_in = p
-        .tracking
-        .iter()
-        .map(|t| t.scale_in_cooldown_secs)
-        .chain(p.steps.iter().map(|s| s.cooldown_secs))
-        .max()
-        .unwrap_or(0);
+    // The longest cooldown of any policy, for one direction (a step policy has one for both).
+    let cooldown = |of: fn(&TargetTracking) -> u64| {
+        p.tracking
+            .iter()
+            .map(of)
+            .chain(p.steps.iter().map(|s| s.cooldown_secs))
+            .max()
+            .unwrap_or(0)
+    };
+    let cooldown_out = cooldown(|t| t.scale_out_cooldown_secs);
+    let cooldown_in = cooldown(|t| t.scale_in_cooldown_secs);
     if bounded > cur {
         let mut desired = bounded;
         let mut reason = why(max);
@@ -270,15 +267,13 @@ pub fn decide(input: &Input) -> Decision {
                 format!("{}; scale-in cooldown ({cooldown_in} s) not over", why(max)),
             );
         }
+        let desired = stable.clamp(lo, hi);
         let mut reason = why(max);
-        if stable.clamp(lo, hi) != max {
-            reason.push_str(&format!(
-                "; {} after the window and bounds",
-                stable.clamp(lo, hi)
-            ));
+        if desired != max {
+            reason.push_str(&format!("; {desired} after the window and bounds"));
         }
         return Decision {
-            desired: stable.clamp(lo, hi),
+            desired,
             direction: Direction::In,
             recommendation: max,
             reason,

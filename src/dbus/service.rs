@@ -25,8 +25,7 @@ pub fn service_path(name: &str) -> zbus::Result<OwnedObjectPath> {
 
 /// The service as ECS's DescribeServices shows one, with berth's scaling state.
 pub fn describe(s: &Service, engine: &Engine) -> serde_json::Value {
-    let tasks = engine.service_tasks(&s.name);
-    let live: Vec<_> = tasks.into_iter().filter(|t| !t.is_stopped()).collect();
+    let live = engine.live_service_tasks(&s.name);
     let (running, pending) = service_counts(&live);
     let time = |us: u64| us as f64 / 1e6;
     serde_json::json!({
@@ -85,13 +84,7 @@ impl ServiceObject {
     }
 
     fn counts(&self) -> (u32, u32) {
-        let live: Vec<_> = self
-            .engine
-            .service_tasks(&self.name)
-            .into_iter()
-            .filter(|t| !t.is_stopped())
-            .collect();
-        service_counts(&live)
+        service_counts(&self.engine.live_service_tasks(&self.name))
     }
 }
 

@@ -175,3 +175,33 @@ impl Engine {
         state.definitions.deregister(reference)
     }
 }
+
+/// An engine over a state directory for tests: 2 CPUs, 2000 MiB, a container runtime that is
+/// constructed but never asked to run anything.
+#[cfg(test)]
+pub(crate) fn test_engine(dir: &std::path::Path) -> Engine {
+    let store = Store::open(dir).expect("store");
+    let books = Books::register(
+        crate::host::HostResources {
+            cpus: 2,
+            memory_mib: 2000,
+        },
+        0,
+        [],
+    );
+    let images = Arc::new(ImageStore::open(&dir.join("images")).expect("image store"));
+    let runtime = crate::runtime::ContainerRuntime::new(
+        crate::runtime::RuntimeConfig {
+            tasks_dir: dir.join("tasks"),
+            runtime_dir: dir.join("run"),
+            pids_max: 64,
+            shim_exe: "/bin/false".into(),
+            systemd_run: "/bin/false".into(),
+            init_binary: "/bin/false".into(),
+        },
+        crate::cgroup::CgroupTree::new(dir, "berth.slice"),
+        images.clone(),
+        None,
+    );
+    Engine::new(books, store, Arc::new(runtime), images, "boot").expect("engine")
+}

@@ -80,6 +80,14 @@ pub fn counts(tasks: &[Task]) -> (u32, u32) {
     (running, pending)
 }
 
+/// Records the service's whole state, then holds it: the store first, as for tasks.
+fn keep(state: &mut super::State, s: &Service) -> Result<(), StoreError> {
+    let json = serde_json::to_string(s).unwrap_or_default();
+    state.store.put_service(&s.name, &json)?;
+    state.services.insert(s.name.clone(), s.clone());
+    Ok(())
+}
+
 impl Engine {
     /// The full reference (`family:revision`) of an active definition.
     fn active_reference(&self, reference: &str) -> Result<String, ServiceError> {
@@ -112,9 +120,7 @@ impl Engine {
             if state.services.contains_key(&spec.name) {
                 return Err(ServiceError::Exists(spec.name.clone()));
             }
-            let json = serde_json::to_string(&s).unwrap_or_default();
-            state.store.put_service(&s.name, &json)?;
-            state.services.insert(s.name.clone(), s.clone());
+            keep(&mut state, &s)?;
         }
         self.emit(Change::ServiceAdded(s.name.clone()));
         Ok(s)
@@ -180,9 +186,7 @@ impl Engine {
                 .ok_or_else(|| ServiceError::NotFound(name.to_string()))?;
             let mut next = s.clone();
             f(&mut next)?;
-            let json = serde_json::to_string(&next).unwrap_or_default();
-            state.store.put_service(name, &json)?;
-            state.services.insert(name.to_string(), next.clone());
+            keep(&mut state, &next)?;
             next
         };
         self.emit(Change::ServiceChanged(name.to_string()));
@@ -210,6 +214,13 @@ impl Engine {
             .filter(|t| t.started_by.as_deref() == Some(by.as_str()))
             .cloned()
             .collect()
+    }
+
+    /// The service's tasks not yet STOPPED.
+    pub fn live_service_tasks(&self, name: &str) -> Vec<Task> {
+        let mut tasks = self.service_tasks(name);
+        tasks.retain(|t| !t.is_stopped());
+        tasks
     }
 
     /// Keeps every service at its count until berthd stops.
@@ -267,8 +278,10 @@ impl Engine {
             }
         }
         if s.deleting && views.iter().all(|v| v.last_status == Status::Stopped) {
-            self.lock().store.delete_service(name)?;
-            self.lock().services.remove(name);
+            let mut state = self.lock();
+            state.store.delete_service(name)?;
+            state.services.remove(name);
+            drop(state);
             self.emit(Change::ServiceRemoved(name.to_string()));
             return Ok(());
         }

@@ -109,41 +109,11 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::capacity::Books;
-    use crate::host::HostResources;
 
     #[test]
     fn scrape_shows_registered_and_remaining() {
         let dir = tempfile::tempdir().unwrap();
-        let store = crate::store::Store::open(dir.path()).unwrap();
-        let books = Books::register(
-            HostResources {
-                cpus: 2,
-                memory_mib: 2000,
-            },
-            0,
-            [],
-        );
-        let images = std::sync::Arc::new(
-            crate::image::ImageStore::open(&dir.path().join("images")).unwrap(),
-        );
-        // A container runtime over an empty directory: constructed, never asked to run.
-        let tree = crate::cgroup::CgroupTree::new(dir.path(), "berth.slice");
-        let runtime = crate::runtime::ContainerRuntime::new(
-            crate::runtime::RuntimeConfig {
-                tasks_dir: dir.path().join("tasks"),
-                runtime_dir: dir.path().join("run"),
-                pids_max: 64,
-                shim_exe: "/bin/false".into(),
-                systemd_run: "/bin/false".into(),
-                init_binary: "/bin/false".into(),
-            },
-            tree,
-            images.clone(),
-            None,
-        );
-        let engine =
-            Engine::new(books, store, std::sync::Arc::new(runtime), images, "boot").unwrap();
+        let engine = crate::engine::test_engine(dir.path());
         let text = String::from_utf8(Metrics::new(engine).unwrap().render()).unwrap();
         assert!(
             text.contains("berth_host_cpu_units{state=\"registered\"} 2048"),

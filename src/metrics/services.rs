@@ -6,12 +6,7 @@ use crate::engine::{service_counts, Engine};
 
 pub fn collect(engine: &Engine, f: &mut Families) {
     for s in engine.services() {
-        let live: Vec<_> = engine
-            .service_tasks(&s.name)
-            .into_iter()
-            .filter(|t| !t.is_stopped())
-            .collect();
-        let (running, pending) = service_counts(&live);
+        let (running, pending) = service_counts(&engine.live_service_tasks(&s.name));
         let l = [("service", s.name.as_str())];
         f.gauge(
             "berth_service_desired_tasks",

@@ -192,6 +192,7 @@ impl ContainerRuntime {
                 depends_on: c.depends_on.clone(),
                 start_timeout_secs: c.start_timeout.unwrap_or(DEFAULT_START_TIMEOUT_SECS),
                 health: health_plan(c, &config),
+                cwd: config["process"]["cwd"].as_str().unwrap_or("/").to_string(),
             });
         }
         Ok(Plan {
@@ -460,7 +461,6 @@ fn health_plan(c: &ContainerDefinition, config: &serde_json::Value) -> Option<He
         check,
         uid: id("uid"),
         gid: id("gid"),
-        cwd: process["cwd"].as_str().unwrap_or("/").to_string(),
     })
 }
 

@@ -55,6 +55,13 @@ pub struct ContainerPlan {
     pub start_timeout_secs: u64,
     #[serde(default)]
     pub health: Option<HealthPlan>,
+    /// The process's working directory, which the shim makes when the image lacks it.
+    #[serde(default = "root_dir")]
+    pub cwd: String,
+}
+
+fn root_dir() -> String {
+    "/".into()
 }
 
 /// ECS's default `startTimeout` on Linux (`ECS_CONTAINER_START_TIMEOUT`).
@@ -64,14 +71,14 @@ fn default_start_timeout() -> u64 {
     DEFAULT_START_TIMEOUT_SECS
 }
 
-/// A health check as the shim runs it: inside the container, as its user, in its directory.
+/// A health check as the shim runs it: inside the container, as its user, in its directory
+/// (the container's `cwd`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HealthPlan {
     pub check: HealthCheck,
     pub uid: u32,
     pub gid: u32,
-    pub cwd: String,
 }
 
 pub const PLAN_FILE: &str = "plan.json";

@@ -165,6 +165,14 @@ impl Service {
         }
     }
 
+    /// The newest deployment after the primary that completed: where a rollback goes.
+    pub fn last_completed(&self) -> Option<&Deployment> {
+        self.deployments
+            .iter()
+            .skip(1)
+            .find(|d| d.rollout == Rollout::Completed)
+    }
+
     pub fn last_scaling(&self) -> Option<&ScalingDecision> {
         self.scaling.as_ref().and_then(|s| s.decisions.last())
     }

@@ -126,12 +126,7 @@ fn trip_breaker(s: &mut Service, now: u64) {
     let failed = p.task_definition.clone();
     let msg = format!("(service {}) deployment of {failed} failed: {} tasks failed (circuit breaker threshold {threshold})", s.name, p.failed_tasks);
     s.event(now, msg);
-    let good = s
-        .deployments
-        .iter()
-        .skip(1)
-        .find(|d| d.rollout == Rollout::Completed)
-        .map(|d| d.task_definition.clone());
+    let good = s.last_completed().map(|d| d.task_definition.clone());
     if let Some(good) = good {
         s.event(now, format!("(service {}) rolling back to {good}", s.name));
         s.deploy(&good, now);
@@ -216,13 +211,7 @@ pub fn settle(s: &mut Service, tasks: &[TaskView], now: u64) -> bool {
         // Drained deployments go; while the primary is in progress, the last good one stays
         // for a rollback.
         let keep = (primary.rollout == Rollout::InProgress)
-            .then(|| {
-                s.deployments
-                    .iter()
-                    .skip(1)
-                    .find(|d| d.rollout == Rollout::Completed)
-                    .cloned()
-            })
+            .then(|| s.last_completed().cloned())
             .flatten();
         let mut list = vec![primary];
         list.extend(keep);

@@ -2,31 +2,7 @@ use super::*;
 use crate::autoscale::{Metric, Policies, ScalableTarget, TargetTracking};
 
 fn engine(dir: &std::path::Path) -> Engine {
-    let store = crate::store::Store::open(dir).unwrap();
-    let books = crate::capacity::Books::register(
-        crate::host::HostResources {
-            cpus: 2,
-            memory_mib: 2000,
-        },
-        0,
-        [],
-    );
-    let images = std::sync::Arc::new(crate::image::ImageStore::open(&dir.join("images")).unwrap());
-    // A runtime over an empty directory: constructed, never asked to run (desired 0).
-    let runtime = crate::runtime::ContainerRuntime::new(
-        crate::runtime::RuntimeConfig {
-            tasks_dir: dir.join("tasks"),
-            runtime_dir: dir.join("run"),
-            pids_max: 64,
-            shim_exe: "/bin/false".into(),
-            systemd_run: "/bin/false".into(),
-            init_binary: "/bin/false".into(),
-        },
-        crate::cgroup::CgroupTree::new(dir, "berth.slice"),
-        images.clone(),
-        None,
-    );
-    Engine::new(books, store, std::sync::Arc::new(runtime), images, "boot").unwrap()
+    crate::engine::test_engine(dir)
 }
 
 fn policies() -> Policies {

@@ -14,6 +14,7 @@ use crate::runtime::report::Health;
 pub struct Check {
     plan: HealthPlan,
     container_id: String,
+    cwd: String,
     pub state: HealthState,
     /// The check running now: its pid, when it is given up, whether it was.
     running: Option<(Pid, u64, bool)>,
@@ -27,6 +28,7 @@ impl Shim {
             state: HealthState::new(&plan.check, self.now_ms()),
             plan: plan.clone(),
             container_id: c.container_id.clone(),
+            cwd: c.cwd.clone(),
             running: None,
         };
         self.checks.insert(c.name.clone(), check);
@@ -48,10 +50,12 @@ impl Shim {
                     *timed_out = true;
                 }
                 Some(_) => {}
-                None if c.state.due(now) => match probe::spawn(&root, &c.container_id, &c.plan) {
-                    Ok(pid) => c.running = Some((pid, c.state.deadline(now), false)),
-                    Err(why) => failed_to_run.push((name.clone(), why)),
-                },
+                None if c.state.due(now) => {
+                    match probe::spawn(&root, &c.container_id, &c.plan, &c.cwd) {
+                        Ok(pid) => c.running = Some((pid, c.state.deadline(now), false)),
+                        Err(why) => failed_to_run.push((name.clone(), why)),
+                    }
+                }
                 None => {}
             }
         }

@@ -12,7 +12,12 @@ use nix::unistd::Pid;
 
 use crate::runtime::plan::HealthPlan;
 
-pub fn spawn(runtime_root: &Path, container_id: &str, h: &HealthPlan) -> Result<Pid, String> {
+pub fn spawn(
+    runtime_root: &Path,
+    container_id: &str,
+    h: &HealthPlan,
+    cwd: &str,
+) -> Result<Pid, String> {
     let null = || File::options().read(true).write(true).open("/dev/null");
     let (i, o, e) = match (null(), null(), null()) {
         (Ok(i), Ok(o), Ok(e)) => (i, o, e),
@@ -26,7 +31,7 @@ pub fn spawn(runtime_root: &Path, container_id: &str, h: &HealthPlan) -> Result<
         .with_stderr(OwnedFd::from(e))
         .as_tenant()
         .with_container_args(h.check.command.clone())
-        .with_cwd(Some(&h.cwd))
+        .with_cwd(Some(cwd))
         .with_user(Some(h.uid))
         .with_group(Some(h.gid))
         .with_detach(true)

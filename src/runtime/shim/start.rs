@@ -218,14 +218,8 @@ fn mount_rootfs(c: &ContainerPlan) -> Result<(), String> {
 /// Docker makes a missing working directory (an image without `/tmp`, say); so does berth,
 /// in the container's own upper layer, never through a symbolic link of the image's.
 fn make_workdir(c: &ContainerPlan) -> Result<(), String> {
-    let path = c.bundle.join("config.json");
-    let config: serde_json::Value = std::fs::read(&path)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .ok_or_else(|| format!("cannot read {}", path.display()))?;
-    let cwd = config["process"]["cwd"].as_str().unwrap_or("/");
     let mut dir = c.rootfs.clone();
-    for part in std::path::Path::new(cwd).components().skip(1) {
+    for part in std::path::Path::new(&c.cwd).components().skip(1) {
         dir.push(part);
         match std::fs::symlink_metadata(&dir) {
             Ok(m) if m.file_type().is_symlink() => return Ok(()), // the runtime resolves it inside
