@@ -60,8 +60,6 @@ pub struct Config {
     pub cgroup_mount: PathBuf,
     /// The systemd slice every task's scope (`berth-<task-id>.scope`) is placed in.
     pub slice: String,
-    /// systemd's `systemd-run`, which starts each task's shim in the task's scope.
-    pub systemd_run: PathBuf,
     /// libcontainer's state (sockets, container state) on tmpfs; kept short, socket paths
     /// under it must fit in 108 bytes.
     pub runtime_dir: PathBuf,
@@ -112,7 +110,6 @@ impl Default for Config {
             bus: BusChoice::System,
             cgroup_mount: PathBuf::from("/sys/fs/cgroup"),
             slice: "berth.slice".into(),
-            systemd_run: PathBuf::from("/usr/bin/systemd-run"),
             runtime_dir: PathBuf::from("/run/berth"),
             pids_max: 4096,
             reserved_ports: vec![22],

@@ -18,7 +18,7 @@ use crate::host;
 use crate::image::ImageStore;
 use crate::metrics::{self, Metrics};
 use crate::network::{AddressPool, NetworkConfig, NetworkError, Networks};
-use crate::runtime::{ContainerRuntime, RuntimeConfig};
+use crate::runtime::{ContainerRuntime, RuntimeConfig, ScopeError, Scopes};
 use crate::spec::Protocol;
 use crate::store::{Store, StoreError};
 
@@ -26,11 +26,8 @@ use crate::store::{Store, StoreError};
 pub enum DaemonError {
     #[error(transparent)]
     Host(#[from] cgroup::HostCheckError),
-    #[error(
-        "{0} not found: berth starts each task in a systemd scope with it; install systemd or \
-         set systemd_run in the config"
-    )]
-    NoSystemdRun(PathBuf),
+    #[error(transparent)]
+    Systemd(#[from] ScopeError),
     #[error(transparent)]
     Resources(#[from] host::HostError),
     #[error("cannot create the state directory {path}")]
@@ -73,7 +70,6 @@ impl DaemonError {
         matches!(
             self,
             DaemonError::Host(_)
-                | DaemonError::NoSystemdRun(_)
                 | DaemonError::Network(crate::network::NetworkError::Clash { .. })
                 | DaemonError::Store(StoreError::TooNew { .. } | StoreError::Damaged { .. })
         )
@@ -106,9 +102,8 @@ fn start_networks(config: &Config) -> Result<Result<Arc<Networks>, String>, Daem
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> Result<(), DaemonError> {
     cgroup::check_host(&config.cgroup_mount, Path::new("/"))?;
-    if !config.systemd_run.is_file() {
-        return Err(DaemonError::NoSystemdRun(config.systemd_run.clone()));
-    }
+    let scopes = Arc::new(Scopes::default());
+    scopes.check().await?;
     let tree = CgroupTree::new(&config.cgroup_mount, &config.slice);
     tracing::info!(slice = %tree.slice_dir().display(), "tasks run in scopes of this slice");
 
@@ -119,7 +114,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let resources = host::read_resources(Path::new("/proc"), Path::new("/sys"))?;
     let store = Store::open(&config.state_dir)?;
     let images = Arc::new(ImageStore::open(&config.state_dir.join("images"))?);
-    let shim_exe = std::env::current_exe().map_err(DaemonError::OwnExe)?;
+    let (shim_exe, shim_args) = shim_command()?;
     let networks = start_networks(&config)?;
     let bridge = networks
         .as_ref()
@@ -134,7 +129,8 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
             runtime_dir: config.runtime_dir.clone(),
             pids_max: config.pids_max,
             shim_exe,
-            systemd_run: config.systemd_run.clone(),
+            shim_args,
+            scopes,
             init_binary: config.init_binary.clone(),
         },
         tree.clone(),
@@ -200,6 +196,19 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         w.abort();
     }
     Ok(())
+}
+
+/// How berthd starts a task's shim: `berth-shim` from beside berthd's own executable (a
+/// smaller binary to page in at each launch), else `berthd shim`.
+fn shim_command() -> Result<(PathBuf, Vec<String>), DaemonError> {
+    let own = std::env::current_exe().map_err(DaemonError::OwnExe)?;
+    let slim = own.with_file_name("berth-shim");
+    if slim.is_file() {
+        tracing::info!(shim = %slim.display(), "task shims run from berth-shim");
+        return Ok((slim, Vec::new()));
+    }
+    tracing::info!(shim = %own.display(), "no berth-shim beside berthd: task shims run as `berthd shim`");
+    Ok((own, vec!["shim".into()]))
 }
 
 /// Ports tasks may not take: the configured ones over both protocols, and berthd's own.

@@ -16,8 +16,10 @@ pub(super) struct ShimProcess {
     pub task_dir: PathBuf,
 }
 
-/// The task directory of a shim's command line, NUL-separated: `berthd shim TASK_DIR`, or
-/// `systemd-run --scope ... -- berthd shim TASK_DIR` in the moment before systemd-run execs.
+/// The task directory of a shim's command line, NUL-separated: `berth-shim TASK_DIR`,
+/// `berthd shim TASK_DIR`, or
+/// `systemd-run --scope ... -- berthd shim TASK_DIR`, as berths before StartTransientUnit
+/// launched it (a shim of theirs may still be starting when berthd is upgraded).
 pub(super) fn shim_task_dir(cmdline: &[u8]) -> Option<PathBuf> {
     let args: Vec<&[u8]> = cmdline
         .strip_suffix(b"\0")
@@ -26,6 +28,9 @@ pub(super) fn shim_task_dir(cmdline: &[u8]) -> Option<PathBuf> {
         .collect();
     match args.as_slice() {
         [_, .., b"shim", dir] if !dir.is_empty() => Some(PathBuf::from(OsStr::from_bytes(dir))),
+        [exe, dir] if exe.ends_with(b"berth-shim") && !dir.is_empty() => {
+            Some(PathBuf::from(OsStr::from_bytes(dir)))
+        }
         _ => None,
     }
 }
@@ -132,6 +137,11 @@ mod tests {
             shim_task_dir(b"systemd-run\0--scope\0--\0/usr/bin/berthd\0shim\0/t/ab\0"),
             Some(PathBuf::from("/t/ab"))
         );
+        assert_eq!(
+            shim_task_dir(b"/usr/bin/berth-shim\0/t/cd\0"),
+            Some(PathBuf::from("/t/cd"))
+        );
+        assert_eq!(shim_task_dir(b"/usr/bin/berth-shim\0"), None);
         assert_eq!(shim_task_dir(b"/usr/bin/berthd\0"), None);
         assert_eq!(shim_task_dir(b"shim\0"), None);
         assert_eq!(shim_task_dir(b"sleep\0infinity\0"), None);

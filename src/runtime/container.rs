@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::io::{Read, Seek, SeekFrom};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +18,9 @@ use super::devices;
 use super::envfiles;
 use super::net;
 use super::plan::{ContainerPlan, HealthPlan, Plan, DEFAULT_START_TIMEOUT_SECS, PLAN_FILE};
+use super::gate;
 use super::report::StatusDir;
+use super::scope::{ScopeRequest, Scopes};
 use super::status_watch::StatusWatch;
 use super::volumes;
 use super::{Launch, LaunchError, Runtime, Seen, Usage};
@@ -37,10 +40,12 @@ pub struct RuntimeConfig {
     /// libcontainer's state root, on tmpfs (`/run/berth`).
     pub runtime_dir: PathBuf,
     pub pids_max: u64,
-    /// The binary that runs `shim`.
+    /// The shim's binary and the words before the task directory: `berth-shim`, or
+    /// `berthd shim` where berth-shim is not installed.
     pub shim_exe: PathBuf,
-    /// systemd's `systemd-run`, which starts each shim in its task's scope.
-    pub systemd_run: PathBuf,
+    pub shim_args: Vec<String>,
+    /// berthd's connection to systemd, which puts each shim in its task's scope.
+    pub scopes: Arc<Scopes>,
     /// A static init (tini) for containers with `initProcessEnabled`.
     pub init_binary: PathBuf,
 }
@@ -212,39 +217,54 @@ impl ContainerRuntime {
         })
     }
 
-    /// Starts `berthd shim DIR` in the task's own systemd scope (through `systemd-run`, which
-    /// registers the scope and then execs the shim in place, so the shim's pid is the child's).
+    /// Starts `berthd shim DIR` behind its start gate, then asks systemd for the task's scope
+    /// holding it and opens the gate once the shim is in it (or tells the shim why not, which
+    /// it records as the task's failure to start).
     fn spawn_shim(&self, id: &str, family: &str, dir: &Path) -> Result<(), LaunchError> {
         let log_path = dir.join("shim.log");
         let log = std::fs::File::create(&log_path).map_err(io("create", &log_path))?;
-        let mut child = tokio::process::Command::new(&self.config.systemd_run)
-            .args(["--scope", "--quiet", "--collect"])
-            .arg(format!("--unit={}", self.tree.unit(id)))
-            .arg(format!("--slice={}", self.tree.slice()))
-            .arg(format!("--description=berth task {id} ({family})"))
-            // berth enforces pids.max per task and container itself.
-            .args([
-                "--property=Delegate=yes",
-                "--property=TasksMax=infinity",
-                "--",
-            ])
-            .arg(&self.config.shim_exe)
-            .arg("shim")
+        let exe = &self.config.shim_exe;
+        let (gate_read, gate_write) = gate::new().map_err(io("make the start gate of", exe))?;
+        let mut command = tokio::process::Command::new(exe);
+        command
+            .args(&self.config.shim_args)
             .arg(dir)
+            .env(gate::GATE_ENV, gate::GATE_FD.to_string())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(log)
-            .kill_on_drop(false)
-            .spawn()
-            .map_err(io("start the shim with", &self.config.systemd_run))?;
+            .kill_on_drop(false);
+        let read_fd = gate_read.as_raw_fd();
+        // SAFETY: the hook only calls dup2/fcntl, which are async-signal-safe.
+        unsafe { command.pre_exec(move || gate::install(read_fd)) };
+        let mut child = command.spawn().map_err(io("start the shim", exe))?;
+        drop(gate_read);
+        let Some(pid) = child.id() else {
+            return Err(io("start the shim", exe)(std::io::Error::other("it exited at once")));
+        };
+        let request = ScopeRequest {
+            unit: self.tree.unit(id),
+            slice: self.tree.slice().to_string(),
+            description: format!("berth task {id} ({family})"),
+            pid,
+            cgroup: self.tree.relative(&self.tree.scope(id)),
+        };
         let spawned = self.spawned.clone();
+        let scopes = self.config.scopes.clone();
         let id = id.to_string();
         spawned
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id.clone());
-        // Reap the shim when it ends; a restarted berthd finds it through its status files.
         tokio::spawn(async move {
+            let scoping = std::time::Instant::now();
+            let scoped = scopes.start(&request).await.map_err(|e| {
+                tracing::warn!(task = %id, error = %e, "no scope for the task");
+                format!("CannotCreateContainerError: {e}")
+            });
+            crate::timing::step(&id, "scope", scoping);
+            gate::release(gate_write, scoped);
+            // Reap the shim when it ends; a restarted berthd finds it through its status files.
             let _ = child.wait().await;
             spawned
                 .lock()

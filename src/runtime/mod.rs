@@ -8,14 +8,17 @@ mod cleanup;
 mod container;
 mod devices;
 mod envfiles;
+mod gate;
 mod net;
 pub mod plan;
 pub mod report;
+mod scope;
 pub mod shim;
 mod status_watch;
 mod volumes;
 
 pub use container::{ContainerRuntime, RuntimeConfig};
+pub use scope::{ScopeError, Scopes};
 pub use report::{Observation, OomScope};
 
 use std::collections::BTreeSet;

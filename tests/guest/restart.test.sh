@@ -207,7 +207,7 @@ test_restart_kill_9_at_random_points_of_run_task_leaves_running_or_cleanly_stopp
     id=${d##*/berth-}; id=${id%.scope}
     [[ " $live " == *" $id "* ]] || wait_for 10 eval '[ ! -d "'"$d"'" ]' || fail "orphaned task scope $d"
   done
-  for s in $(pgrep -af ' shim ' | awk '{print $NF}'); do
+  for s in $(pgrep -af '(berth-shim|berthd shim) ' | awk '{print $NF}'); do
     [[ " $live " == *" $(basename "$s") "* ]] || fail "orphaned shim for $s"
   done
   assert_books_agree "after crashes"

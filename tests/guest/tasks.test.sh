@@ -111,9 +111,11 @@ test_task_is_a_systemd_scope_holding_its_shim_and_containers() {
   wait_for 60 status_is "$id" RUNNING || fail "scoped not RUNNING"
   assert_eq active "$(systemctl is-active "berth-$id.scope")" "systemctl is-active berth-$id.scope"
   assert_contains "$(systemctl show -p Slice --value "berth-$id.scope")" "berth.slice" "the scope's slice"
+  assert_eq yes "$(systemctl show -p Delegate --value "berth-$id.scope")" "the scope's Delegate"
+  assert_eq "berth task $id (scoped)" "$(systemctl show -p Description --value "berth-$id.scope")" "the scope's description"
   scope=$(dirname "$(task_cg "$id")")
   shim=$(cat "$scope/shim/cgroup.procs")
-  assert_contains "$(tr '\0' ' ' < /proc/"$shim"/cmdline)" "shim /var/lib/berth/tasks/$id" "the process in the scope's shim leaf"
+  assert_contains "$(tr '\0' ' ' < /proc/"$shim"/cmdline)" "berth-shim /var/lib/berth/tasks/$id" "the process in the scope's shim leaf (berth-shim)"
   assert_eq "" "$(cat "$scope/cgroup.procs")" "processes in the scope itself (leaves hold them)"
   [ -n "$(cat "$(task_cg "$id")/main/cgroup.procs")" ] || fail "no process in the container's cgroup"
   CTL stop "$id" >/dev/null

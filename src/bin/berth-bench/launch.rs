@@ -209,7 +209,7 @@ pub fn spans(
     let shim_at = read("shim.json").and_then(|v| v["at"].as_u64());
     if let (Some(spawn), Some(shim)) = (spawn_at, shim_at) {
         out.insert(
-            "shim.exec (systemd-run scope, exec)".into(),
+            "shim.exec (fork, exec, the shim's first word)".into(),
             shim.saturating_sub(spawn) as f64 / 1000.0,
         );
     }

@@ -245,6 +245,11 @@ impl Shim {
     }
 }
 
+/// A shim's failure on one line, for its stderr (`shim.log`).
+pub fn describe(e: &ShimError) -> String {
+    one_line(e)
+}
+
 /// An error and its causes on one line: the status files carry one reason string.
 fn one_line(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();

@@ -16,6 +16,7 @@ use super::order::{self, Progress, Verdict};
 use super::{holder, logs, one_line, Running, Shim, ShimError};
 use crate::cgroup::task as task_cgroup;
 use crate::clock::now_us;
+use crate::runtime::gate;
 use crate::runtime::plan::ContainerPlan;
 use crate::runtime::report::{Failed, Started, Step};
 
@@ -32,7 +33,12 @@ impl Shim {
     /// containers that wait for nothing.
     pub(super) fn begin(&mut self) -> Result<(), ShimError> {
         let t = Instant::now();
-        let settled = self.settle().and_then(|()| self.hold_namespaces());
+        let scoped = gate::wait();
+        self.step("scope", t);
+        let t = Instant::now();
+        let settled = scoped
+            .and_then(|()| self.settle())
+            .and_then(|()| self.hold_namespaces());
         self.step("cgroups", t);
         if let Err(reason) = settled {
             let first = self.plan.containers.first().map(|c| c.name.clone());
