@@ -1,0 +1,204 @@
+//! The control channel between berth on the host and its agent in a microVM: frames of a
+//! big-endian u32 length and a JSON message, over any byte stream (a virtio-serial port in the
+//! guest, its Unix socket on the host; a socketpair in tests). Both sides say their protocol
+//! version first and refuse a mismatch in words, so a stale cached initramfs is caught at once.
+
+use std::io::{Read, Write};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// Bumped on any change to the messages below.
+pub const VERSION: u32 = 1;
+/// Larger frames are refused: nothing berth sends comes near it, and a corrupt length must not
+/// make either side allocate gigabytes.
+pub const MAX_FRAME: u32 = 16 << 20;
+
+/// What the host says to the agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum HostMessage {
+    Hello { version: u32 },
+    /// Sync the disks and power the VM off.
+    PowerOff,
+}
+
+/// What the agent says to the host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AgentMessage {
+    Hello {
+        version: u32,
+        /// The guest kernel's release (`uname -r`).
+        kernel: String,
+        /// Kernel modules the agent loaded, in order.
+        modules: Vec<String>,
+    },
+    /// The agent will not talk: a version mismatch, said before it closes.
+    Refused { reason: String },
+    /// The agent is powering the VM off.
+    PoweringOff,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    #[error("control channel: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("control channel closed by the other side")]
+    Closed,
+    #[error("control channel: frame of {0} bytes is over the {MAX_FRAME}-byte limit")]
+    TooLarge(u32),
+    #[error("control channel: unreadable message: {0}")]
+    Malformed(#[from] serde_json::Error),
+    #[error("the microVM agent refused the host: {0}")]
+    Refused(String),
+    #[error(
+        "the microVM agent speaks protocol {agent}, this berth speaks {host}: its initramfs is \
+         stale (berth rebuilds it when the agent binary changes; remove the cached initramfs)"
+    )]
+    Version { agent: u32, host: u32 },
+    #[error("the microVM agent answered {0} where a hello was due")]
+    Unexpected(String),
+}
+
+pub fn write_frame<W: Write, T: Serialize>(w: &mut W, msg: &T) -> Result<(), ProtocolError> {
+    let body = serde_json::to_vec(msg)?;
+    let len = u32::try_from(body.len()).unwrap_or(u32::MAX);
+    if len > MAX_FRAME {
+        return Err(ProtocolError::TooLarge(len));
+    }
+    let mut frame = Vec::with_capacity(4 + body.len());
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.extend_from_slice(&body);
+    w.write_all(&frame)?;
+    w.flush()?;
+    Ok(())
+}
+
+pub fn read_frame<R: Read, T: DeserializeOwned>(r: &mut R) -> Result<T, ProtocolError> {
+    let mut len = [0u8; 4];
+    if let Err(e) = r.read_exact(&mut len) {
+        return Err(match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => ProtocolError::Closed,
+            _ => ProtocolError::Io(e),
+        });
+    }
+    let len = u32::from_be_bytes(len);
+    if len > MAX_FRAME {
+        return Err(ProtocolError::TooLarge(len));
+    }
+    let mut body = vec![0u8; len as usize];
+    r.read_exact(&mut body).map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => ProtocolError::Closed,
+        _ => ProtocolError::Io(e),
+    })?;
+    Ok(serde_json::from_slice(&body)?)
+}
+
+/// The host's side of the greeting: says its version, returns the agent's hello.
+pub fn greet<S: Read + Write>(s: &mut S) -> Result<AgentMessage, ProtocolError> {
+    write_frame(s, &HostMessage::Hello { version: VERSION })?;
+    match read_frame::<_, AgentMessage>(s)? {
+        hello @ AgentMessage::Hello { version, .. } if version == VERSION => Ok(hello),
+        AgentMessage::Hello { version, .. } => Err(ProtocolError::Version {
+            agent: version,
+            host: VERSION,
+        }),
+        AgentMessage::Refused { reason } => Err(ProtocolError::Refused(reason)),
+        other => Err(ProtocolError::Unexpected(format!("{other:?}"))),
+    }
+}
+
+/// The agent's answer to a host's hello: its own hello, or a refusal it sends before the error.
+pub fn answer<S: Write>(
+    s: &mut S,
+    host_version: u32,
+    hello: AgentMessage,
+) -> Result<(), ProtocolError> {
+    if host_version != VERSION {
+        let reason = format!("agent speaks protocol {VERSION}, host speaks {host_version}");
+        write_frame(
+            s,
+            &AgentMessage::Refused {
+                reason: reason.clone(),
+            },
+        )?;
+        return Err(ProtocolError::Refused(reason));
+    }
+    write_frame(s, &hello)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixStream;
+
+    fn hello() -> AgentMessage {
+        AgentMessage::Hello {
+            version: VERSION,
+            kernel: "6.1.0-57-cloud-amd64".into(),
+            modules: vec!["virtio_console".into()],
+        }
+    }
+
+    #[test]
+    fn host_and_agent_greet_over_a_socketpair() {
+        let (mut host, mut agent) = UnixStream::pair().unwrap();
+        let agent_side = std::thread::spawn(move || {
+            let HostMessage::Hello { version } = read_frame(&mut agent).unwrap() else {
+                panic!("no hello");
+            };
+            answer(&mut agent, version, hello()).unwrap();
+            read_frame::<_, HostMessage>(&mut agent).unwrap()
+        });
+        assert_eq!(greet(&mut host).unwrap(), hello());
+        write_frame(&mut host, &HostMessage::PowerOff).unwrap();
+        assert_eq!(agent_side.join().unwrap(), HostMessage::PowerOff);
+    }
+
+    #[test]
+    fn an_agent_of_another_version_is_refused_in_words() {
+        let (mut host, mut agent) = UnixStream::pair().unwrap();
+        std::thread::spawn(move || {
+            let _: HostMessage = read_frame(&mut agent).unwrap();
+            let old = AgentMessage::Hello {
+                version: VERSION + 1,
+                kernel: "k".into(),
+                modules: vec![],
+            };
+            write_frame(&mut agent, &old).unwrap();
+        });
+        let err = greet(&mut host).unwrap_err().to_string();
+        assert!(err.contains(&format!("speaks protocol {}", VERSION + 1)), "{err}");
+        assert!(err.contains("stale"), "{err}");
+    }
+
+    #[test]
+    fn the_agent_refuses_a_host_of_another_version_before_closing() {
+        let (mut host, mut agent) = UnixStream::pair().unwrap();
+        let refused = answer(&mut agent, VERSION + 7, hello()).unwrap_err();
+        assert!(matches!(refused, ProtocolError::Refused(_)));
+        drop(agent);
+        let got: AgentMessage = read_frame(&mut host).unwrap();
+        assert_eq!(
+            got,
+            AgentMessage::Refused {
+                reason: format!("agent speaks protocol {VERSION}, host speaks {}", VERSION + 7)
+            }
+        );
+        assert!(matches!(
+            read_frame::<_, AgentMessage>(&mut host),
+            Err(ProtocolError::Closed)
+        ));
+    }
+
+    #[test]
+    fn an_oversized_length_is_refused_without_allocating() {
+        let (mut a, mut b) = UnixStream::pair().unwrap();
+        a.write_all(&(MAX_FRAME + 1).to_be_bytes()).unwrap();
+        assert!(matches!(
+            read_frame::<_, HostMessage>(&mut b),
+            Err(ProtocolError::TooLarge(n)) if n == MAX_FRAME + 1
+        ));
+    }
+}
