@@ -18,3 +18,4 @@ pub mod service;
 pub mod spec;
 pub mod store;
 pub mod timing;
+pub mod vm;

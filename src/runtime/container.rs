@@ -16,9 +16,9 @@ use super::bundle::{self, Accounts, TaskContext};
 use super::cleanup;
 use super::devices;
 use super::envfiles;
+use super::gate;
 use super::net;
 use super::plan::{ContainerPlan, HealthPlan, Plan, DEFAULT_START_TIMEOUT_SECS, PLAN_FILE};
-use super::gate;
 use super::report::StatusDir;
 use super::scope::{ScopeRequest, Scopes};
 use super::status_watch::StatusWatch;
@@ -240,7 +240,9 @@ impl ContainerRuntime {
         let mut child = command.spawn().map_err(io("start the shim", exe))?;
         drop(gate_read);
         let Some(pid) = child.id() else {
-            return Err(io("start the shim", exe)(std::io::Error::other("it exited at once")));
+            return Err(io("start the shim", exe)(std::io::Error::other(
+                "it exited at once",
+            )));
         };
         let request = ScopeRequest {
             unit: self.tree.unit(id),

@@ -89,7 +89,10 @@ mod tests {
     #[test]
     fn a_shut_gate_carries_the_reason() {
         let (r, w) = new().expect("pipe");
-        release(w, Err("systemd refused the scope berth-x.scope: boom".into()));
+        release(
+            w,
+            Err("systemd refused the scope berth-x.scope: boom".into()),
+        );
         assert_eq!(
             read_word(r),
             Err("systemd refused the scope berth-x.scope: boom".into())

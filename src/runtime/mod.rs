@@ -18,8 +18,8 @@ mod status_watch;
 mod volumes;
 
 pub use container::{ContainerRuntime, RuntimeConfig};
-pub use scope::{ScopeError, Scopes};
 pub use report::{Observation, OomScope};
+pub use scope::{ScopeError, Scopes};
 
 use std::collections::BTreeSet;
 

@@ -79,7 +79,13 @@ impl<W: Write> Initramfs<W> {
     }
 
     /// A character device node: only header fields, so no privilege is needed to make one.
-    pub fn char_device(&mut self, path: &str, perm: u32, major: u32, minor: u32) -> std::io::Result<()> {
+    pub fn char_device(
+        &mut self,
+        path: &str,
+        perm: u32,
+        major: u32,
+        minor: u32,
+    ) -> std::io::Result<()> {
         self.entry(
             Header {
                 name: path,
@@ -148,8 +154,11 @@ impl<W: Write> Initramfs<W> {
 mod tests {
     use super::*;
 
-    /// The entries of a newc archive: (name, mode, rdev, body), read back by the format's rules.
-    fn read_back(mut a: &[u8]) -> Vec<(String, u32, (u32, u32), Vec<u8>)> {
+    /// One entry read back: (name, mode, rdev, body).
+    type Entry = (String, u32, (u32, u32), Vec<u8>);
+
+    /// The entries of a newc archive, read back by the format's rules.
+    fn read_back(mut a: &[u8]) -> Vec<Entry> {
         let mut out = Vec::new();
         let total = a.len();
         loop {
@@ -158,7 +167,8 @@ mod tests {
                 u32::from_str_radix(std::str::from_utf8(&a[6 + i * 8..14 + i * 8]).unwrap(), 16)
                     .unwrap()
             };
-            let (mode, size, rdev, namesize) = (field(1), field(6), (field(9), field(10)), field(11));
+            let (mode, size, rdev, namesize) =
+                (field(1), field(6), (field(9), field(10)), field(11));
             let name = std::str::from_utf8(&a[110..110 + namesize as usize - 1])
                 .unwrap()
                 .to_string();
@@ -191,7 +201,10 @@ mod tests {
         assert_eq!((entries[1].1, entries[1].2), (S_IFCHR | 0o600, (5, 1)));
         assert_eq!(entries[2].3, b"#!/bin/sh\n");
         assert_eq!(entries[3].3, b"abcde");
-        assert_eq!((entries[4].1, entries[4].3.as_slice()), (S_IFLNK | 0o777, &b"lib"[..]));
+        assert_eq!(
+            (entries[4].1, entries[4].3.as_slice()),
+            (S_IFLNK | 0o777, &b"lib"[..])
+        );
     }
 
     #[test]

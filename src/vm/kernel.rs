@@ -180,11 +180,20 @@ mod tests {
         std::fs::write(d.path().join("boot/vmlinuz-6.1.0-9-cloud-amd64"), b"bz").unwrap();
         module(d.path(), "drivers/virtio/virtio_ring.ko", "");
         module(d.path(), "drivers/virtio/virtio.ko", "virtio_ring");
-        module(d.path(), "drivers/virtio/virtio_mmio.ko", "virtio,virtio_ring");
-        module(d.path(), "drivers/char/virtio_console.ko", "virtio,virtio_ring");
+        module(
+            d.path(),
+            "drivers/virtio/virtio_mmio.ko",
+            "virtio,virtio_ring",
+        );
+        module(
+            d.path(),
+            "drivers/char/virtio_console.ko",
+            "virtio,virtio_ring",
+        );
         module(d.path(), "fs/erofs/erofs.ko", "libcrc32c");
         std::fs::write(
-            d.path().join("lib/modules/6.1.0-9-cloud-amd64/modules.builtin"),
+            d.path()
+                .join("lib/modules/6.1.0-9-cloud-amd64/modules.builtin"),
             "kernel/lib/libcrc32c.ko\n",
         )
         .unwrap();
@@ -201,7 +210,10 @@ mod tests {
             .iter()
             .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
             .collect();
-        assert_eq!(names, ["virtio_ring", "virtio", "virtio_mmio", "virtio_console"]);
+        assert_eq!(
+            names,
+            ["virtio_ring", "virtio", "virtio_mmio", "virtio_console"]
+        );
     }
 
     #[test]

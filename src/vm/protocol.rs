@@ -18,7 +18,9 @@ pub const MAX_FRAME: u32 = 16 << 20;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum HostMessage {
-    Hello { version: u32 },
+    Hello {
+        version: u32,
+    },
     /// Sync the disks and power the VM off.
     PowerOff,
 }
@@ -169,7 +171,10 @@ mod tests {
             write_frame(&mut agent, &old).unwrap();
         });
         let err = greet(&mut host).unwrap_err().to_string();
-        assert!(err.contains(&format!("speaks protocol {}", VERSION + 1)), "{err}");
+        assert!(
+            err.contains(&format!("speaks protocol {}", VERSION + 1)),
+            "{err}"
+        );
         assert!(err.contains("stale"), "{err}");
     }
 
@@ -183,7 +188,10 @@ mod tests {
         assert_eq!(
             got,
             AgentMessage::Refused {
-                reason: format!("agent speaks protocol {VERSION}, host speaks {}", VERSION + 7)
+                reason: format!(
+                    "agent speaks protocol {VERSION}, host speaks {}",
+                    VERSION + 7
+                )
             }
         );
         assert!(matches!(

@@ -15,7 +15,9 @@ pub enum Accel {
     Kvm,
     /// Software emulation. The guest kernel must be told the TSC frequency: calibrating it
     /// under TCG hangs some boots.
-    Tcg { tsc_khz: u64 },
+    Tcg {
+        tsc_khz: u64,
+    },
 }
 
 /// One microVM to boot.
@@ -106,7 +108,12 @@ impl Vmm for Qemu {
         a.push("-serial".into());
         a.push("chardev:console".into());
         a.push("-chardev".into());
-        a.push(chardev("socket", "agent", &vm.agent_socket, ",server=on,wait=off"));
+        a.push(chardev(
+            "socket",
+            "agent",
+            &vm.agent_socket,
+            ",server=on,wait=off",
+        ));
         a.push("-device".into());
         a.push("virtio-serial-device,max_ports=2".into());
         a.push("-device".into());

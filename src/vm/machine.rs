@@ -1,0 +1,204 @@
+//! One running microVM seen from the host: the VMM process, started from a [`Vmm`]'s command
+//! line, and the agent's channel once the agent has said hello. Boot and power-off each have a
+//! deadline; past it, or when the VMM dies, the error names the VMM and ends with the guest's
+//! last console lines.
+
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use super::protocol::{self, AgentMessage, HostMessage, ProtocolError};
+use super::vmm::{VmSpec, Vmm};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MachineError {
+    #[error("cannot start {vmm}: {source}")]
+    Spawn {
+        vmm: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{vmm} exited ({status}) before its agent answered{console}")]
+    Exited {
+        vmm: String,
+        status: ExitStatus,
+        console: String,
+    },
+    #[error("{vmm}: the agent did not answer within {secs}s{console}")]
+    Timeout {
+        vmm: String,
+        secs: u64,
+        console: String,
+    },
+    #[error("{vmm}: {source}{console}")]
+    Agent {
+        vmm: String,
+        #[source]
+        source: ProtocolError,
+        console: String,
+    },
+}
+
+pub struct Machine {
+    vmm: String,
+    child: Child,
+    /// The agent's channel, once connected.
+    chan: Option<UnixStream>,
+    console_log: std::path::PathBuf,
+}
+
+/// The last `n` lines of the guest's console, as an error's tail.
+fn console_tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    if lines.is_empty() {
+        return String::new();
+    }
+    let tail = lines[lines.len().saturating_sub(n)..].join("\n  ");
+    format!("; guest console ({}):\n  {tail}", path.display())
+}
+
+/// Starts the VMM and waits for the agent's hello.
+pub fn boot(
+    vmm: &dyn Vmm,
+    vm: &VmSpec,
+    timeout: Duration,
+) -> Result<(Machine, AgentMessage), MachineError> {
+    let name = vmm.name().to_string();
+    let argv = vmm.command(vm);
+    let _ = std::fs::remove_file(&vm.agent_socket);
+    let child = Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| MachineError::Spawn {
+            vmm: name.clone(),
+            source,
+        })?;
+    let mut m = Machine {
+        vmm: name,
+        child,
+        chan: None,
+        console_log: vm.console_log.clone(),
+    };
+    let deadline = Instant::now() + timeout;
+    let mut chan = m.connect(&vm.agent_socket, deadline, timeout)?;
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    let _ = chan.set_read_timeout(Some(remaining.max(Duration::from_millis(1))));
+    let hello = protocol::greet(&mut chan).map_err(|e| m.agent_error(e, timeout))?;
+    let _ = chan.set_read_timeout(None);
+    m.chan = Some(chan);
+    Ok((m, hello))
+}
+
+impl Machine {
+    fn connect(
+        &mut self,
+        socket: &Path,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Result<UnixStream, MachineError> {
+        loop {
+            if let Ok(s) = UnixStream::connect(socket) {
+                return Ok(s);
+            }
+            self.check_alive()?;
+            if Instant::now() >= deadline {
+                return Err(self.timeout(timeout));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn check_alive(&mut self) -> Result<(), MachineError> {
+        match self.child.try_wait() {
+            Ok(Some(status)) => {
+                let mut stderr = String::new();
+                if let Some(mut e) = self.child.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
+                }
+                let mut console = console_tail(&self.console_log, 15);
+                if !stderr.trim().is_empty() {
+                    console = format!("; {}{console}", stderr.trim());
+                }
+                Err(MachineError::Exited {
+                    vmm: self.vmm.clone(),
+                    status,
+                    console,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn timeout(&mut self, timeout: Duration) -> MachineError {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        MachineError::Timeout {
+            vmm: self.vmm.clone(),
+            secs: timeout.as_secs(),
+            console: console_tail(&self.console_log, 15),
+        }
+    }
+
+    fn agent_error(&mut self, e: ProtocolError, timeout: Duration) -> MachineError {
+        if let Err(exited) = self.check_alive() {
+            return exited;
+        }
+        match e {
+            ProtocolError::Io(io)
+                if matches!(
+                    io.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                self.timeout(timeout)
+            }
+            source => MachineError::Agent {
+                vmm: self.vmm.clone(),
+                source,
+                console: console_tail(&self.console_log, 15),
+            },
+        }
+    }
+
+    /// The VMM's process id, for its cgroup and for signals.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Asks the agent to power the VM off and waits for the VMM to exit; kills it past
+    /// `timeout`.
+    pub fn power_off(mut self, timeout: Duration) -> Result<ExitStatus, MachineError> {
+        let asked = match self.chan.as_mut() {
+            Some(chan) => protocol::write_frame(chan, &HostMessage::PowerOff),
+            None => Err(ProtocolError::Closed),
+        };
+        if let Err(e) = asked {
+            let _ = self.child.kill();
+            return Err(self.agent_error(e, timeout));
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                return Err(self.timeout(timeout));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
