@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use nix::kmod::{finit_module, ModuleInitFlags};
 use nix::mount::{mount, MsFlags};
 
-use super::protocol::{self, AgentMessage, HostMessage, ProtocolError};
+use super::guest::{self, Containers};
+use super::protocol::{self, AgentMessage, HostMessage, ProtocolError, VmContainer};
 use super::vmm::AGENT_PORT;
 
 /// Where the initramfs keeps the modules and their load order.
@@ -41,6 +42,8 @@ pub enum AgentError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cgroups: {0}")]
+    Cgroups(String),
     #[error(transparent)]
     Protocol(#[from] ProtocolError),
 }
@@ -59,6 +62,7 @@ fn serve() -> Result<(), AgentError> {
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| s.trim().to_string())
         .unwrap_or_default();
+    guest::setup_cgroups().map_err(AgentError::Cgroups)?;
     let port = find_port(Path::new("/sys/class/virtio-ports"), PORT_WAIT)?;
     let mut chan = OpenOptions::new()
         .read(true)
@@ -78,6 +82,7 @@ fn serve() -> Result<(), AgentError> {
                 };
                 protocol::answer(&mut chan, version, hello)?;
             }
+            Ok(HostMessage::Run { containers }) => run_containers(&mut chan, &containers)?,
             Ok(HostMessage::PowerOff) => {
                 protocol::write_frame(&mut chan, &AgentMessage::PoweringOff)?;
                 return Ok(());
@@ -88,6 +93,32 @@ fn serve() -> Result<(), AgentError> {
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// Starts the containers in order, then reports each exit as it comes. The host's next
+/// message is read once all have ended.
+fn run_containers(chan: &mut File, containers: &[VmContainer]) -> Result<(), AgentError> {
+    let mut running = Containers::default();
+    for c in containers {
+        let said = match running.start(c) {
+            Ok(pid) => AgentMessage::Started {
+                name: c.name.clone(),
+                pid,
+            },
+            Err(reason) => AgentMessage::Failed {
+                name: c.name.clone(),
+                reason,
+            },
+        };
+        protocol::write_frame(chan, &said)?;
+    }
+    while !running.is_empty() {
+        let Some((name, code)) = running.wait_one() else {
+            break;
+        };
+        protocol::write_frame(chan, &AgentMessage::Exited { name, code })?;
+    }
+    Ok(())
 }
 
 fn mount_basics() -> Result<(), AgentError> {

@@ -165,6 +165,27 @@ impl Machine {
         }
     }
 
+    /// Sends the agent a message.
+    pub fn send(&mut self, msg: &HostMessage) -> Result<(), MachineError> {
+        let sent = match self.chan.as_mut() {
+            Some(chan) => protocol::write_frame(chan, msg),
+            None => Err(ProtocolError::Closed),
+        };
+        sent.map_err(|e| self.agent_error(e, Duration::ZERO))
+    }
+
+    /// The agent's next message, waiting at most `timeout`.
+    pub fn receive(&mut self, timeout: Duration) -> Result<AgentMessage, MachineError> {
+        let got = match self.chan.as_mut() {
+            Some(chan) => {
+                let _ = chan.set_read_timeout(Some(timeout.max(Duration::from_millis(1))));
+                protocol::read_frame(chan)
+            }
+            None => Err(ProtocolError::Closed),
+        };
+        got.map_err(|e| self.agent_error(e, timeout))
+    }
+
     /// The VMM's process id, for its cgroup and for signals.
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -173,13 +194,9 @@ impl Machine {
     /// Asks the agent to power the VM off and waits for the VMM to exit; kills it past
     /// `timeout`.
     pub fn power_off(mut self, timeout: Duration) -> Result<ExitStatus, MachineError> {
-        let asked = match self.chan.as_mut() {
-            Some(chan) => protocol::write_frame(chan, &HostMessage::PowerOff),
-            None => Err(ProtocolError::Closed),
-        };
-        if let Err(e) = asked {
+        if let Err(e) = self.send(&HostMessage::PowerOff) {
             let _ = self.child.kill();
-            return Err(self.agent_error(e, timeout));
+            return Err(e);
         }
         let deadline = Instant::now() + timeout;
         loop {

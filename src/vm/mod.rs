@@ -4,6 +4,7 @@
 //! runtime seam: no task runs in a microVM yet.
 
 pub mod agent;
+pub mod guest;
 pub mod image;
 pub mod initramfs;
 pub mod kernel;

@@ -21,8 +21,22 @@ pub enum HostMessage {
     Hello {
         version: u32,
     },
+    /// Create and start these containers, then report each one's exit.
+    Run {
+        containers: Vec<VmContainer>,
+    },
     /// Sync the disks and power the VM off.
     PowerOff,
+}
+
+/// One container of a microVM task: its OCI `config.json` (made on the host by the same code
+/// as container mode's, with `root.path` relative to the bundle) and the serials of the
+/// read-only layer disks its root filesystem is made of, lowest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VmContainer {
+    pub name: String,
+    pub config: serde_json::Value,
+    pub layers: Vec<String>,
 }
 
 /// What the agent says to the host.
@@ -38,6 +52,12 @@ pub enum AgentMessage {
     },
     /// The agent will not talk: a version mismatch, said before it closes.
     Refused { reason: String },
+    /// A container's init process runs.
+    Started { name: String, pid: u32 },
+    /// A container could not be created or started.
+    Failed { name: String, reason: String },
+    /// A container's init process ended (128 + signal when killed).
+    Exited { name: String, code: i32 },
     /// The agent is powering the VM off.
     PoweringOff,
 }

@@ -32,6 +32,15 @@ pub struct VmSpec {
     pub console_log: PathBuf,
     /// The agent's channel: a Unix socket the VMM listens on.
     pub agent_socket: PathBuf,
+    /// Block devices, found in the guest by their serial.
+    pub disks: Vec<Disk>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Disk {
+    pub path: PathBuf,
+    pub serial: String,
+    pub read_only: bool,
 }
 
 /// A VMM's command line for a spec.
@@ -118,6 +127,14 @@ impl Vmm for Qemu {
         a.push("virtio-serial-device,max_ports=2".into());
         a.push("-device".into());
         a.push(format!("virtserialport,chardev=agent,name={AGENT_PORT}").into());
+        for (i, d) in vm.disks.iter().enumerate() {
+            let path = d.path.to_string_lossy().replace(',', ",,");
+            let ro = if d.read_only { ",readonly=on" } else { "" };
+            a.push("-drive".into());
+            a.push(format!("id=disk{i},file={path},format=raw,if=none{ro}").into());
+            a.push("-device".into());
+            a.push(format!("virtio-blk-device,drive=disk{i},serial={}", d.serial).into());
+        }
         a
     }
 }
@@ -152,6 +169,11 @@ mod tests {
             accel,
             console_log: "/t/a,b/console.log".into(),
             agent_socket: "/t/agent.sock".into(),
+            disks: vec![Disk {
+                path: "/l/ab.ext4".into(),
+                serial: "l0".into(),
+                read_only: true,
+            }],
         }
     }
 
@@ -194,6 +216,11 @@ mod tests {
             ]
         );
         assert!(after(&a, "-device").contains(&"virtserialport,chardev=agent,name=org.berth.agent"));
+        assert_eq!(
+            after(&a, "-drive"),
+            ["id=disk0,file=/l/ab.ext4,format=raw,if=none,readonly=on"]
+        );
+        assert!(after(&a, "-device").contains(&"virtio-blk-device,drive=disk0,serial=l0"));
     }
 
     #[test]

@@ -1,0 +1,192 @@
+//! A microVM task's containers, inside the guest: cgroup v2 for them, their root filesystems
+//! (the image's read-only layer disks, found by serial and mounted once, joined by overlayfs
+//! with an upper in the guest's memory), and libcontainer creating each from the config.json
+//! the host made. The initramfs is the guest's root, where pivot_root(2) is refused, so
+//! libcontainer moves the root instead (`no_pivot`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::container::Container;
+use libcontainer::syscall::syscall::SyscallType;
+use nix::mount::{mount, MsFlags};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::Pid;
+
+use super::protocol::VmContainer;
+
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+const STATE_ROOT: &str = "/run/berth/state";
+const BUNDLES: &str = "/run/berth/c";
+const LAYERS: &str = "/run/berth/layers";
+
+/// Mounts cgroup v2 and hands the usual controllers down from the root, where the agent stays
+/// (the root cgroup may hold processes and have children with controllers).
+pub fn setup_cgroups() -> Result<(), String> {
+    let _ = std::fs::create_dir_all(CGROUP_ROOT);
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mount(
+        Some("cgroup2"),
+        CGROUP_ROOT,
+        Some("cgroup2"),
+        flags,
+        None::<&str>,
+    )
+    .map_err(|e| format!("mount cgroup2 on {CGROUP_ROOT}: {e}"))?;
+    let available = std::fs::read_to_string(Path::new(CGROUP_ROOT).join("cgroup.controllers"))
+        .unwrap_or_default();
+    let wanted: Vec<String> = ["cpu", "memory", "pids", "io"]
+        .iter()
+        .filter(|c| available.split_whitespace().any(|a| a == **c))
+        .map(|c| format!("+{c}"))
+        .collect();
+    std::fs::write(
+        Path::new(CGROUP_ROOT).join("cgroup.subtree_control"),
+        wanted.join(" "),
+    )
+    .map_err(|e| format!("enable {} in {CGROUP_ROOT}: {e}", wanted.join(" ")))
+}
+
+/// The running containers, by init pid.
+#[derive(Default)]
+pub struct Containers {
+    running: BTreeMap<i32, (String, Container)>,
+    mounted_layers: Vec<String>,
+}
+
+impl Containers {
+    /// Creates and starts one container; returns its init pid.
+    pub fn start(&mut self, c: &VmContainer) -> Result<u32, String> {
+        let bundle = Path::new(BUNDLES).join(&c.name);
+        let rootfs = bundle.join("rootfs");
+        let lower = self.layers(&c.layers)?;
+        overlay(&lower, &bundle, &rootfs)?;
+        let mut config = c.config.clone();
+        config["root"] = serde_json::json!({ "path": "rootfs", "readonly": false });
+        let text = serde_json::to_vec_pretty(&config).map_err(|e| e.to_string())?;
+        let config_path = bundle.join("config.json");
+        std::fs::write(&config_path, text)
+            .map_err(|e| format!("write {}: {e}", config_path.display()))?;
+        let mut container = ContainerBuilder::new(c.name.clone(), SyscallType::default())
+            .with_root_path(STATE_ROOT)
+            .map_err(|e| format!("CannotStartContainerError: {e}"))?
+            .as_init(&bundle)
+            .with_systemd(false)
+            .with_detach(true)
+            .with_no_pivot(true)
+            .build()
+            .map_err(|e| format!("CannotCreateContainerError: {e}"))?;
+        container
+            .start()
+            .map_err(|e| format!("CannotStartContainerError: {e}"))?;
+        let pid = container
+            .pid()
+            .ok_or_else(|| "CannotStartContainerError: no init process".to_string())?;
+        self.running
+            .insert(pid.as_raw(), (c.name.clone(), container));
+        Ok(pid.as_raw() as u32)
+    }
+
+    /// Mounts each layer disk (by serial) read-only once; returns their mount points.
+    fn layers(&mut self, serials: &[String]) -> Result<Vec<PathBuf>, String> {
+        let mut out = Vec::new();
+        for serial in serials {
+            let target = Path::new(LAYERS).join(serial);
+            if !self.mounted_layers.contains(serial) {
+                let dev = disk_with_serial(Path::new("/sys/block"), serial)
+                    .ok_or_else(|| format!("no layer disk with serial {serial}"))?;
+                std::fs::create_dir_all(&target)
+                    .map_err(|e| format!("{}: {e}", target.display()))?;
+                mount(
+                    Some(&dev),
+                    &target,
+                    Some("ext4"),
+                    MsFlags::MS_RDONLY,
+                    None::<&str>,
+                )
+                .map_err(|e| format!("mount layer {serial} ({}): {e}", dev.display()))?;
+                self.mounted_layers.push(serial.clone());
+            }
+            out.push(target);
+        }
+        Ok(out)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.running.is_empty()
+    }
+
+    /// Waits for the next container to end (reaping any other orphan on the way); returns its
+    /// name and exit code.
+    pub fn wait_one(&mut self) -> Option<(String, i32)> {
+        while !self.running.is_empty() {
+            let (pid, code) = match waitpid(None::<Pid>, None) {
+                Ok(WaitStatus::Exited(pid, code)) => (pid, code),
+                Ok(WaitStatus::Signaled(pid, sig, _)) => (pid, 128 + sig as i32),
+                Ok(_) => continue,
+                Err(_) => return None,
+            };
+            if let Some((name, mut container)) = self.running.remove(&pid.as_raw()) {
+                let _ = container.delete(true);
+                return Some((name, code));
+            }
+        }
+        None
+    }
+}
+
+/// overlayfs of `lower` (lowest first) with its upper and work directories in `bundle`.
+fn overlay(lower: &[PathBuf], bundle: &Path, rootfs: &Path) -> Result<(), String> {
+    let upper = bundle.join("upper");
+    let work = bundle.join("work");
+    for d in [&upper, &work, &rootfs.to_path_buf()] {
+        std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+    }
+    let lowerdir: Vec<String> = lower
+        .iter()
+        .rev()
+        .map(|p| p.display().to_string())
+        .collect();
+    let data = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lowerdir.join(":"),
+        upper.display(),
+        work.display()
+    );
+    mount(
+        Some("overlay"),
+        rootfs,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(data.as_str()),
+    )
+    .map_err(|e| format!("overlay mount on {}: {e}", rootfs.display()))
+}
+
+/// `/dev/vdX` for the virtio disk whose sysfs `serial` is `serial`.
+fn disk_with_serial(sys_block: &Path, serial: &str) -> Option<PathBuf> {
+    std::fs::read_dir(sys_block).ok()?.flatten().find_map(|e| {
+        let s = std::fs::read_to_string(e.path().join("serial")).ok()?;
+        (s.trim() == serial).then(|| Path::new("/dev").join(e.file_name()))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_layer_disk_is_found_by_its_serial() {
+        let d = tempfile::tempdir().unwrap();
+        for (dev, serial) in [("vda", "upper"), ("vdb", "l0")] {
+            std::fs::create_dir_all(d.path().join(dev)).unwrap();
+            std::fs::write(d.path().join(dev).join("serial"), serial).unwrap();
+        }
+        assert_eq!(
+            disk_with_serial(d.path(), "l0"),
+            Some(PathBuf::from("/dev/vdb"))
+        );
+        assert_eq!(disk_with_serial(d.path(), "l9"), None);
+    }
+}
