@@ -28,16 +28,32 @@ fn kernel_dir() -> PathBuf {
         })
 }
 
-/// A one-layer image: a static program that exits 42 when `uname -r` is its argument.
+/// A one-layer image holding one static program with three behaviours: `uname REL` exits 42
+/// when the kernel's release is REL; `ignore-term` ignores SIGTERM and waits; `hog` allocates
+/// and touches 400 MiB.
 fn probe_layer(dir: &Path) -> PathBuf {
     let root = dir.join("layer");
     std::fs::create_dir_all(&root).expect("layer dir");
     let src = dir.join("probe.c");
     std::fs::write(
         &src,
-        "#include <string.h>\n#include <sys/utsname.h>\n\
-         int main(int c, char **v) { struct utsname u; uname(&u);\n\
-         return c > 1 && strcmp(u.release, v[1]) == 0 ? 42 : 1; }\n",
+        r#"#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/utsname.h>
+int main(int c, char **v) {
+  if (c > 2 && !strcmp(v[1], "uname")) {
+    struct utsname u; uname(&u); return strcmp(u.release, v[2]) == 0 ? 42 : 1;
+  }
+  if (c > 1 && !strcmp(v[1], "ignore-term")) { signal(SIGTERM, SIG_IGN); for (;;) pause(); }
+  if (c > 1 && !strcmp(v[1], "hog")) {
+    for (int i = 0; i < 400; i++) { char *p = malloc(1 << 20); if (!p) return 3; memset(p, 1, 1 << 20); }
+    return 0;
+  }
+  return 2;
+}
+"#,
     )
     .expect("probe.c");
     let built = Command::new("gcc")
@@ -60,17 +76,52 @@ fn probe_layer(dir: &Path) -> PathBuf {
     img
 }
 
-fn probe_config(release: &str) -> serde_json::Value {
+fn probe(
+    name: &str,
+    args: &[&str],
+    memory_mib: Option<i64>,
+    stop_timeout_secs: u64,
+) -> VmContainer {
     let spec = libcontainer::oci_spec::runtime::Spec::default();
     let mut config = serde_json::to_value(&spec).expect("default spec");
-    config["process"]["args"] = serde_json::json!(["/probe", release]);
+    let mut argv = vec!["/probe"];
+    argv.extend_from_slice(args);
+    config["process"]["args"] = serde_json::json!(argv);
     config["process"]["terminal"] = false.into();
-    config["linux"]["cgroupsPath"] = "/berth/probe".into();
-    config
+    config["linux"]["cgroupsPath"] = format!("/berth/{name}").into();
+    if let Some(mib) = memory_mib {
+        config["linux"]["resources"]["memory"] =
+            serde_json::json!({ "limit": mib << 20, "swap": mib << 20 });
+    }
+    VmContainer {
+        name: name.into(),
+        config,
+        layers: vec!["l0".into()],
+        stop_timeout_secs,
+    }
+}
+
+/// Runs `c` and returns how it ended; `stop` asks the agent to stop it once it runs.
+fn run(m: &mut machine::Machine, c: VmContainer, stop: bool) -> AgentMessage {
+    let name = c.name.clone();
+    m.send(&HostMessage::Run {
+        containers: vec![c],
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let wait = Duration::from_secs(90);
+    let started = m.receive(wait).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        matches!(&started, AgentMessage::Started { name: n, .. } if *n == name),
+        "{started:?}"
+    );
+    if stop {
+        m.send(&HostMessage::Stop).unwrap_or_else(|e| panic!("{e}"));
+    }
+    m.receive(wait).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]
-fn the_agent_boots_as_pid_1_runs_a_container_on_the_guest_kernel_and_powers_off() {
+fn the_agent_boots_as_pid_1_runs_stops_and_oom_kills_containers_and_powers_off() {
     let k = kernel::find(&kernel_dir()).unwrap_or_else(|e| panic!("{e}"));
     let work = tempfile::tempdir().expect("tempdir");
     let agent = PathBuf::from(env!("CARGO_BIN_EXE_berth-agent"));
@@ -121,28 +172,39 @@ fn the_agent_boots_as_pid_1_runs_a_container_on_the_guest_kernel_and_powers_off(
             "{m} not loaded: {modules:?}"
         );
     }
-    m.send(&HostMessage::Run {
-        containers: vec![VmContainer {
-            name: "probe".into(),
-            config: probe_config(&k.release),
-            layers: vec!["l0".into()],
-        }],
-    })
-    .unwrap_or_else(|e| panic!("{e}"));
-    let wait = Duration::from_secs(60);
-    let started = m.receive(wait).unwrap_or_else(|e| panic!("{e}"));
-    assert!(
-        matches!(&started, AgentMessage::Started { name, .. } if name == "probe"),
-        "{started:?}"
+    let ended = run(
+        &mut m,
+        probe("uname", &["uname", &k.release], None, 30),
+        false,
     );
-    let exited = m.receive(wait).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
-        exited,
+        ended,
         AgentMessage::Exited {
-            name: "probe".into(),
-            code: 42
+            name: "uname".into(),
+            code: 42,
+            oom: false
         },
         "the container saw the guest's kernel"
+    );
+    let ended = run(&mut m, probe("hog", &["hog"], Some(32), 30), false);
+    assert_eq!(
+        ended,
+        AgentMessage::Exited {
+            name: "hog".into(),
+            code: 137,
+            oom: true
+        },
+        "400 MiB in a 32 MiB container is an OOM kill, read from the guest's memory.events"
+    );
+    let ended = run(&mut m, probe("stubborn", &["ignore-term"], None, 2), true);
+    assert_eq!(
+        ended,
+        AgentMessage::Exited {
+            name: "stubborn".into(),
+            code: 137,
+            oom: false
+        },
+        "a container ignoring SIGTERM is killed after its stop timeout"
     );
     let status = m
         .power_off(Duration::from_secs(60))

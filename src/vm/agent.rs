@@ -8,8 +8,11 @@ use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use std::os::fd::AsFd;
+
 use nix::kmod::{finit_module, ModuleInitFlags};
 use nix::mount::{mount, MsFlags};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use super::guest::{self, Containers};
 use super::protocol::{self, AgentMessage, HostMessage, ProtocolError, VmContainer};
@@ -72,7 +75,21 @@ fn serve() -> Result<(), AgentError> {
             path: port.clone(),
             source,
         })?;
+    let mut containers = Containers::default();
     loop {
+        // Exits are news whatever the host is doing.
+        for e in containers.reap() {
+            let said = AgentMessage::Exited {
+                name: e.name,
+                code: e.code,
+                oom: e.oom,
+            };
+            protocol::write_frame(&mut chan, &said)?;
+        }
+        containers.kill_overdue(Some(Instant::now()));
+        if !readable(&chan) {
+            continue;
+        }
         match protocol::read_frame::<_, HostMessage>(&mut chan) {
             Ok(HostMessage::Hello { version }) => {
                 let hello = AgentMessage::Hello {
@@ -82,8 +99,12 @@ fn serve() -> Result<(), AgentError> {
                 };
                 protocol::answer(&mut chan, version, hello)?;
             }
-            Ok(HostMessage::Run { containers }) => run_containers(&mut chan, &containers)?,
+            Ok(HostMessage::Run { containers: wanted }) => {
+                start_all(&mut chan, &mut containers, &wanted)?
+            }
+            Ok(HostMessage::Stop) => containers.stop_all(),
             Ok(HostMessage::PowerOff) => {
+                containers.kill_overdue(None);
                 protocol::write_frame(&mut chan, &AgentMessage::PoweringOff)?;
                 return Ok(());
             }
@@ -95,12 +116,29 @@ fn serve() -> Result<(), AgentError> {
     }
 }
 
-/// Starts the containers in order, then reports each exit as it comes. The host's next
-/// message is read once all have ended.
-fn run_containers(chan: &mut File, containers: &[VmContainer]) -> Result<(), AgentError> {
-    let mut running = Containers::default();
-    for c in containers {
-        let said = match running.start(c) {
+/// Whether the host has sent something, waiting up to 100 ms. A port the host is not
+/// connected to polls as hung up: then wait a little, not spin.
+fn readable(chan: &File) -> bool {
+    let mut fds = [PollFd::new(chan.as_fd(), PollFlags::POLLIN)];
+    let _ = poll(&mut fds, PollTimeout::from(100u16));
+    let revents = fds[0].revents().unwrap_or(PollFlags::empty());
+    if revents.contains(PollFlags::POLLIN) {
+        return true;
+    }
+    if revents.intersects(PollFlags::POLLHUP | PollFlags::POLLERR) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// Starts the containers in order, saying of each whether it runs.
+fn start_all(
+    chan: &mut File,
+    containers: &mut Containers,
+    wanted: &[VmContainer],
+) -> Result<(), AgentError> {
+    for c in wanted {
+        let said = match containers.start(c) {
             Ok(pid) => AgentMessage::Started {
                 name: c.name.clone(),
                 pid,
@@ -111,12 +149,6 @@ fn run_containers(chan: &mut File, containers: &[VmContainer]) -> Result<(), Age
             },
         };
         protocol::write_frame(chan, &said)?;
-    }
-    while !running.is_empty() {
-        let Some((name, code)) = running.wait_one() else {
-            break;
-        };
-        protocol::write_frame(chan, &AgentMessage::Exited { name, code })?;
     }
     Ok(())
 }

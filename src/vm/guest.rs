@@ -11,10 +11,13 @@ use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::Container;
 use libcontainer::syscall::syscall::SyscallType;
 use nix::mount::{mount, MsFlags};
-use nix::sys::wait::{waitpid, WaitStatus};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
+use std::time::{Duration, Instant};
 
 use super::protocol::VmContainer;
+use crate::cgroup::task::memory_events;
 
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 const STATE_ROOT: &str = "/run/berth/state";
@@ -48,10 +51,26 @@ pub fn setup_cgroups() -> Result<(), String> {
     .map_err(|e| format!("enable {} in {CGROUP_ROOT}: {e}", wanted.join(" ")))
 }
 
+struct Running {
+    name: String,
+    container: Container,
+    cgroup: PathBuf,
+    stop_timeout: Duration,
+    kill_at: Option<Instant>,
+}
+
+/// How one container ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ended {
+    pub name: String,
+    pub code: i32,
+    pub oom: bool,
+}
+
 /// The running containers, by init pid.
 #[derive(Default)]
 pub struct Containers {
-    running: BTreeMap<i32, (String, Container)>,
+    running: BTreeMap<i32, Running>,
     mounted_layers: Vec<String>,
 }
 
@@ -64,6 +83,12 @@ impl Containers {
         overlay(&lower, &bundle, &rootfs)?;
         let mut config = c.config.clone();
         config["root"] = serde_json::json!({ "path": "rootfs", "readonly": false });
+        let cgroup = Path::new(CGROUP_ROOT).join(
+            config["linux"]["cgroupsPath"]
+                .as_str()
+                .unwrap_or_default()
+                .trim_start_matches('/'),
+        );
         let text = serde_json::to_vec_pretty(&config).map_err(|e| e.to_string())?;
         let config_path = bundle.join("config.json");
         std::fs::write(&config_path, text)
@@ -83,8 +108,16 @@ impl Containers {
         let pid = container
             .pid()
             .ok_or_else(|| "CannotStartContainerError: no init process".to_string())?;
-        self.running
-            .insert(pid.as_raw(), (c.name.clone(), container));
+        self.running.insert(
+            pid.as_raw(),
+            Running {
+                name: c.name.clone(),
+                container,
+                cgroup,
+                stop_timeout: Duration::from_secs(c.stop_timeout_secs),
+                kill_at: None,
+            },
+        );
         Ok(pid.as_raw() as u32)
     }
 
@@ -117,22 +150,49 @@ impl Containers {
         self.running.is_empty()
     }
 
-    /// Waits for the next container to end (reaping any other orphan on the way); returns its
-    /// name and exit code.
-    pub fn wait_one(&mut self) -> Option<(String, i32)> {
-        while !self.running.is_empty() {
-            let (pid, code) = match waitpid(None::<Pid>, None) {
+    /// The containers that ended since the last call, without waiting; other orphans (PID 1
+    /// inherits them all) are reaped on the way.
+    pub fn reap(&mut self) -> Vec<Ended> {
+        let mut ended = Vec::new();
+        loop {
+            let (pid, code) = match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::Exited(pid, code)) => (pid, code),
                 Ok(WaitStatus::Signaled(pid, sig, _)) => (pid, 128 + sig as i32),
+                Ok(WaitStatus::StillAlive) | Err(_) => return ended,
                 Ok(_) => continue,
-                Err(_) => return None,
             };
-            if let Some((name, mut container)) = self.running.remove(&pid.as_raw()) {
-                let _ = container.delete(true);
-                return Some((name, code));
+            if let Some(mut r) = self.running.remove(&pid.as_raw()) {
+                // Read before delete removes the cgroup.
+                let oom = code == 137 && memory_events(&r.cgroup).oom_kill > 0;
+                let _ = r.container.delete(true);
+                ended.push(Ended {
+                    name: r.name,
+                    code,
+                    oom,
+                });
             }
         }
-        None
+    }
+
+    /// SIGTERM to every container not yet told; each is killed after its stop timeout.
+    pub fn stop_all(&mut self) {
+        let now = Instant::now();
+        for (pid, r) in &mut self.running {
+            if r.kill_at.is_none() {
+                let _ = kill(Pid::from_raw(*pid), Signal::SIGTERM);
+                r.kill_at = Some(now + r.stop_timeout);
+            }
+        }
+    }
+
+    /// SIGKILL to the containers whose stop timeout has passed (all of them with `now`
+    /// `None`).
+    pub fn kill_overdue(&mut self, now: Option<Instant>) {
+        for (pid, r) in &self.running {
+            if now.is_none_or(|now| r.kill_at.is_some_and(|t| t <= now)) {
+                let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+            }
+        }
     }
 }
 

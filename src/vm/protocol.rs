@@ -25,6 +25,8 @@ pub enum HostMessage {
     Run {
         containers: Vec<VmContainer>,
     },
+    /// SIGTERM to every container, SIGKILL after its `stop_timeout_secs`.
+    Stop,
     /// Sync the disks and power the VM off.
     PowerOff,
 }
@@ -37,6 +39,13 @@ pub struct VmContainer {
     pub name: String,
     pub config: serde_json::Value,
     pub layers: Vec<String>,
+    /// SIGTERM to SIGKILL on a stop (the container's `stopTimeout`).
+    #[serde(default = "default_stop_timeout")]
+    pub stop_timeout_secs: u64,
+}
+
+fn default_stop_timeout() -> u64 {
+    30
 }
 
 /// What the agent says to the host.
@@ -56,8 +65,9 @@ pub enum AgentMessage {
     Started { name: String, pid: u32 },
     /// A container could not be created or started.
     Failed { name: String, reason: String },
-    /// A container's init process ended (128 + signal when killed).
-    Exited { name: String, code: i32 },
+    /// A container's init process ended (128 + signal when killed); `oom` when the kernel's
+    /// OOM killer ended it (its cgroup's `memory.events`).
+    Exited { name: String, code: i32, oom: bool },
     /// The agent is powering the VM off.
     PoweringOff,
 }
