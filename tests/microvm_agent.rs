@@ -150,6 +150,7 @@ fn the_agent_boots_as_pid_1_runs_stops_and_oom_kills_containers_and_powers_off()
             serial: "l0".into(),
             read_only: true,
         }],
+        cgroup: None,
     };
     let qemu = Qemu {
         binary: "qemu-system-x86_64".into(),

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::vm::sizing::Isolation;
+
 use crate::network::Subnet;
 
 /// Where the daemon looks when `--config` is not given.
@@ -81,6 +83,29 @@ pub struct Config {
     pub autoscale_interval_secs: u64,
     /// Seconds of samples the autoscaler averages.
     pub autoscale_window_secs: u64,
+    /// Isolation of a task whose caller does not choose: `container` or `microvm`.
+    pub default_isolation: Isolation,
+    /// Isolation of a definition whose `requiresCompatibilities` names only FARGATE.
+    pub fargate_isolation: Isolation,
+    /// Debian's cloud kernel unpacked (`packaging/fetch-guest-kernel DIR`), for microVMs.
+    pub vm_kernel_dir: PathBuf,
+    /// The VMM: QEMU's x86_64 system emulator (its `-M microvm` machine).
+    pub vmm: PathBuf,
+    /// `auto` (KVM where `/dev/kvm` opens, else emulation), `kvm` or `tcg`.
+    pub vm_accel: VmAccel,
+    /// MiB the books add to a microVM's memory for its VMM process.
+    pub vm_overhead_mib: u64,
+    /// Seconds a microVM gets from its VMM's start to its agent's hello.
+    pub vm_boot_timeout_secs: u64,
+}
+
+/// How microVMs run guest code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VmAccel {
+    Auto,
+    Kvm,
+    Tcg,
 }
 
 /// A range of ports such as `49153-65535`.
@@ -123,6 +148,14 @@ impl Default for Config {
             init_binary: PathBuf::from("/usr/bin/tini-static"),
             autoscale_interval_secs: 5,
             autoscale_window_secs: 30,
+            default_isolation: Isolation::Container,
+            fargate_isolation: Isolation::Microvm,
+            vm_kernel_dir: PathBuf::from("/var/lib/berth/guest-kernel"),
+            vmm: PathBuf::from("/usr/bin/qemu-system-x86_64"),
+            vm_accel: VmAccel::Auto,
+            // QEMU under TCG was seen at 210-240 MiB RSS whatever the guest's size.
+            vm_overhead_mib: 256,
+            vm_boot_timeout_secs: 300,
         }
     }
 }

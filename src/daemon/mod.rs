@@ -14,11 +14,12 @@ use crate::cgroup::{self, CgroupTree};
 use crate::config::Config;
 use crate::dbus::{self, Manager};
 use crate::engine::Engine;
+use crate::engine::IsolationPolicy;
 use crate::host;
 use crate::image::ImageStore;
 use crate::metrics::{self, Metrics};
 use crate::network::{AddressPool, NetworkConfig, NetworkError, Networks};
-use crate::runtime::{ContainerRuntime, RuntimeConfig, ScopeError, Scopes};
+use crate::runtime::{ContainerRuntime, RuntimeConfig, ScopeError, Scopes, VmSettings};
 use crate::spec::Protocol;
 use crate::store::{Store, StoreError};
 
@@ -130,6 +131,15 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
             pids_max: config.pids_max,
             shim_exe,
             shim_args,
+            vm: VmSettings {
+                kernel_dir: config.vm_kernel_dir.clone(),
+                vmm: config.vmm.clone(),
+                accel: config.vm_accel,
+                boot_timeout_secs: config.vm_boot_timeout_secs,
+                overhead_mib: config.vm_overhead_mib,
+                agent: agent_exe()?,
+                cache_dir: config.state_dir.join("vm"),
+            },
             scopes,
             init_binary: config.init_binary.clone(),
         },
@@ -144,7 +154,12 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         Arc::new(runtime),
         images,
         &host::boot_id(Path::new("/proc"))?,
-    )?;
+    )?
+    .with_isolation_policy(IsolationPolicy {
+        default: config.default_isolation,
+        fargate: config.fargate_isolation,
+        vm_overhead_mib: config.vm_overhead_mib,
+    });
     let metrics = Metrics::new(engine.clone())?;
     // Following before the watch loop runs, so no launch it completes goes uncounted.
     let lifecycle_task = tokio::spawn(metrics.lifecycle().follow(engine.clone()));
@@ -209,6 +224,12 @@ fn shim_command() -> Result<(PathBuf, Vec<String>), DaemonError> {
     }
     tracing::info!(shim = %own.display(), "no berth-shim beside berthd: task shims run as `berthd shim`");
     Ok((own, vec!["shim".into()]))
+}
+
+/// `berth-agent` beside berthd: the initramfs of every microVM is built around it.
+fn agent_exe() -> Result<PathBuf, DaemonError> {
+    let own = std::env::current_exe().map_err(DaemonError::OwnExe)?;
+    Ok(own.with_file_name("berth-agent"))
 }
 
 /// Ports tasks may not take: the configured ones over both protocols, and berthd's own.

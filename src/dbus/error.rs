@@ -43,7 +43,9 @@ impl From<TaskError> for BerthError {
         match e {
             TaskError::Definition(d) => d.into(),
             TaskError::Capacity(_) => BerthError::ResourceUnavailable(e.to_string()),
-            TaskError::Inactive(_) => BerthError::InvalidArgument(e.to_string()),
+            TaskError::Inactive(_) | TaskError::Isolation(_) => {
+                BerthError::InvalidArgument(e.to_string())
+            }
             TaskError::NotFound(_) => BerthError::NotFound(e.to_string()),
             TaskError::ImageInUse { .. } => BerthError::InUse(e.to_string()),
             TaskError::Image(i) => i.into(),

@@ -1,5 +1,6 @@
 //! `org.berth.Agent1.Manager`: task definitions and the host's capacity.
 
+use crate::vm::sizing::Isolation;
 use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
 use zbus::OwnedObjectPath;
@@ -191,6 +192,37 @@ impl Manager {
         require_admin(conn, &hdr).await?;
         let task = self.engine.run_task(&task_definition)?;
         tracing::info!(task = %task.id, task_definition = %task.task_definition, "task created");
+        Ok((task.id.clone(), task_path(&task.id)?))
+    }
+
+    /// Starts a task of `task_definition` with `options`: `isolation` (`container` or
+    /// `microvm`; without it the daemon chooses: `fargate_isolation` for a FARGATE-only
+    /// definition, else `default_isolation`). An unknown option is refused by name.
+    #[zbus(out_args("id", "path"))]
+    async fn run_task_with(
+        &self,
+        task_definition: String,
+        options: std::collections::HashMap<String, String>,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(String, OwnedObjectPath), BerthError> {
+        require_admin(conn, &hdr).await?;
+        let mut isolation = None;
+        for (k, v) in &options {
+            match k.as_str() {
+                "isolation" => {
+                    isolation = Some(Isolation::parse(v).map_err(BerthError::InvalidArgument)?)
+                }
+                other => {
+                    return Err(BerthError::InvalidArgument(format!(
+                        "RunTaskWith: unknown option {other:?} (known: isolation)"
+                    )))
+                }
+            }
+        }
+        let task = self.engine.run_task_as(&task_definition, None, isolation)?;
+        tracing::info!(task = %task.id, task_definition = %task.task_definition,
+            isolation = task.isolation.as_str(), "task created");
         Ok((task.id.clone(), task_path(&task.id)?))
     }
 

@@ -31,6 +31,8 @@ pub fn describe(t: &Task) -> serde_json::Value {
         "cpu": t.reservation.cpu_units.to_string(),
         "memory": t.reservation.memory_mib.to_string(),
         "healthStatus": t.health_status().as_str(),
+        "isolation": t.isolation.as_str(),
+        "vm": t.vm.map(|v| serde_json::json!({"vcpus": v.vcpus, "memoryMiB": v.memory_mib})),
         "containers": t.containers.iter().map(|c| serde_json::json!({
             "name": c.name,
             "lastStatus": c.last_status.as_str(),
@@ -193,6 +195,12 @@ impl TaskObject {
 
     /// ECS's task healthStatus: HEALTHY, UNHEALTHY or UNKNOWN, from the essential containers'
     /// health checks.
+    /// `container` or `microvm`.
+    #[zbus(property)]
+    fn isolation(&self) -> String {
+        self.field(|t| t.isolation.as_str().to_string())
+    }
+
     #[zbus(property)]
     fn health_status(&self) -> String {
         self.field(|t| t.health_status().as_str().to_string())

@@ -29,6 +29,7 @@ use crate::image::ImageStore;
 use crate::runtime::Runtime;
 use crate::spec;
 use crate::store::{Store, StoreError, StoredDefinition};
+use crate::vm::sizing::Isolation;
 
 #[derive(Debug)]
 struct State {
@@ -68,6 +69,25 @@ pub struct Engine {
     /// The autoscaler's samples and CPU readings, kept in memory only.
     sampler: Arc<Mutex<autoscaling::Sampler>>,
     decision_counts: Arc<Mutex<DecisionCounts>>,
+    isolation: IsolationPolicy,
+}
+
+/// The daemon's isolation settings the engine applies at RunTask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IsolationPolicy {
+    pub default: Isolation,
+    pub fargate: Isolation,
+    pub vm_overhead_mib: u64,
+}
+
+impl Default for IsolationPolicy {
+    fn default() -> Self {
+        IsolationPolicy {
+            default: Isolation::Container,
+            fargate: Isolation::Microvm,
+            vm_overhead_mib: 256,
+        }
+    }
 }
 
 /// What the faces show of the capacity books.
@@ -108,6 +128,7 @@ impl Engine {
             service_gate: Arc::new(Mutex::new(())),
             sampler: Arc::new(Mutex::new(autoscaling::Sampler::default())),
             decision_counts: Arc::new(Mutex::new(DecisionCounts::default())),
+            isolation: IsolationPolicy::default(),
         })
     }
 
@@ -158,6 +179,12 @@ impl Engine {
         self.lock().definitions.list(family_prefix)
     }
 
+    /// The daemon's isolation settings (the defaults without).
+    pub fn with_isolation_policy(mut self, policy: IsolationPolicy) -> Engine {
+        self.isolation = policy;
+        self
+    }
+
     pub fn describe_definition(&self, reference: &str) -> Result<Registered, DefinitionError> {
         self.lock().definitions.get(reference)
     }
@@ -197,6 +224,15 @@ pub(crate) fn test_engine(dir: &std::path::Path) -> Engine {
             pids_max: 64,
             shim_exe: "/bin/false".into(),
             shim_args: Vec::new(),
+            vm: crate::runtime::VmSettings {
+                kernel_dir: dir.join("kernel"),
+                vmm: "/bin/false".into(),
+                accel: crate::config::VmAccel::Tcg,
+                boot_timeout_secs: 10,
+                overhead_mib: 256,
+                agent: "/bin/false".into(),
+                cache_dir: dir.join("vm"),
+            },
             scopes: Default::default(),
             init_binary: "/bin/false".into(),
         },

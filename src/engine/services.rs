@@ -257,7 +257,7 @@ impl Engine {
             self.stop_task(id, reason)?;
         }
         for reference in &actions.start {
-            match self.run_task_as(reference, Some(&started_by(name))) {
+            match self.run_task_as(reference, Some(&started_by(name)), None) {
                 Ok(t) => {
                     s.tasks.insert(t.id.clone());
                     changed = true;

@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::vm::sizing::{Isolation, VmSize};
+
 use crate::capacity::{Claim, HostPort, Resources};
 use crate::network::TaskNetwork;
 use crate::runtime::report::HealthStatus;
@@ -107,6 +109,12 @@ pub struct Task {
     /// ECS's `startedBy`: `service:<name>` for a service's task.
     #[serde(default)]
     pub started_by: Option<String>,
+    /// Container, or a microVM of its own.
+    #[serde(default)]
+    pub isolation: Isolation,
+    /// The microVM's size, for a microVM task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm: Option<VmSize>,
 }
 
 impl Task {
@@ -150,7 +158,18 @@ impl Task {
                 .collect(),
             network: TaskNetwork::default(),
             started_by: None,
+            isolation: Isolation::Container,
+            vm: None,
         }
+    }
+
+    /// Makes it a microVM task of `size`: the books hold the VM's memory and the VMM's
+    /// `overhead_mib` besides, and at least the task's CPU.
+    pub fn in_microvm(mut self, size: VmSize, overhead_mib: u64) -> Task {
+        self.isolation = Isolation::Microvm;
+        self.reservation.memory_mib = size.memory_mib + overhead_mib;
+        self.vm = Some(size);
+        self
     }
 
     /// Gives the task its bridge network; its dynamic host ports join its static ones.

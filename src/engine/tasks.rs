@@ -1,6 +1,7 @@
 //! Running and stopping tasks, and the loop that keeps each task's known status in line with
 //! what its backend reports. The runtime is called outside the state lock.
 
+use crate::vm::sizing::{vm_size, Isolation};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -32,6 +33,8 @@ pub enum TaskError {
     Store(#[from] StoreError),
     #[error("cannot make a task id")]
     Id(#[source] std::io::Error),
+    #[error("{0}")]
+    Isolation(String),
 }
 
 fn new_task_id() -> Result<String, std::io::Error> {
@@ -51,14 +54,16 @@ impl Engine {
     /// `RunTask`: admits the task to the books, records it, and hands it to the runtime.
     /// A task the runtime cannot start is returned STOPPED with the cause as its reason.
     pub fn run_task(&self, reference: &str) -> Result<Task, TaskError> {
-        self.run_task_as(reference, None)
+        self.run_task_as(reference, None, None)
     }
 
-    /// `RunTask` on behalf of `started_by` (ECS's field: `service:<name>`).
+    /// `RunTask` on behalf of `started_by` (ECS's field: `service:<name>`), in the isolation
+    /// asked for (else the daemon's choice for the definition).
     pub fn run_task_as(
         &self,
         reference: &str,
         started_by: Option<&str>,
+        isolation: Option<Isolation>,
     ) -> Result<Task, TaskError> {
         let admitting = std::time::Instant::now();
         let id = new_task_id().map_err(TaskError::Id)?;
@@ -75,6 +80,16 @@ impl Engine {
                 .pick_ports(&network::dynamic_ports_needed(def))?;
             let mut task = Task::new(id.clone(), reg.reference(), def, now_us())
                 .with_network(network::assign(def, &id, &addresses, &dynamic));
+            let policy = self.isolation;
+            if Isolation::choose(isolation, def, policy.default, policy.fargate)
+                == Isolation::Microvm
+            {
+                let size = vm_size(def).map_err(TaskError::Isolation)?;
+                self.runtime
+                    .supports(Isolation::Microvm)
+                    .map_err(TaskError::Isolation)?;
+                task = task.in_microvm(size, policy.vm_overhead_mib);
+            }
             task.started_by = started_by.map(str::to_string);
             state.books.admit(task.claim())?;
             if let Err(e) = persist(&state.store, &task) {
@@ -82,10 +97,11 @@ impl Engine {
                 return Err(e.into());
             }
             let net = task.network.clone();
+            let vm = task.vm;
             state.tasks.insert(id.clone(), task);
-            (reg, net)
+            (reg, net, vm)
         };
-        let (registered, net) = registered;
+        let (registered, net, vm) = registered;
         crate::timing::step(&id, "admit", admitting);
         self.emit(Change::TaskAdded(id.clone()));
         self.emit(Change::Capacity);
@@ -94,6 +110,7 @@ impl Engine {
             task_id: &id,
             definition: &registered.definition,
             network: &net,
+            vm: vm.as_ref(),
         });
         crate::timing::step(&id, "launch", launching);
         let mut state = self.lock();

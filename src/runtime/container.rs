@@ -17,6 +17,7 @@ use super::cleanup;
 use super::devices;
 use super::envfiles;
 use super::gate;
+use super::microvm::{self, VmSettings};
 use super::net;
 use super::plan::{ContainerPlan, HealthPlan, Plan, DEFAULT_START_TIMEOUT_SECS, PLAN_FILE};
 use super::report::StatusDir;
@@ -48,6 +49,8 @@ pub struct RuntimeConfig {
     pub scopes: Arc<Scopes>,
     /// A static init (tini) for containers with `initProcessEnabled`.
     pub init_binary: PathBuf,
+    /// How microVM tasks run here.
+    pub vm: VmSettings,
 }
 
 #[derive(Debug)]
@@ -208,10 +211,22 @@ impl ContainerRuntime {
             task_cgroup,
             limits: TaskLimits {
                 cpu_units: def.cpu,
-                memory_mib: def.memory,
+                // A VM's memory is the guest's and its VMM's, and no more.
+                memory_mib: match launch.vm {
+                    Some(size) => Some(size.memory_mib + self.config.vm.overhead_mib),
+                    None => def.memory,
+                },
                 pids_max: self.config.pids_max,
             },
             runtime_root: self.config.runtime_dir.clone(),
+            vm: launch.vm.map(|size| {
+                microvm::plan(
+                    &self.config.vm,
+                    size,
+                    &self.config.runtime_dir,
+                    launch.task_id,
+                )
+            }),
             containers,
             shared_namespaces: shared_namespaces(def),
         })
@@ -307,6 +322,13 @@ impl ContainerRuntime {
 }
 
 impl Runtime for ContainerRuntime {
+    fn supports(&self, isolation: crate::vm::sizing::Isolation) -> Result<(), String> {
+        match isolation {
+            crate::vm::sizing::Isolation::Container => Ok(()),
+            crate::vm::sizing::Isolation::Microvm => microvm::check(&self.config.vm),
+        }
+    }
+
     fn launch(&self, launch: &Launch) -> Result<(), LaunchError> {
         let planning = std::time::Instant::now();
         let dir = self.task_dir(launch.task_id);

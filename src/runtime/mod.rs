@@ -9,6 +9,7 @@ mod container;
 mod devices;
 mod envfiles;
 mod gate;
+pub mod microvm;
 mod net;
 pub mod plan;
 pub mod report;
@@ -18,6 +19,7 @@ mod status_watch;
 mod volumes;
 
 pub use container::{ContainerRuntime, RuntimeConfig};
+pub use microvm::VmSettings;
 pub use report::{Observation, OomScope};
 pub use scope::{ScopeError, Scopes};
 
@@ -54,6 +56,8 @@ pub struct Launch<'a> {
     pub definition: &'a TaskDefinition,
     /// Its addresses and published ports (empty in host and none modes).
     pub network: &'a crate::network::TaskNetwork,
+    /// The microVM's size, for a task in one.
+    pub vm: Option<&'a crate::vm::sizing::VmSize>,
 }
 
 /// What a backend says about one task.
@@ -75,6 +79,13 @@ pub struct Usage {
 pub trait Runtime: Send + Sync + std::fmt::Debug {
     /// Prepares and starts the task; returns once its holder process runs.
     fn launch(&self, launch: &Launch) -> Result<(), LaunchError>;
+    /// Whether this host can run tasks in `isolation` now; the reason and the fix when not.
+    fn supports(&self, isolation: crate::vm::sizing::Isolation) -> Result<(), String> {
+        match isolation {
+            crate::vm::sizing::Isolation::Container => Ok(()),
+            other => Err(format!("this runtime cannot run {} tasks", other.as_str())),
+        }
+    }
     /// Asks the task's containers to stop (each with its stopTimeout). Repeatable.
     fn stop(&self, task_id: &str);
     fn observe(&self, task_id: &str) -> Seen;

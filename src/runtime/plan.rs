@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::cgroup::TaskLimits;
 use crate::spec::order::{Dependency, HealthCheck};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Plan {
     pub task_id: String,
@@ -28,6 +28,28 @@ pub struct Plan {
     /// shim holds them in a process of its own, which the containers join.
     #[serde(default)]
     pub shared_namespaces: Vec<String>,
+    /// For a microVM task: the VM the shim boots, whose agent creates the containers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm: Option<VmPlan>,
+}
+
+/// A microVM task's machine, as the shim boots it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VmPlan {
+    pub vmm: PathBuf,
+    pub accel: crate::vm::vmm::Accel,
+    /// Debian's cloud kernel, unpacked.
+    pub kernel_dir: PathBuf,
+    /// `berth-agent`, the guest's PID 1.
+    pub agent: PathBuf,
+    /// Where the agent's initramfs and the layers' disks are cached.
+    pub cache_dir: PathBuf,
+    pub vcpus: u32,
+    pub memory_mib: u64,
+    pub boot_timeout_secs: u64,
+    /// The agent channel's Unix socket (short: it must fit a socket address).
+    pub socket: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -127,6 +127,9 @@ pub struct TaskDefinition {
     pub ipc_mode: Option<SharedNamespace>,
     pub volumes: Vec<super::volumes::Volume>,
     pub containers: Vec<ContainerDefinition>,
+    /// `requiresCompatibilities` is `["FARGATE"]`: the daemon's `fargate_isolation` applies.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub fargate_only: bool,
 }
 
 impl TaskDefinition {

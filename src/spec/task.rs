@@ -27,15 +27,12 @@ const KNOWN: &[&str] = &[
     "volumes",
     "inferenceAccelerators",
     "runtimePlatform",
+    "requiresCompatibilities",
 ];
 
 const IGNORED: &[(&str, &str)] = &[
     ("taskRoleArn", "IAM roles have no meaning on one host"),
     ("executionRoleArn", "IAM roles have no meaning on one host"),
-    (
-        "requiresCompatibilities",
-        "berth chooses isolation per task",
-    ),
     ("placementConstraints", "there is one host"),
     (
         "proxyConfiguration",
@@ -74,6 +71,7 @@ pub fn validate(r: &mut Report, root: &Value) -> Option<TaskDefinition> {
     let ipc_mode = namespace_mode(r, obj, "ipcMode", &["host", "task", "none"]);
     let (volumes, volume_names) = volumes::task_volumes(r, obj);
     refuse_remote_features(r, obj);
+    let fargate_only = fargate_only(r, obj);
 
     let entries = walk::objects(r, obj, "", "containerDefinitions");
     if walk::get(obj, "containerDefinitions").is_none() || entries.is_empty() {
@@ -122,7 +120,25 @@ pub fn validate(r: &mut Report, root: &Value) -> Option<TaskDefinition> {
         ipc_mode,
         volumes,
         containers,
+        fargate_only,
     })
+}
+
+/// Whether `requiresCompatibilities` names FARGATE and nothing else: such a definition gets
+/// the daemon's `fargate_isolation` unless the caller chooses.
+fn fargate_only(r: &mut Report, obj: &Map<String, Value>) -> bool {
+    let names: Vec<&str> = match obj.get("requiresCompatibilities") {
+        None | Some(Value::Null) => return false,
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+        Some(_) => {
+            r.problem(
+                "requiresCompatibilities",
+                "must be a list such as [\"FARGATE\"]",
+            );
+            return false;
+        }
+    };
+    names.contains(&"FARGATE") && names.iter().all(|n| *n == "FARGATE")
 }
 
 fn family(r: &mut Report, obj: &Map<String, Value>) -> Option<String> {

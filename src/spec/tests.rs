@@ -67,7 +67,8 @@ fn host_meaningless_fields_are_ignored_not_refused() {
         "logConfiguration":{"logDriver":"awslogs","options":{"awslogs-group":"g"}},"portBindings":[]}]}"#).unwrap();
     let ignored = v.ignored.join("\n");
     assert!(ignored.contains("executionRoleArn (IAM roles"), "{ignored}");
-    assert!(ignored.contains("requiresCompatibilities"), "{ignored}");
+    assert!(!ignored.contains("requiresCompatibilities"), "{ignored}");
+    assert!(v.definition.fargate_only);
     assert!(
         ignored.contains("containerDefinitions[0].logConfiguration"),
         "{ignored}"

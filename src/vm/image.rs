@@ -34,6 +34,10 @@ pub enum ImageError {
     Ldd { agent: PathBuf, why: String },
 }
 
+/// The modules a task's VM loads: the virtio-mmio transport, the agent's serial port, the
+/// layer disks, and overlayfs to join them (ext4 is built in).
+pub const GUEST_MODULES: &[&str] = &["virtio_mmio", "virtio_console", "virtio_blk", "overlay"];
+
 /// What goes into the archive.
 pub struct AgentImage<'a> {
     pub agent: &'a Path,

@@ -3,7 +3,9 @@
 //! deadline; past it, or when the VMM dies, the error names the VMM and ends with the guest's
 //! last console lines.
 
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -68,16 +70,39 @@ pub fn boot(
     let name = vmm.name().to_string();
     let argv = vmm.command(vm);
     let _ = std::fs::remove_file(&vm.agent_socket);
-    let child = Command::new(&argv[0])
+    let spawn_err = |source| MachineError::Spawn {
+        vmm: name.clone(),
+        source,
+    };
+    let mut command = Command::new(&argv[0]);
+    command
         .args(&argv[1..])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|source| MachineError::Spawn {
-            vmm: name.clone(),
-            source,
-        })?;
+        .stderr(Stdio::piped());
+    // Opened here, written in the child: the VMM is in its cgroup before it runs at all.
+    let procs = match &vm.cgroup {
+        Some(dir) => Some(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(dir.join("cgroup.procs"))
+                .map_err(spawn_err)?,
+        ),
+        None => None,
+    };
+    if let Some(fd) = procs.as_ref().map(|f| f.as_raw_fd()) {
+        // SAFETY: write(2) on an open descriptor is async-signal-safe.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::write(fd, b"0".as_ptr().cast(), 1) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            })
+        };
+    }
+    let child = command.spawn().map_err(spawn_err)?;
+    drop(procs);
     let mut m = Machine {
         vmm: name,
         child,
@@ -184,6 +209,21 @@ impl Machine {
             None => Err(ProtocolError::Closed),
         };
         got.map_err(|e| self.agent_error(e, timeout))
+    }
+
+    /// The agent's channel, to poll beside other descriptors.
+    pub fn channel(&self) -> Option<BorrowedFd<'_>> {
+        self.chan.as_ref().map(|c| c.as_fd())
+    }
+
+    /// The VMM's exit status once it has ended.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// The guest console's last lines, for a reason.
+    pub fn console(&self) -> String {
+        console_tail(&self.console_log, 10)
     }
 
     /// The VMM's process id, for its cgroup and for signals.

@@ -4,10 +4,12 @@
 //! runtime seam: no task runs in a microVM yet.
 
 pub mod agent;
+pub mod disks;
 pub mod guest;
 pub mod image;
 pub mod initramfs;
 pub mod kernel;
 pub mod machine;
 pub mod protocol;
+pub mod sizing;
 pub mod vmm;

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 pub const AGENT_PORT: &str = "org.berth.agent";
 
 /// How the VMM runs guest code.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub enum Accel {
     Kvm,
     /// Software emulation. The guest kernel must be told the TSC frequency: calibrating it
@@ -34,6 +35,8 @@ pub struct VmSpec {
     pub agent_socket: PathBuf,
     /// Block devices, found in the guest by their serial.
     pub disks: Vec<Disk>,
+    /// The cgroup the VMM runs in (its `cgroup.procs`, joined before exec).
+    pub cgroup: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -174,6 +177,7 @@ mod tests {
                 serial: "l0".into(),
                 read_only: true,
             }],
+            cgroup: None,
         }
     }
 

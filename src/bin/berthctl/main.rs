@@ -46,6 +46,9 @@ enum Command {
         /// Wait until the task stops; exit with its essential container's exit code.
         #[arg(long)]
         wait: bool,
+        /// `container` or `microvm` (a VM of its own); default: the daemon's choice.
+        #[arg(long, value_parser = ["container", "microvm"])]
+        isolation: Option<String>,
     },
     /// List tasks that are not stopped (all with --all).
     Ps {
@@ -187,8 +190,12 @@ async fn run(args: Args) -> anyhow::Result<u8> {
                     .map_err(wire)?
             );
         }
-        Command::Run { reference, wait } => {
-            return tasks::run(&m, reference, wait, args.json).await;
+        Command::Run {
+            reference,
+            wait,
+            isolation,
+        } => {
+            return tasks::run(&m, reference, isolation, wait, args.json).await;
         }
         Command::Ps { all } => tasks::ps(&m, all, args.json).await?,
         Command::Describe { task } => tasks::show(&m, &task, args.json).await?,

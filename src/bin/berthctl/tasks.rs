@@ -59,6 +59,15 @@ pub fn print_task(v: &Value, json: bool) {
     let s = |k: &str| v[k].as_str().unwrap_or("-").to_string();
     println!("Task:           {}", s("taskId"));
     println!("Definition:     {}", s("taskDefinition"));
+    match v["vm"].as_object() {
+        Some(vm) => println!(
+            "Isolation:      {} ({} vCPU, {} MiB)",
+            s("isolation"),
+            vm["vcpus"],
+            vm["memoryMiB"]
+        ),
+        None => println!("Isolation:      {}", s("isolation")),
+    }
     println!(
         "Status:         {} (desired {})",
         s("lastStatus"),
@@ -125,10 +134,18 @@ fn network_line(c: &Value) -> String {
 pub async fn run(
     m: &ManagerProxy<'_>,
     reference: String,
+    isolation: Option<String>,
     wait: bool,
     json: bool,
 ) -> anyhow::Result<u8> {
-    let (id, _path) = m.run_task(reference).await.map_err(wire)?;
+    let (id, _path) = match isolation {
+        None => m.run_task(reference).await,
+        Some(i) => {
+            let options = std::collections::HashMap::from([("isolation".to_string(), i)]);
+            m.run_task_with(reference, options).await
+        }
+    }
+    .map_err(wire)?;
     if !wait {
         if json {
             println!("{}", describe(m, &id).await?);

@@ -14,6 +14,7 @@ mod order;
 mod probe;
 mod signals;
 mod start;
+mod vm;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -90,6 +91,12 @@ pub fn run(task_dir: &Path) -> Result<(), ShimError> {
             at: now_us(),
         })
         .map_err(ShimError::Status)?;
+    if let Some(vm) = plan.vm.clone() {
+        vm::run(task_dir, &plan, &vm, &status, &sigfd)?;
+        return status
+            .done(&Done { at: now_us() })
+            .map_err(ShimError::Status);
+    }
     let mut shim = Shim {
         journal: logs::Journal::open(&plan.task_id, &plan.family),
         plan,
