@@ -97,6 +97,8 @@ pub struct Config {
     pub vm_overhead_mib: u64,
     /// Seconds a microVM gets from its VMM's start to its agent's hello.
     pub vm_boot_timeout_secs: u64,
+    /// The guest agent binary; unset: `berth-agent` beside berthd.
+    pub vm_agent: Option<PathBuf>,
 }
 
 /// How microVMs run guest code.
@@ -156,6 +158,7 @@ impl Default for Config {
             // QEMU under TCG was seen at 210-240 MiB RSS whatever the guest's size.
             vm_overhead_mib: 256,
             vm_boot_timeout_secs: 300,
+            vm_agent: None,
         }
     }
 }

@@ -137,7 +137,10 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
                 accel: config.vm_accel,
                 boot_timeout_secs: config.vm_boot_timeout_secs,
                 overhead_mib: config.vm_overhead_mib,
-                agent: agent_exe()?,
+                agent: match &config.vm_agent {
+                    Some(a) => a.clone(),
+                    None => agent_exe()?,
+                },
                 cache_dir: config.state_dir.join("vm"),
             },
             scopes,

@@ -319,7 +319,13 @@ impl Task {
             if let Some(c) = self.containers.iter_mut().find(|c| c.name == f.container) {
                 c.reason.get_or_insert_with(|| f.reason.clone());
             }
-            self.set_stop(StopCode::TaskFailedToStart, f.reason.clone());
+            // A failure after the container ran (a microVM's VMM dying under it) is a lost task.
+            let code = if r.started.contains_key(&f.container) {
+                StopCode::TaskLost
+            } else {
+                StopCode::TaskFailedToStart
+            };
+            self.set_stop(code, f.reason.clone());
         }
         let essential_exit = self
             .containers

@@ -90,7 +90,9 @@ impl Vmm for Qemu {
             }
             Accel::Tcg { .. } => {
                 push("-accel");
-                push("tcg,thread=multi");
+                // TCG's translation cache defaults to 1 GiB; bounded, the VMM fits the
+                // task's memory.max beside its guest.
+                push("tcg,thread=multi,tb-size=128");
                 push("-cpu");
                 push("max");
             }
@@ -202,7 +204,7 @@ mod tests {
     fn a_tcg_microvm_boots_the_kernel_with_its_tsc_and_the_agent_port() {
         let a = args(&spec(Accel::Tcg { tsc_khz: 2_596_146 }));
         assert_eq!(after(&a, "-M"), ["microvm,acpi=on"]);
-        assert_eq!(after(&a, "-accel"), ["tcg,thread=multi"]);
+        assert_eq!(after(&a, "-accel"), ["tcg,thread=multi,tb-size=128"]);
         assert_eq!(after(&a, "-smp"), ["2"]);
         assert_eq!(after(&a, "-m"), ["256M"]);
         assert_eq!(after(&a, "-kernel"), ["/k/vmlinuz"]);

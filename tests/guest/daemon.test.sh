@@ -13,6 +13,12 @@ install_berthd() {
   # The autoscaler samples every 2 s over 10 s here, so the service tests see it act in time.
   printf 'memory_reserve_mib = %s\nmetrics_listen = "%s"\nautoscale_interval_secs = 2\nautoscale_window_secs = 10\n' \
     "$RESERVE" "$METRICS" > /etc/berth/berthd.toml
+  # MicroVMs: the cloud kernel shared from the host, the agent stripped by bench/stage (the
+  # debug build's own is 200 MB of debug info), and time for a boot nested in emulation.
+  if [ -n "${BERTH_GUEST_KERNEL:-}" ]; then
+    printf 'vm_kernel_dir = "%s"\nvm_agent = "%s"\nvm_boot_timeout_secs = 900\n' \
+      "$BERTH_GUEST_KERNEL" "$REPO/target/bench/bin-debug/berth-agent" >> /etc/berth/berthd.toml
+  fi
   busctl call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus ReloadConfig
   systemctl daemon-reload
 }

@@ -168,6 +168,26 @@ fn failure_to_start_names_the_cause() {
 }
 
 #[test]
+fn a_failure_after_the_container_ran_is_a_lost_task() {
+    let mut t = task();
+    t.apply(
+        &seen(|o| {
+            started(o, "app");
+            exited(o, "app", 137, None);
+            o.failed = Some(Failed {
+                container: "app".into(),
+                reason: "the microVM's VMM (qemu-system-x86_64) exited".into(),
+                at: 3,
+            });
+            o.done = Some(Done { at: 4 });
+        }),
+        20,
+    );
+    assert_eq!(t.stop_code, Some(StopCode::TaskLost));
+    assert!(t.stopped_reason.as_deref().unwrap().contains("VMM"));
+}
+
+#[test]
 fn a_lost_shim_stops_the_task_with_a_reason() {
     let mut t = task();
     let mut s = seen(|o| started(o, "app"));

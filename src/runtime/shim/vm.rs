@@ -119,6 +119,8 @@ impl VmShim<'_> {
         Ok(m)
     }
 
+    /// Records the task's failure against the first container not yet ended (before any
+    /// started: the task failed to start).
     fn fail(&self, reason: String) -> Result<(), ShimError> {
         let container = self
             .plan
@@ -127,6 +129,10 @@ impl VmShim<'_> {
             .find(|c| !self.ended.contains(&c.name))
             .map(|c| c.name.clone())
             .unwrap_or_default();
+        self.fail_as(container, reason)
+    }
+
+    fn fail_as(&self, container: String, reason: String) -> Result<(), ShimError> {
         self.status
             .failed(&Failed {
                 container,
@@ -140,12 +146,11 @@ impl VmShim<'_> {
         while self.ended.len() < self.plan.containers.len() {
             if let Some(status) = m.exited() {
                 let reason = format!(
-                    "TaskFailed: the microVM's VMM ({}) exited ({status}){}",
+                    "the microVM's VMM ({}) exited ({status}){}",
                     self.vmm_name(),
                     m.console()
                 );
-                self.end_all(137)?;
-                return self.fail(reason);
+                return self.lost(reason);
             }
             let (signal, message) = {
                 let mut fds = vec![PollFd::new(sigfd.as_fd(), PollFlags::POLLIN)];
@@ -166,11 +171,7 @@ impl VmShim<'_> {
             if message {
                 match m.receive(Duration::from_secs(30)) {
                     Ok(msg) => self.heard(m, msg)?,
-                    Err(e) => {
-                        let reason = format!("TaskFailed: microVM agent: {e}");
-                        self.end_all(137)?;
-                        return self.fail(reason);
-                    }
+                    Err(e) => return self.lost(format!("the microVM's agent: {e}")),
                 }
             }
         }
@@ -243,18 +244,22 @@ impl VmShim<'_> {
         self.status.exited(name, &e).map_err(ShimError::Status)
     }
 
-    /// Every started container not yet ended ends with `code`: the VM they ran in is gone.
-    fn end_all(&mut self, code: i32) -> Result<(), ShimError> {
+    /// The VM is gone under the task: every started container not yet ended ends as killed
+    /// (137), and the task fails with `reason`, against a container that ran when one did.
+    fn lost(&mut self, reason: String) -> Result<(), ShimError> {
         let open: Vec<String> = self
             .started
             .iter()
             .filter(|n| !self.ended.contains(*n))
             .cloned()
             .collect();
-        for name in open {
-            self.exited(&name, code, false)?;
+        for name in &open {
+            self.exited(name, 137, false)?;
         }
-        Ok(())
+        match self.started.iter().next().cloned() {
+            Some(ran) => self.fail_as(ran, reason),
+            None => self.fail(format!("CannotStartContainerError: {reason}")),
+        }
     }
 }
 
