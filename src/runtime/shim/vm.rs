@@ -145,12 +145,7 @@ impl VmShim<'_> {
     fn supervise(&mut self, m: &mut Machine, sigfd: &OwnedFd) -> Result<(), ShimError> {
         while self.ended.len() < self.plan.containers.len() {
             if let Some(status) = m.exited() {
-                let reason = format!(
-                    "the microVM's VMM ({}) exited ({status}){}",
-                    self.vmm_name(),
-                    m.console()
-                );
-                return self.lost(reason);
+                return self.lost(self.vmm_gone(m, status));
             }
             let (signal, message) = {
                 let mut fds = vec![PollFd::new(sigfd.as_fd(), PollFlags::POLLIN)];
@@ -171,11 +166,26 @@ impl VmShim<'_> {
             if message {
                 match m.receive(Duration::from_secs(30)) {
                     Ok(msg) => self.heard(m, msg)?,
-                    Err(e) => return self.lost(format!("the microVM's agent: {e}")),
+                    Err(e) => {
+                        // A dead VMM closes the channel first; say which died.
+                        let reason = match wait_exit(m, Duration::from_secs(2)) {
+                            Some(status) => self.vmm_gone(m, status),
+                            None => format!("the microVM's agent: {e}"),
+                        };
+                        return self.lost(reason);
+                    }
                 }
             }
         }
         Ok(())
+    }
+
+    fn vmm_gone(&self, m: &Machine, status: std::process::ExitStatus) -> String {
+        format!(
+            "the microVM's VMM ({}) exited ({status}){}",
+            self.vmm_name(),
+            m.console()
+        )
     }
 
     fn vmm_name(&self) -> String {
@@ -260,6 +270,20 @@ impl VmShim<'_> {
             Some(ran) => self.fail_as(ran, reason),
             None => self.fail(format!("CannotStartContainerError: {reason}")),
         }
+    }
+}
+
+/// The VMM's exit status if it ends within `wait`.
+fn wait_exit(m: &mut Machine, wait: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        if let Some(s) = m.exited() {
+            return Some(s);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
