@@ -4,7 +4,6 @@
 
 use std::collections::BTreeSet;
 use std::io::{Read, Seek, SeekFrom};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,12 +15,12 @@ use super::bundle::{self, Accounts, TaskContext};
 use super::cleanup;
 use super::devices;
 use super::envfiles;
-use super::gate;
 use super::microvm::{self, VmSettings};
 use super::net;
 use super::plan::{ContainerPlan, HealthPlan, Plan, DEFAULT_START_TIMEOUT_SECS, PLAN_FILE};
 use super::report::StatusDir;
-use super::scope::{ScopeRequest, Scopes};
+use super::scope::Scopes;
+use super::spawn;
 use super::status_watch::StatusWatch;
 use super::volumes;
 use super::{Launch, LaunchError, Runtime, Seen, Usage};
@@ -67,7 +66,10 @@ pub struct ContainerRuntime {
     networks: Option<Arc<Networks>>,
 }
 
-fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> LaunchError + 'a {
+pub(super) fn io<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> LaunchError + 'a {
     move |source| LaunchError::Io {
         action,
         path: path.to_owned(),
@@ -232,65 +234,6 @@ impl ContainerRuntime {
         })
     }
 
-    /// Starts `berthd shim DIR` behind its start gate, then asks systemd for the task's scope
-    /// holding it and opens the gate once the shim is in it (or tells the shim why not, which
-    /// it records as the task's failure to start).
-    fn spawn_shim(&self, id: &str, family: &str, dir: &Path) -> Result<(), LaunchError> {
-        let log_path = dir.join("shim.log");
-        let log = std::fs::File::create(&log_path).map_err(io("create", &log_path))?;
-        let exe = &self.config.shim_exe;
-        let (gate_read, gate_write) = gate::new().map_err(io("make the start gate of", exe))?;
-        let mut command = tokio::process::Command::new(exe);
-        command
-            .args(&self.config.shim_args)
-            .arg(dir)
-            .env(gate::GATE_ENV, gate::GATE_FD.to_string())
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(log)
-            .kill_on_drop(false);
-        let read_fd = gate_read.as_raw_fd();
-        // SAFETY: the hook only calls dup2/fcntl, which are async-signal-safe.
-        unsafe { command.pre_exec(move || gate::install(read_fd)) };
-        let mut child = command.spawn().map_err(io("start the shim", exe))?;
-        drop(gate_read);
-        let Some(pid) = child.id() else {
-            return Err(io("start the shim", exe)(std::io::Error::other(
-                "it exited at once",
-            )));
-        };
-        let request = ScopeRequest {
-            unit: self.tree.unit(id),
-            slice: self.tree.slice().to_string(),
-            description: format!("berth task {id} ({family})"),
-            pid,
-            cgroup: self.tree.relative(&self.tree.scope(id)),
-        };
-        let spawned = self.spawned.clone();
-        let scopes = self.config.scopes.clone();
-        let id = id.to_string();
-        spawned
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id.clone());
-        tokio::spawn(async move {
-            let scoping = std::time::Instant::now();
-            let scoped = scopes.start(&request).await.map_err(|e| {
-                tracing::warn!(task = %id, error = %e, "no scope for the task");
-                format!("CannotCreateContainerError: {e}")
-            });
-            crate::timing::step(&id, "scope", scoping);
-            gate::release(gate_write, scoped);
-            // Reap the shim when it ends; a restarted berthd finds it through its status files.
-            let _ = child.wait().await;
-            spawned
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&id);
-        });
-        Ok(())
-    }
-
     /// The task's shim, if it runs: the pid it recorded, or (in the moment before it records
     /// it, or after berthd died mid-launch) the process whose command line names the task.
     fn shim_pid(&self, id: &str) -> Option<Pid> {
@@ -355,7 +298,14 @@ impl Runtime for ContainerRuntime {
         std::fs::create_dir_all(&status).map_err(io("create", &status))?;
         self.watch_status(launch.task_id);
         crate::timing::mark(launch.task_id, "spawn", crate::clock::now_us());
-        self.spawn_shim(launch.task_id, &plan.family, &dir)
+        let shim = spawn::ShimSpawn {
+            exe: &self.config.shim_exe,
+            args: &self.config.shim_args,
+            scopes: &self.config.scopes,
+            tree: &self.tree,
+            spawned: &self.spawned,
+        };
+        shim.spawn(launch.task_id, &plan.family, &dir)
     }
 
     fn stop(&self, task_id: &str) {

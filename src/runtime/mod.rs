@@ -15,6 +15,7 @@ pub mod plan;
 pub mod report;
 mod scope;
 pub mod shim;
+mod spawn;
 mod status_watch;
 mod volumes;
 
