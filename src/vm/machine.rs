@@ -170,6 +170,18 @@ impl Machine {
     }
 
     fn agent_error(&mut self, e: ProtocolError, timeout: Duration) -> MachineError {
+        // A dying VMM closes (or resets) the channel a moment before it can be reaped: give it
+        // that moment, so its end is reported as such.
+        if !matches!(&e, ProtocolError::Io(io) if matches!(io.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut))
+        {
+            let until = Instant::now() + Duration::from_secs(2);
+            while Instant::now() < until {
+                if let Err(exited) = self.check_alive() {
+                    return exited;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
         if let Err(exited) = self.check_alive() {
             return exited;
         }

@@ -114,8 +114,12 @@ impl VmShim<'_> {
             binary: vm.vmm.clone(),
         };
         let timeout = Duration::from_secs(vm.boot_timeout_secs);
-        let (m, _hello) = machine::boot(&qemu, &spec, timeout)
-            .map_err(|e| format!("CannotStartContainerError: microVM: {e}"))?;
+        let (m, _hello) = machine::boot(&qemu, &spec, timeout).map_err(|e| {
+            format!(
+                "CannotStartContainerError: microVM: {e}{}",
+                oom_note(&p.task_cgroup)
+            )
+        })?;
         Ok(m)
     }
 
@@ -182,8 +186,9 @@ impl VmShim<'_> {
 
     fn vmm_gone(&self, m: &Machine, status: std::process::ExitStatus) -> String {
         format!(
-            "the microVM's VMM ({}) exited ({status}){}",
+            "the microVM's VMM ({}) exited ({status}){}{}",
             self.vmm_name(),
+            oom_note(&self.plan.task_cgroup),
             m.console()
         )
     }
@@ -263,14 +268,31 @@ impl VmShim<'_> {
             .filter(|n| !self.ended.contains(*n))
             .cloned()
             .collect();
+        // The failure first: the engine may look between two status files, and the first
+        // reason it sees is the task's.
+        match self.started.iter().next().cloned() {
+            Some(ran) => self.fail_as(ran, reason)?,
+            None => self.fail(format!("CannotStartContainerError: {reason}"))?,
+        }
         for name in &open {
             self.exited(name, 137, false)?;
         }
-        match self.started.iter().next().cloned() {
-            Some(ran) => self.fail_as(ran, reason),
-            None => self.fail(format!("CannotStartContainerError: {reason}")),
-        }
+        Ok(())
     }
+}
+
+/// When the task's cgroup OOM-killed something (the VMM, since the guest's own kills stay
+/// inside it), the words that say so and the fix.
+fn oom_note(task_cgroup: &Path) -> String {
+    let kills = task_cgroup::memory_events(task_cgroup).oom_kill;
+    if kills == 0 {
+        return String::new();
+    }
+    let max = std::fs::read_to_string(task_cgroup.join("memory.max")).unwrap_or_default();
+    format!(
+        "; the task's cgroup OOM-killed the VMM (memory.max {}): raise vm_overhead_mib",
+        max.trim()
+    )
 }
 
 /// The VMM's exit status if it ends within `wait`.
