@@ -136,7 +136,6 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
                 vmm: config.vmm.clone(),
                 accel: config.vm_accel,
                 boot_timeout_secs: config.vm_boot_timeout_secs,
-                overhead_mib: config.vm_overhead_mib,
                 agent: match &config.vm_agent {
                     Some(a) => a.clone(),
                     None => agent_exe()?,

@@ -193,14 +193,14 @@ impl TaskObject {
         })
     }
 
-    /// ECS's task healthStatus: HEALTHY, UNHEALTHY or UNKNOWN, from the essential containers'
-    /// health checks.
     /// `container` or `microvm`.
     #[zbus(property)]
     fn isolation(&self) -> String {
         self.field(|t| t.isolation.as_str().to_string())
     }
 
+    /// ECS's task healthStatus: HEALTHY, UNHEALTHY or UNKNOWN, from the essential containers'
+    /// health checks.
     #[zbus(property)]
     fn health_status(&self) -> String {
         self.field(|t| t.health_status().as_str().to_string())

@@ -229,7 +229,6 @@ pub(crate) fn test_engine(dir: &std::path::Path) -> Engine {
                 vmm: "/bin/false".into(),
                 accel: crate::config::VmAccel::Tcg,
                 boot_timeout_secs: 10,
-                overhead_mib: 256,
                 agent: "/bin/false".into(),
                 cache_dir: dir.join("vm"),
             },

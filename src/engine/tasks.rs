@@ -1,7 +1,7 @@
 //! Running and stopping tasks, and the loop that keeps each task's known status in line with
 //! what its backend reports. The runtime is called outside the state lock.
 
-use crate::vm::sizing::{vm_size, Isolation};
+use crate::vm::sizing::{vm_size, Isolation, VmSize};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -57,6 +57,27 @@ impl Engine {
         self.run_task_as(reference, None, None)
     }
 
+    /// The microVM size of a task of `reference` in the isolation asked for (else the daemon's
+    /// choice), `None` for a container task. The runtime's check (kernel, VMM, agent on disk)
+    /// runs outside the state lock.
+    fn microvm_size(
+        &self,
+        reference: &str,
+        isolation: Option<Isolation>,
+    ) -> Result<Option<VmSize>, TaskError> {
+        let def = self.lock().definitions.get(reference)?.definition;
+        let policy = self.isolation;
+        if Isolation::choose(isolation, &def, policy.default, policy.fargate) != Isolation::Microvm
+        {
+            return Ok(None);
+        }
+        let size = vm_size(&def).map_err(TaskError::Isolation)?;
+        self.runtime
+            .supports(Isolation::Microvm)
+            .map_err(TaskError::Isolation)?;
+        Ok(Some(size))
+    }
+
     /// `RunTask` on behalf of `started_by` (ECS's field: `service:<name>`), in the isolation
     /// asked for (else the daemon's choice for the definition).
     pub fn run_task_as(
@@ -67,6 +88,7 @@ impl Engine {
     ) -> Result<Task, TaskError> {
         let admitting = std::time::Instant::now();
         let id = new_task_id().map_err(TaskError::Id)?;
+        let vm = self.microvm_size(reference, isolation)?;
         let registered = {
             let mut state = self.lock();
             let reg = state.definitions.get(reference)?;
@@ -80,15 +102,8 @@ impl Engine {
                 .pick_ports(&network::dynamic_ports_needed(def))?;
             let mut task = Task::new(id.clone(), reg.reference(), def, now_us())
                 .with_network(network::assign(def, &id, &addresses, &dynamic));
-            let policy = self.isolation;
-            if Isolation::choose(isolation, def, policy.default, policy.fargate)
-                == Isolation::Microvm
-            {
-                let size = vm_size(def).map_err(TaskError::Isolation)?;
-                self.runtime
-                    .supports(Isolation::Microvm)
-                    .map_err(TaskError::Isolation)?;
-                task = task.in_microvm(size, policy.vm_overhead_mib);
+            if let Some(size) = vm {
+                task = task.in_microvm(size, self.isolation.vm_overhead_mib);
             }
             task.started_by = started_by.map(str::to_string);
             state.books.admit(task.claim())?;
@@ -97,11 +112,11 @@ impl Engine {
                 return Err(e.into());
             }
             let net = task.network.clone();
-            let vm = task.vm;
+            let reserved = task.reservation.memory_mib;
             state.tasks.insert(id.clone(), task);
-            (reg, net, vm)
+            (reg, net, reserved)
         };
-        let (registered, net, vm) = registered;
+        let (registered, net, reserved_memory_mib) = registered;
         crate::timing::step(&id, "admit", admitting);
         self.emit(Change::TaskAdded(id.clone()));
         self.emit(Change::Capacity);
@@ -111,6 +126,7 @@ impl Engine {
             definition: &registered.definition,
             network: &net,
             vm: vm.as_ref(),
+            reserved_memory_mib,
         });
         crate::timing::step(&id, "launch", launching);
         let mut state = self.lock();

@@ -213,9 +213,9 @@ impl ContainerRuntime {
             task_cgroup,
             limits: TaskLimits {
                 cpu_units: def.cpu,
-                // A VM's memory is the guest's and its VMM's, and no more.
+                // A VM's memory is the guest's and its VMM's, as the books hold it.
                 memory_mib: match launch.vm {
-                    Some(size) => Some(size.memory_mib + self.config.vm.overhead_mib),
+                    Some(_) => Some(launch.reserved_memory_mib),
                     None => def.memory,
                 },
                 pids_max: self.config.pids_max,

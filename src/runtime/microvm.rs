@@ -18,8 +18,6 @@ pub struct VmSettings {
     pub vmm: PathBuf,
     pub accel: VmAccel,
     pub boot_timeout_secs: u64,
-    /// MiB the task's cgroup allows the VMM beyond the guest's memory.
-    pub overhead_mib: u64,
     /// `berth-agent`, beside berthd.
     pub agent: PathBuf,
     /// `<state_dir>/vm`: the agent's initramfs and the layers' disks.
@@ -101,7 +99,6 @@ mod tests {
             vmm: dir.join("qemu"),
             accel: VmAccel::Tcg,
             boot_timeout_secs: 300,
-            overhead_mib: 256,
             agent: dir.join("berth-agent"),
             cache_dir: dir.join("vm"),
         }

@@ -59,6 +59,9 @@ pub struct Launch<'a> {
     pub network: &'a crate::network::TaskNetwork,
     /// The microVM's size, for a task in one.
     pub vm: Option<&'a crate::vm::sizing::VmSize>,
+    /// MiB the books hold for the task: a microVM task's cgroup gets exactly this (the VM and
+    /// its VMM's overhead).
+    pub reserved_memory_mib: u64,
 }
 
 /// What a backend says about one task.

@@ -17,18 +17,18 @@ use super::{holder, logs, one_line, Running, Shim, ShimError};
 use crate::cgroup::task as task_cgroup;
 use crate::clock::now_us;
 use crate::runtime::gate;
-use crate::runtime::plan::ContainerPlan;
+use crate::runtime::plan::{ContainerPlan, Plan};
 use crate::runtime::report::{Failed, Started, Step};
 
-impl Shim {
-    /// The task's cgroups, from inside its scope: the shim's leaf, then the task's limits.
-    fn settle(&self) -> Result<(), String> {
-        let p = &self.plan;
-        task_cgroup::settle_scope(&p.scope_cgroup, &p.shim_cgroup, std::process::id())
-            .and_then(|()| task_cgroup::create(&p.task_cgroup, &p.limits))
-            .map_err(|e| format!("CannotCreateContainerError: task cgroup: {}", one_line(&e)))
-    }
+/// The task's cgroups, from inside its scope: the shim's leaf, then the task's limits. The
+/// same for container and microVM tasks.
+pub(super) fn settle(p: &Plan) -> Result<(), String> {
+    task_cgroup::settle_scope(&p.scope_cgroup, &p.shim_cgroup, std::process::id())
+        .and_then(|()| task_cgroup::create(&p.task_cgroup, &p.limits))
+        .map_err(|e| format!("CannotCreateContainerError: task cgroup: {}", one_line(&e)))
+}
 
+impl Shim {
     /// Everything before the first container: cgroups, the namespace holder; then the
     /// containers that wait for nothing.
     pub(super) fn begin(&mut self) -> Result<(), ShimError> {
@@ -37,7 +37,7 @@ impl Shim {
         self.step("scope", t);
         let t = Instant::now();
         let settled = scoped
-            .and_then(|()| self.settle())
+            .and_then(|()| settle(&self.plan))
             .and_then(|()| self.hold_namespaces());
         self.step("cgroups", t);
         if let Err(reason) = settled {

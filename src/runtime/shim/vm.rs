@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
-use super::{signals, ShimError};
+use super::{signals, start, ShimError};
 use crate::cgroup::task as task_cgroup;
 use crate::clock::now_us;
 use crate::runtime::gate;
@@ -83,9 +83,7 @@ impl VmShim<'_> {
     fn boot(&mut self, vm: &VmPlan) -> Result<Machine, String> {
         gate::wait()?;
         let p = self.plan;
-        task_cgroup::settle_scope(&p.scope_cgroup, &p.shim_cgroup, std::process::id())
-            .and_then(|()| task_cgroup::create(&p.task_cgroup, &p.limits))
-            .map_err(|e| format!("CannotCreateContainerError: task cgroup: {e}"))?;
+        start::settle(p)?;
         let vmm_cgroup = p.task_cgroup.join("vmm");
         std::fs::create_dir_all(&vmm_cgroup)
             .map_err(|e| format!("CannotCreateContainerError: {}: {e}", vmm_cgroup.display()))?;
