@@ -28,8 +28,9 @@ fn kernel_dir() -> PathBuf {
         })
 }
 
-/// A one-layer image holding one static program with three behaviours: `uname REL` exits 42
-/// when the kernel's release is REL; `ignore-term` ignores SIGTERM and waits; `hog` allocates
+/// A one-layer image holding one static program with three behaviours: `uname REL` says the
+/// kernel's release on stdout, a line with a non-ASCII character on stderr, and exits 42 when
+/// the release is REL; `ignore-term` ignores SIGTERM and waits; `hog` allocates
 /// and touches 400 MiB.
 fn probe_layer(dir: &Path) -> PathBuf {
     let root = dir.join("layer");
@@ -38,13 +39,16 @@ fn probe_layer(dir: &Path) -> PathBuf {
     std::fs::write(
         &src,
         r#"#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/utsname.h>
 int main(int c, char **v) {
   if (c > 2 && !strcmp(v[1], "uname")) {
-    struct utsname u; uname(&u); return strcmp(u.release, v[2]) == 0 ? 42 : 1;
+    struct utsname u; uname(&u);
+    printf("running on %s\n", u.release); fprintf(stderr, "pi \xcf\x80 = 3.14\n");
+    return strcmp(u.release, v[2]) == 0 ? 42 : 1;
   }
   if (c > 1 && !strcmp(v[1], "ignore-term")) { signal(SIGTERM, SIG_IGN); for (;;) pause(); }
   if (c > 1 && !strcmp(v[1], "hog")) {
@@ -101,8 +105,9 @@ fn probe(
     }
 }
 
-/// Runs `c` and returns how it ended; `stop` asks the agent to stop it once it runs.
-fn run(m: &mut machine::Machine, c: VmContainer, stop: bool) -> AgentMessage {
+/// Runs `c` and returns how it ended and what it wrote (stdout, stderr); `stop` asks the
+/// agent for its usage (a ping) and then to stop it once it runs.
+fn run(m: &mut machine::Machine, c: VmContainer, stop: bool) -> (AgentMessage, String, String) {
     let name = c.name.clone();
     m.send(&HostMessage::Run {
         containers: vec![c],
@@ -115,9 +120,27 @@ fn run(m: &mut machine::Machine, c: VmContainer, stop: bool) -> AgentMessage {
         "{started:?}"
     );
     if stop {
-        m.send(&HostMessage::Stop).unwrap_or_else(|e| panic!("{e}"));
+        m.send(&HostMessage::Ping { seq: 7 })
+            .unwrap_or_else(|e| panic!("{e}"));
     }
-    m.receive(wait).unwrap_or_else(|e| panic!("{e}"))
+    let (mut out, mut err) = (String::new(), String::new());
+    loop {
+        match m.receive(wait).unwrap_or_else(|e| panic!("{e}")) {
+            AgentMessage::Output { stderr, data, .. } => {
+                if stderr { &mut err } else { &mut out }.push_str(&data)
+            }
+            AgentMessage::Pong { seq, usage } => {
+                assert_eq!(seq, 7);
+                let mine = usage.iter().find(|u| u.name == name);
+                assert!(
+                    mine.is_some_and(|u| u.memory_bytes > 0 && u.cpu_usec > 0),
+                    "the pong carries the running container's usage: {usage:?}"
+                );
+                m.send(&HostMessage::Stop).unwrap_or_else(|e| panic!("{e}"));
+            }
+            ended => return (ended, out, err),
+        }
+    }
 }
 
 #[test]
@@ -173,7 +196,7 @@ fn the_agent_boots_as_pid_1_runs_stops_and_oom_kills_containers_and_powers_off()
             "{m} not loaded: {modules:?}"
         );
     }
-    let ended = run(
+    let (ended, out, err) = run(
         &mut m,
         probe("uname", &["uname", &k.release], None, 30),
         false,
@@ -187,7 +210,13 @@ fn the_agent_boots_as_pid_1_runs_stops_and_oom_kills_containers_and_powers_off()
         },
         "the container saw the guest's kernel"
     );
-    let ended = run(&mut m, probe("hog", &["hog"], Some(32), 30), false);
+    assert_eq!(
+        out,
+        format!("running on {}\n", k.release),
+        "stdout, before the exit"
+    );
+    assert_eq!(err, "pi \u{3c0} = 3.14\n", "stderr, its UTF-8 whole");
+    let (ended, ..) = run(&mut m, probe("hog", &["hog"], Some(32), 30), false);
     assert_eq!(
         ended,
         AgentMessage::Exited {
@@ -197,7 +226,7 @@ fn the_agent_boots_as_pid_1_runs_stops_and_oom_kills_containers_and_powers_off()
         },
         "400 MiB in a 32 MiB container is an OOM kill, read from the guest's memory.events"
     );
-    let ended = run(&mut m, probe("stubborn", &["ignore-term"], None, 2), true);
+    let (ended, ..) = run(&mut m, probe("stubborn", &["ignore-term"], None, 2), true);
     assert_eq!(
         ended,
         AgentMessage::Exited {
@@ -205,7 +234,7 @@ fn the_agent_boots_as_pid_1_runs_stops_and_oom_kills_containers_and_powers_off()
             code: 137,
             oom: false
         },
-        "a container ignoring SIGTERM is killed after its stop timeout"
+        "a container ignoring SIGTERM is killed after its stop timeout (asked after a ping)"
     );
     let status = m
         .power_off(Duration::from_secs(60))

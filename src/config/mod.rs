@@ -97,6 +97,9 @@ pub struct Config {
     pub vm_overhead_mib: u64,
     /// Seconds a microVM gets from its VMM's start to its agent's hello.
     pub vm_boot_timeout_secs: u64,
+    /// Seconds a running microVM's agent may go without answering before its task is
+    /// stopped as lost.
+    pub vm_agent_timeout_secs: u64,
     /// The guest agent binary; unset: `berth-agent` beside berthd.
     pub vm_agent: Option<PathBuf>,
 }
@@ -158,6 +161,7 @@ impl Default for Config {
             // QEMU under TCG was seen at 210-240 MiB RSS whatever the guest's size.
             vm_overhead_mib: 256,
             vm_boot_timeout_secs: 300,
+            vm_agent_timeout_secs: 60,
             vm_agent: None,
         }
     }

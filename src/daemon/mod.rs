@@ -136,6 +136,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
                 vmm: config.vmm.clone(),
                 accel: config.vm_accel,
                 boot_timeout_secs: config.vm_boot_timeout_secs,
+                agent_timeout_secs: config.vm_agent_timeout_secs,
                 agent: match &config.vm_agent {
                     Some(a) => a.clone(),
                     None => agent_exe()?,

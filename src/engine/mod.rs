@@ -229,6 +229,7 @@ pub(crate) fn test_engine(dir: &std::path::Path) -> Engine {
                 vmm: "/bin/false".into(),
                 accel: crate::config::VmAccel::Tcg,
                 boot_timeout_secs: 10,
+                agent_timeout_secs: 10,
                 agent: "/bin/false".into(),
                 cache_dir: dir.join("vm"),
             },

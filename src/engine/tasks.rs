@@ -1,7 +1,7 @@
 //! Running and stopping tasks, and the loop that keeps each task's known status in line with
 //! what its backend reports. The runtime is called outside the state lock.
 
-use crate::vm::sizing::{vm_size, Isolation, VmSize};
+use crate::vm::sizing::{check_fit, vm_size, Isolation, VmSize};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -72,6 +72,7 @@ impl Engine {
             return Ok(None);
         }
         let size = vm_size(&def).map_err(TaskError::Isolation)?;
+        check_fit(&def).map_err(TaskError::Isolation)?;
         self.runtime
             .supports(Isolation::Microvm)
             .map_err(TaskError::Isolation)?;

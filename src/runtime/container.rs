@@ -18,7 +18,7 @@ use super::envfiles;
 use super::microvm::{self, VmSettings};
 use super::net;
 use super::plan::{ContainerPlan, HealthPlan, Plan, DEFAULT_START_TIMEOUT_SECS, PLAN_FILE};
-use super::report::StatusDir;
+use super::report::{self, StatusDir};
 use super::scope::Scopes;
 use super::spawn;
 use super::status_watch::StatusWatch;
@@ -412,9 +412,15 @@ impl Runtime for ContainerRuntime {
     fn usage(&self, task_id: &str, containers: &[String]) -> Option<Usage> {
         let dir = self.tree.task(task_id);
         let task = stats::read(&dir)?;
+        // A microVM task's containers have their cgroups in the guest: its agent reports them.
+        let guest = report::read_guest_usage(&self.task_dir(task_id));
         let containers = containers
             .iter()
-            .filter_map(|c| Some((c.clone(), stats::read(&dir.join(c))?)))
+            .filter_map(|c| {
+                let stats =
+                    stats::read(&dir.join(c)).or_else(|| guest.get(c).map(microvm::guest_stats))?;
+                Some((c.clone(), stats))
+            })
             .collect();
         Some(Usage { task, containers })
     }

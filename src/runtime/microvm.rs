@@ -18,6 +18,7 @@ pub struct VmSettings {
     pub vmm: PathBuf,
     pub accel: VmAccel,
     pub boot_timeout_secs: u64,
+    pub agent_timeout_secs: u64,
     /// `berth-agent`, beside berthd.
     pub agent: PathBuf,
     /// `<state_dir>/vm`: the agent's initramfs and the layers' disks.
@@ -85,7 +86,21 @@ pub fn plan(s: &VmSettings, size: &VmSize, runtime_dir: &Path, task_id: &str) ->
         vcpus: size.vcpus,
         memory_mib: size.memory_mib,
         boot_timeout_secs: s.boot_timeout_secs,
+        agent_timeout_secs: s.agent_timeout_secs,
         socket: runtime_dir.join(format!("{}.vm", &task_id[..12.min(task_id.len())])),
+    }
+}
+
+/// What a microVM's agent reports of a container, as berth shows a cgroup.
+pub fn guest_stats(u: &crate::vm::protocol::Usage) -> crate::cgroup::stats::CgroupStats {
+    crate::cgroup::stats::CgroupStats {
+        cpu: crate::cgroup::stats::CpuStat {
+            usage_usec: u.cpu_usec,
+            ..Default::default()
+        },
+        memory_bytes: u.memory_bytes,
+        working_set_bytes: u.memory_bytes,
+        ..Default::default()
     }
 }
 
@@ -99,6 +114,7 @@ mod tests {
             vmm: dir.join("qemu"),
             accel: VmAccel::Tcg,
             boot_timeout_secs: 300,
+            agent_timeout_secs: 60,
             agent: dir.join("berth-agent"),
             cache_dir: dir.join("vm"),
         }

@@ -48,6 +48,10 @@ pub struct VmPlan {
     pub vcpus: u32,
     pub memory_mib: u64,
     pub boot_timeout_secs: u64,
+    /// Seconds without a word from the agent (it is pinged every few) before the task is
+    /// lost.
+    #[serde(default = "default_agent_timeout")]
+    pub agent_timeout_secs: u64,
     /// The agent channel's Unix socket (short: it must fit a socket address).
     pub socket: PathBuf,
 }
@@ -80,6 +84,10 @@ pub struct ContainerPlan {
     /// The process's working directory, which the shim makes when the image lacks it.
     #[serde(default = "root_dir")]
     pub cwd: String,
+}
+
+fn default_agent_timeout() -> u64 {
+    60
 }
 
 fn root_dir() -> String {

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::fsutil::write_atomic;
+use crate::vm::protocol::Usage;
 
 /// Which limit's OOM killer ended a container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -192,9 +193,40 @@ impl StatusDir {
     }
 }
 
+/// A microVM task's containers' usage as its agent last reported it. Beside the status
+/// directory, not in it: it changes every few seconds and is no news for the engine.
+const GUEST_USAGE_FILE: &str = "usage.json";
+
+pub fn write_guest_usage(task_dir: &Path, usage: &[Usage]) -> std::io::Result<()> {
+    let bytes = serde_json::to_vec(usage).map_err(std::io::Error::other)?;
+    write_atomic(&task_dir.join(GUEST_USAGE_FILE), &bytes)
+}
+
+/// The last usage the agent reported, by container; empty for a container task.
+pub fn read_guest_usage(task_dir: &Path) -> BTreeMap<String, Usage> {
+    let usage: Vec<Usage> = std::fs::read(task_dir.join(GUEST_USAGE_FILE))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    usage.into_iter().map(|u| (u.name.clone(), u)).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_guest_usage_reads_back_by_container() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(read_guest_usage(d.path()).is_empty());
+        let web = Usage {
+            name: "web".into(),
+            cpu_usec: 5,
+            memory_bytes: 4096,
+        };
+        write_guest_usage(d.path(), std::slice::from_ref(&web)).unwrap();
+        assert_eq!(read_guest_usage(d.path())["web"], web);
+    }
 
     #[test]
     fn what_the_shim_writes_berthd_reads() {

@@ -15,6 +15,7 @@ use nix::mount::{mount, MsFlags};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use super::guest::{self, Containers};
+use super::output::Chunk;
 use super::protocol::{self, AgentMessage, HostMessage, ProtocolError, VmContainer};
 use super::vmm::AGENT_PORT;
 
@@ -77,8 +78,15 @@ fn serve() -> Result<(), AgentError> {
         })?;
     let mut containers = Containers::default();
     loop {
-        // Exits are news whatever the host is doing.
+        // Output and exits are news whatever the host is doing; a container's last words go
+        // before its exit.
+        for chunk in containers.output(None) {
+            say_output(&mut chan, chunk)?;
+        }
         for e in containers.reap() {
+            for chunk in containers.output(Some(&e.name)) {
+                say_output(&mut chan, chunk)?;
+            }
             let said = AgentMessage::Exited {
                 name: e.name,
                 code: e.code,
@@ -87,7 +95,7 @@ fn serve() -> Result<(), AgentError> {
             protocol::write_frame(&mut chan, &said)?;
         }
         containers.kill_overdue(Some(Instant::now()));
-        if !readable(&chan) {
+        if !readable(&chan, &containers) {
             continue;
         }
         match protocol::read_frame::<_, HostMessage>(&mut chan) {
@@ -103,6 +111,10 @@ fn serve() -> Result<(), AgentError> {
                 start_all(&mut chan, &mut containers, &wanted)?
             }
             Ok(HostMessage::Stop) => containers.stop_all(),
+            Ok(HostMessage::Ping { seq }) => {
+                let usage = containers.usage();
+                protocol::write_frame(&mut chan, &AgentMessage::Pong { seq, usage })?;
+            }
             Ok(HostMessage::PowerOff) => {
                 containers.kill_overdue(None);
                 protocol::write_frame(&mut chan, &AgentMessage::PoweringOff)?;
@@ -116,10 +128,16 @@ fn serve() -> Result<(), AgentError> {
     }
 }
 
-/// Whether the host has sent something, waiting up to 100 ms. A port the host is not
-/// connected to polls as hung up: then wait a little, not spin.
-fn readable(chan: &File) -> bool {
-    let mut fds = [PollFd::new(chan.as_fd(), PollFlags::POLLIN)];
+/// Whether the host has sent something, waiting up to 100 ms or until a container writes.
+/// A port the host is not connected to polls as hung up: then wait a little, not spin.
+fn readable(chan: &File, containers: &Containers) -> bool {
+    let mut fds = vec![PollFd::new(chan.as_fd(), PollFlags::POLLIN)];
+    fds.extend(
+        containers
+            .output_fds()
+            .into_iter()
+            .map(|fd| PollFd::new(fd, PollFlags::POLLIN)),
+    );
     let _ = poll(&mut fds, PollTimeout::from(100u16));
     let revents = fds[0].revents().unwrap_or(PollFlags::empty());
     if revents.contains(PollFlags::POLLIN) {
@@ -129,6 +147,15 @@ fn readable(chan: &File) -> bool {
         std::thread::sleep(Duration::from_millis(50));
     }
     false
+}
+
+fn say_output(chan: &mut File, chunk: Chunk) -> Result<(), AgentError> {
+    let said = AgentMessage::Output {
+        name: chunk.name,
+        stderr: chunk.stderr,
+        data: chunk.data,
+    };
+    Ok(protocol::write_frame(chan, &said)?)
 }
 
 /// Starts the containers in order, saying of each whether it runs.

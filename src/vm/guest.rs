@@ -5,6 +5,8 @@
 //! libcontainer moves the root instead (`no_pivot`).
 
 use std::collections::BTreeMap;
+use std::fs::File;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use libcontainer::container::builder::ContainerBuilder;
@@ -16,13 +18,16 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use std::time::{Duration, Instant};
 
-use super::protocol::VmContainer;
+use super::output::{Chunk, Stream};
+use super::protocol::{Usage, VmContainer};
 use crate::cgroup::task::memory_events;
 
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 const STATE_ROOT: &str = "/run/berth/state";
 const BUNDLES: &str = "/run/berth/c";
 const LAYERS: &str = "/run/berth/layers";
+/// The task-scoped volumes, in the guest's memory: the host rewrites their binds to here.
+pub const VOLUMES: &str = "/run/berth/volumes";
 
 /// Mounts cgroup v2 and hands the usual controllers down from the root, where the agent stays
 /// (the root cgroup may hold processes and have children with controllers).
@@ -72,6 +77,9 @@ pub struct Ended {
 pub struct Containers {
     running: BTreeMap<i32, Running>,
     mounted_layers: Vec<String>,
+    /// Output streams, kept until their end (after the container's, when a child of it
+    /// holds them open).
+    streams: Vec<Stream>,
 }
 
 impl Containers {
@@ -83,6 +91,7 @@ impl Containers {
         overlay(&lower, &bundle, &rootfs)?;
         let mut config = c.config.clone();
         config["root"] = serde_json::json!({ "path": "rootfs", "readonly": false });
+        make_volumes(&config)?;
         let cgroup = Path::new(CGROUP_ROOT).join(
             config["linux"]["cgroupsPath"]
                 .as_str()
@@ -93,9 +102,17 @@ impl Containers {
         let config_path = bundle.join("config.json");
         std::fs::write(&config_path, text)
             .map_err(|e| format!("write {}: {e}", config_path.display()))?;
+        let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC);
+        let (out_r, out_w) = pipe().map_err(|e| format!("CannotStartContainerError: {e}"))?;
+        let (err_r, err_w) = pipe().map_err(|e| format!("CannotStartContainerError: {e}"))?;
+        let null =
+            File::open("/dev/null").map_err(|e| format!("CannotStartContainerError: {e}"))?;
         let mut container = ContainerBuilder::new(c.name.clone(), SyscallType::default())
             .with_root_path(STATE_ROOT)
             .map_err(|e| format!("CannotStartContainerError: {e}"))?
+            .with_stdin(OwnedFd::from(null))
+            .with_stdout(out_w)
+            .with_stderr(err_w)
             .as_init(&bundle)
             .with_systemd(false)
             .with_detach(true)
@@ -108,6 +125,8 @@ impl Containers {
         let pid = container
             .pid()
             .ok_or_else(|| "CannotStartContainerError: no init process".to_string())?;
+        self.streams.push(Stream::new(out_r, &c.name, false));
+        self.streams.push(Stream::new(err_r, &c.name, true));
         self.running.insert(
             pid.as_raw(),
             Running {
@@ -148,6 +167,41 @@ impl Containers {
 
     pub fn is_empty(&self) -> bool {
         self.running.is_empty()
+    }
+
+    /// The output streams still open, to wait on.
+    pub fn output_fds(&self) -> Vec<BorrowedFd<'_>> {
+        self.streams.iter().map(Stream::fd).collect()
+    }
+
+    /// What the containers (or `only` the one named) wrote since the last call; ended streams
+    /// are dropped.
+    pub fn output(&mut self, only: Option<&str>) -> Vec<Chunk> {
+        let mut chunks = Vec::new();
+        self.streams.retain_mut(|s| {
+            if only.is_some_and(|n| n != s.name) {
+                return true;
+            }
+            let (chunk, open) = s.drain();
+            chunks.extend(chunk);
+            open
+        });
+        chunks
+    }
+
+    /// Each running container's CPU time and memory, from its cgroup.
+    pub fn usage(&self) -> Vec<Usage> {
+        self.running
+            .values()
+            .map(|r| Usage {
+                name: r.name.clone(),
+                cpu_usec: cpu_usec(&r.cgroup),
+                memory_bytes: std::fs::read_to_string(r.cgroup.join("memory.current"))
+                    .ok()
+                    .and_then(|s| s.trim().parse().ok())
+                    .unwrap_or(0),
+            })
+            .collect()
     }
 
     /// The containers that ended since the last call, without waiting; other orphans (PID 1
@@ -222,6 +276,32 @@ fn overlay(lower: &[PathBuf], bundle: &Path, rootfs: &Path) -> Result<(), String
         Some(data.as_str()),
     )
     .map_err(|e| format!("overlay mount on {}: {e}", rootfs.display()))
+}
+
+fn cpu_usec(cgroup: &Path) -> u64 {
+    std::fs::read_to_string(cgroup.join("cpu.stat"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("usage_usec ")?.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Makes the directories of the task-scoped volumes the container binds (the first container
+/// to bind one makes it; the others share it).
+fn make_volumes(config: &serde_json::Value) -> Result<(), String> {
+    let sources = config["mounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["source"].as_str())
+        .filter(|s| Path::new(s).starts_with(VOLUMES));
+    for dir in sources {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("CannotStartContainerError: {dir}: {e}"))?;
+    }
+    Ok(())
 }
 
 /// `/dev/vdX` for the virtio disk whose sysfs `serial` is `serial`.

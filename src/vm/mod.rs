@@ -10,6 +10,7 @@ pub mod image;
 pub mod initramfs;
 pub mod kernel;
 pub mod machine;
+pub mod output;
 pub mod protocol;
 pub mod sizing;
 pub mod vmm;

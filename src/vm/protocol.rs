@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any change to the messages below.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// Larger frames are refused: nothing berth sends comes near it, and a corrupt length must not
 /// make either side allocate gigabytes.
 pub const MAX_FRAME: u32 = 16 << 20;
@@ -27,6 +27,11 @@ pub enum HostMessage {
     },
     /// SIGTERM to every container, SIGKILL after its `stop_timeout_secs`.
     Stop,
+    /// Are you there? The agent answers with a [`AgentMessage::Pong`] of the same `seq`,
+    /// carrying its containers' usage: the heartbeat and the metrics in one exchange.
+    Ping {
+        seq: u64,
+    },
     /// Sync the disks and power the VM off.
     PowerOff,
 }
@@ -68,8 +73,27 @@ pub enum AgentMessage {
     /// A container's init process ended (128 + signal when killed); `oom` when the kernel's
     /// OOM killer ended it (its cgroup's `memory.events`).
     Exited { name: String, code: i32, oom: bool },
+    /// What a container wrote to its stdout or stderr since the last report. Bytes that are
+    /// not UTF-8 arrive replaced (U+FFFD); a character split between two reads is kept whole.
+    Output {
+        name: String,
+        stderr: bool,
+        data: String,
+    },
+    /// The answer to a ping, with each running container's usage.
+    Pong { seq: u64, usage: Vec<Usage> },
     /// The agent is powering the VM off.
     PoweringOff,
+}
+
+/// A running container's usage, read from its cgroup in the guest.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub name: String,
+    /// `cpu.stat` `usage_usec`.
+    pub cpu_usec: u64,
+    /// `memory.current`.
+    pub memory_bytes: u64,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -90,9 +90,61 @@ pub fn vm_size(def: &TaskDefinition) -> Result<VmSize, String> {
     })
 }
 
+/// What a microVM task cannot have, named by field: volumes on the host's files (a VM does not
+/// see them, as on Fargate), and shared volumes that outlive the task (the VM's do not).
+pub fn check_fit(def: &TaskDefinition) -> Result<(), String> {
+    use crate::spec::volumes::VolumeSource;
+    let refusals: Vec<String> = def
+        .volumes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| match &v.source {
+            VolumeSource::HostPath(p) => Some(format!(
+                "volumes[{i}] ({}): host.sourcePath {p}: a microVM task cannot see the host's \
+                 files; leave host empty for a task-scoped volume, or run it as a container",
+                v.name
+            )),
+            VolumeSource::Shared => Some(format!(
+                "volumes[{i}] ({}): dockerVolumeConfiguration scope shared outlives the task, \
+                 which a microVM's volumes do not; use scope task, or run it as a container",
+                v.name
+            )),
+            VolumeSource::Task | VolumeSource::TaskTmpfs => None,
+        })
+        .collect();
+    if refusals.is_empty() {
+        Ok(())
+    } else {
+        Err(refusals.join("; "))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_and_shared_volumes_are_refused_by_path_and_task_volumes_fit() {
+        let d = def(
+            r#"{"family":"f","memory":"512","containerDefinitions":[{"name":"a","image":"busybox"}],
+                "volumes":[{"name":"scratch","host":{}},{"name":"logs","host":{"sourcePath":"/var/log"}},
+                  {"name":"cache","dockerVolumeConfiguration":{"scope":"shared","autoprovision":true}}]}"#,
+        );
+        let e = check_fit(&d).unwrap_err();
+        assert!(
+            e.starts_with("volumes[1] (logs): host.sourcePath /var/log"),
+            "{e}"
+        );
+        assert!(
+            e.contains("; volumes[2] (cache): dockerVolumeConfiguration scope shared"),
+            "{e}"
+        );
+        let fits = def(
+            r#"{"family":"f","memory":"512","containerDefinitions":[{"name":"a","image":"busybox"}],
+                "volumes":[{"name":"scratch"}]}"#,
+        );
+        assert_eq!(check_fit(&fits), Ok(()));
+    }
 
     fn def(json: &str) -> TaskDefinition {
         crate::spec::parse(json).expect("valid").definition

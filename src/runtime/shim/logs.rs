@@ -52,49 +52,26 @@ impl Journal {
     }
 }
 
-/// One stream of one container.
-pub struct Pump {
-    pub fd: OwnedFd,
+/// One stream of one container as text arrives: appended to the log file, and cut into
+/// journal entries at line ends. A microVM task's shim feeds it what the agent relays.
+pub struct Lines {
     container: String,
     priority: u8,
     pending: Vec<u8>,
 }
 
-impl Pump {
-    pub fn new(fd: OwnedFd, container: &str, stderr: bool) -> Pump {
-        Pump {
-            fd,
+impl Lines {
+    pub fn new(container: &str, stderr: bool) -> Lines {
+        Lines {
             container: container.to_string(),
             priority: if stderr { 3 } else { 6 },
             pending: Vec::new(),
         }
     }
 
-    /// Moves what is readable now to the file and the journal; false at end of stream.
-    pub fn pump(&mut self, file: &mut File, journal: &Journal) -> bool {
-        let mut buf = [0u8; 8192];
-        loop {
-            match nix::unistd::read(self.fd.as_raw_fd(), &mut buf) {
-                Ok(0) => {
-                    self.flush(journal);
-                    return false;
-                }
-                Ok(n) => {
-                    let _ = file.write_all(&buf[..n]);
-                    self.pending.extend_from_slice(&buf[..n]);
-                    self.send_lines(journal);
-                }
-                Err(nix::errno::Errno::EAGAIN) => return true,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(_) => {
-                    self.flush(journal);
-                    return false;
-                }
-            }
-        }
-    }
-
-    fn send_lines(&mut self, journal: &Journal) {
+    pub fn feed(&mut self, data: &[u8], file: &mut File, journal: &Journal) {
+        let _ = file.write_all(data);
+        self.pending.extend_from_slice(data);
         while let Some(pos) = self.pending.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = self.pending.drain(..=pos).collect();
             journal.send(&self.container, self.priority, &line[..line.len() - 1]);
@@ -105,10 +82,46 @@ impl Pump {
         }
     }
 
+    /// Sends a last line that had no end.
     pub fn flush(&mut self, journal: &Journal) {
         if !self.pending.is_empty() {
             let line: Vec<u8> = self.pending.drain(..).collect();
             journal.send(&self.container, self.priority, &line);
+        }
+    }
+}
+
+/// One stream of one container, read from its pipe.
+pub struct Pump {
+    pub fd: OwnedFd,
+    lines: Lines,
+}
+
+impl Pump {
+    pub fn new(fd: OwnedFd, container: &str, stderr: bool) -> Pump {
+        Pump {
+            fd,
+            lines: Lines::new(container, stderr),
+        }
+    }
+
+    /// Moves what is readable now to the file and the journal; false at end of stream.
+    pub fn pump(&mut self, file: &mut File, journal: &Journal) -> bool {
+        let mut buf = [0u8; 8192];
+        loop {
+            match nix::unistd::read(self.fd.as_raw_fd(), &mut buf) {
+                Ok(0) => {
+                    self.lines.flush(journal);
+                    return false;
+                }
+                Ok(n) => self.lines.feed(&buf[..n], file, journal),
+                Err(nix::errno::Errno::EAGAIN) => return true,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => {
+                    self.lines.flush(journal);
+                    return false;
+                }
+            }
         }
     }
 }

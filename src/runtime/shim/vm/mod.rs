@@ -1,13 +1,17 @@
 //! The shim of a microVM task: it boots the task's VM (the VMM in the task's cgroup, so the
 //! task's limits hold it), hands the agent the containers' config.json as berthd made them,
 //! and writes what the agent reports (starts, exits, OOM kills, failures) into the same status
-//! files as a container task's shim. SIGTERM becomes the agent's Stop; the last exit, or the
-//! VMM's death, ends the task.
+//! files as a container task's shim, its containers' output into their logs, and its usage
+//! beside them. SIGTERM becomes the agent's Stop; the last exit, the VMM's death, or an agent
+//! silent past its timeout ends the task.
+
+mod guest_config;
+mod relay;
 
 use std::collections::BTreeSet;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
@@ -15,16 +19,20 @@ use super::{signals, start, ShimError};
 use crate::cgroup::task as task_cgroup;
 use crate::clock::now_us;
 use crate::runtime::gate;
-use crate::runtime::plan::{ContainerPlan, Plan, VmPlan};
-use crate::runtime::report::{Exited, Failed, OomScope, Started, StatusDir};
+use crate::runtime::plan::{Plan, VmPlan};
+use crate::runtime::report::{self, Exited, Failed, OomScope, Started, StatusDir};
 use crate::vm::image::{self, AgentImage, GUEST_MODULES};
 use crate::vm::machine::{self, Machine};
 use crate::vm::protocol::{AgentMessage, HostMessage, VmContainer};
 use crate::vm::vmm::{Disk, Qemu, VmSpec};
 use crate::vm::{disks, kernel};
+use guest_config::guest_container;
+use relay::{Heartbeat, Output};
 
 /// How long a powered-off VM gets to exit before it is killed.
 const POWER_OFF_WAIT: Duration = Duration::from_secs(30);
+/// How often the agent is pinged (its answer carries the containers' usage).
+const PING_INTERVAL: Duration = Duration::from_secs(5);
 
 struct VmShim<'a> {
     plan: &'a Plan,
@@ -35,6 +43,9 @@ struct VmShim<'a> {
     ended: BTreeSet<String>,
     /// Each layer directory and the serial of its disk.
     layers: Vec<(PathBuf, String)>,
+    output: Output,
+    /// The agent went silent: the VM is killed, not asked to power off.
+    hung: bool,
 }
 
 /// The whole life of a microVM task's shim. Returns when the task has ended.
@@ -53,6 +64,8 @@ pub(super) fn run(
         started: BTreeSet::new(),
         ended: BTreeSet::new(),
         layers: Vec::new(),
+        output: Output::new(plan),
+        hung: false,
     };
     let mut machine = match shim.boot(vm) {
         Ok(m) => m,
@@ -61,7 +74,7 @@ pub(super) fn run(
     let containers: Result<Vec<VmContainer>, String> = plan
         .containers
         .iter()
-        .map(|c| guest_container(c, &shim.layers))
+        .map(|c| guest_container(c, task_dir, &shim.layers))
         .collect();
     let containers = match containers {
         Ok(c) => c,
@@ -70,7 +83,11 @@ pub(super) fn run(
     if let Err(e) = machine.send(&HostMessage::Run { containers }) {
         return shim.fail(format!("CannotStartContainerError: microVM: {e}"));
     }
-    shim.supervise(&mut machine, sigfd)?;
+    shim.supervise(&mut machine, sigfd, vm.agent_timeout_secs)?;
+    if shim.hung {
+        // Dropped, the machine's VMM is killed and reaped.
+        return Ok(());
+    }
     if let Err(e) = machine.power_off(POWER_OFF_WAIT) {
         eprintln!("berth-shim: {e}");
     }
@@ -144,10 +161,34 @@ impl VmShim<'_> {
             .map_err(ShimError::Status)
     }
 
-    fn supervise(&mut self, m: &mut Machine, sigfd: &OwnedFd) -> Result<(), ShimError> {
+    fn supervise(
+        &mut self,
+        m: &mut Machine,
+        sigfd: &OwnedFd,
+        agent_timeout_secs: u64,
+    ) -> Result<(), ShimError> {
+        let timeout = Duration::from_secs(agent_timeout_secs);
+        let mut heartbeat = Heartbeat::new(Instant::now(), PING_INTERVAL, timeout);
         while self.ended.len() < self.plan.containers.len() {
             if let Some(status) = m.exited() {
                 return self.lost(self.vmm_gone(m, status));
+            }
+            let now = Instant::now();
+            if let Some(quiet) = heartbeat.silent(now) {
+                self.hung = true;
+                return self.lost(format!(
+                    "the microVM's agent did not answer for {}s (vm_agent_timeout_secs {}); \
+                     its VMM ({}) was killed{}",
+                    quiet.as_secs(),
+                    agent_timeout_secs,
+                    self.vmm_name(),
+                    m.console()
+                ));
+            }
+            if let Some(seq) = heartbeat.ping_due(now) {
+                if let Err(e) = m.send(&HostMessage::Ping { seq }) {
+                    eprintln!("berth-shim: {e}");
+                }
             }
             let (signal, message) = {
                 let mut fds = vec![PollFd::new(sigfd.as_fd(), PollFlags::POLLIN)];
@@ -166,8 +207,11 @@ impl VmShim<'_> {
                 }
             }
             if message {
-                match m.receive(Duration::from_secs(30)) {
-                    Ok(msg) => self.heard(m, msg)?,
+                match m.receive(timeout) {
+                    Ok(msg) => {
+                        heartbeat.heard(Instant::now());
+                        self.heard(m, msg)?
+                    }
                     Err(e) => {
                         // A dead VMM closes the channel first; say which died.
                         let reason = match wait_exit(m, Duration::from_secs(2)) {
@@ -220,7 +264,16 @@ impl VmShim<'_> {
                 };
                 self.status.started(&name, &s).map_err(ShimError::Status)?;
             }
+            AgentMessage::Output { name, stderr, data } => {
+                self.output.write(self.plan, &name, stderr, &data);
+            }
+            AgentMessage::Pong { usage, .. } => {
+                if let Err(e) = report::write_guest_usage(&self.task_dir, &usage) {
+                    eprintln!("berth-shim: usage: {e}");
+                }
+            }
             AgentMessage::Exited { name, code, oom } => {
+                self.output.flush(&name);
                 self.exited(&name, code, oom)?;
                 let essential = self
                     .plan
@@ -331,81 +384,5 @@ impl VmShim<'_> {
             });
         }
         Ok(disks)
-    }
-}
-
-/// A container as the agent gets it: berthd's config.json with the host's specifics taken
-/// out: its cgroup is the guest's, its namespaces new ones (the host's netns and holder paths
-/// mean nothing inside), and host-path bind mounts (volumes, network files, the init binary)
-/// left out, as the VM cannot see the host's files.
-fn guest_container(c: &ContainerPlan, layers: &[(PathBuf, String)]) -> Result<VmContainer, String> {
-    let path = c.bundle.join("config.json");
-    let text = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut config: serde_json::Value =
-        serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    guest_config(&mut config, &c.name);
-    Ok(VmContainer {
-        name: c.name.clone(),
-        config,
-        layers: c
-            .lower
-            .iter()
-            .rev()
-            .filter_map(|l| layers.iter().find(|(p, _)| p == l).map(|(_, s)| s.clone()))
-            .collect(),
-        stop_timeout_secs: c.stop_timeout_secs,
-    })
-}
-
-fn guest_config(config: &mut serde_json::Value, name: &str) {
-    config["linux"]["cgroupsPath"] = format!("/berth/{name}").into();
-    if let Some(ns) = config["linux"]["namespaces"].as_array_mut() {
-        for n in ns.iter_mut() {
-            if let Some(o) = n.as_object_mut() {
-                o.remove("path");
-            }
-        }
-    }
-    if let Some(mounts) = config["mounts"].as_array_mut() {
-        mounts.retain(|m| {
-            let bind = m["type"] == "bind"
-                || m["options"]
-                    .as_array()
-                    .is_some_and(|o| o.iter().any(|x| x == "bind" || x == "rbind"));
-            !bind
-        });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_guest_config_has_the_guest_cgroup_new_namespaces_and_no_host_binds() {
-        let mut c = serde_json::json!({
-            "linux": {
-                "cgroupsPath": "/berth.slice/berth-ab.scope/task/web",
-                "namespaces": [{"type": "network", "path": "/run/berth/netns/ab"}, {"type": "mount"}]
-            },
-            "mounts": [
-                {"destination": "/proc", "type": "proc", "source": "proc"},
-                {"destination": "/etc/hosts", "type": "bind", "source": "/var/lib/berth/tasks/ab/hosts", "options": ["rbind", "ro"]},
-                {"destination": "/data", "source": "/var/lib/berth/volumes/x", "options": ["rbind"]}
-            ]
-        });
-        guest_config(&mut c, "web");
-        assert_eq!(c["linux"]["cgroupsPath"], "/berth/web");
-        assert_eq!(
-            c["linux"]["namespaces"],
-            serde_json::json!([{"type": "network"}, {"type": "mount"}])
-        );
-        let dests: Vec<&str> = c["mounts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["destination"].as_str().unwrap())
-            .collect();
-        assert_eq!(dests, ["/proc"]);
     }
 }
