@@ -25,6 +25,27 @@ impl Manager {
     }
 }
 
+/// The `isolation` of a method's options; any other option is refused by name.
+fn isolation_option(
+    method: &str,
+    options: &std::collections::HashMap<String, String>,
+) -> Result<Option<Isolation>, BerthError> {
+    let mut isolation = None;
+    for (k, v) in options {
+        match k.as_str() {
+            "isolation" => {
+                isolation = Some(Isolation::parse(v).map_err(BerthError::InvalidArgument)?)
+            }
+            other => {
+                return Err(BerthError::InvalidArgument(format!(
+                    "{method}: unknown option {other:?} (known: isolation)"
+                )))
+            }
+        }
+    }
+    Ok(isolation)
+}
+
 #[interface(
     name = "org.berth.Agent1.Manager",
     proxy(
@@ -100,6 +121,34 @@ impl Manager {
             desired_count: desired,
             min_healthy_percent,
             max_percent,
+            isolation: None,
+        })?;
+        Ok(service_path(&s.name)?)
+    }
+
+    /// `CreateService` with `options`, as `RunTaskWith` takes them: `isolation` for every
+    /// task of the service.
+    #[allow(clippy::too_many_arguments)]
+    async fn create_service_with(
+        &self,
+        name: String,
+        task_definition: String,
+        desired: u32,
+        min_healthy_percent: u32,
+        max_percent: u32,
+        options: std::collections::HashMap<String, String>,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<OwnedObjectPath, BerthError> {
+        require_admin(conn, &hdr).await?;
+        let isolation = isolation_option("CreateServiceWith", &options)?;
+        let s = self.engine.create_service(&ServiceSpec {
+            name,
+            task_definition,
+            desired_count: desired,
+            min_healthy_percent,
+            max_percent,
+            isolation,
         })?;
         Ok(service_path(&s.name)?)
     }
@@ -207,19 +256,7 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(String, OwnedObjectPath), BerthError> {
         require_admin(conn, &hdr).await?;
-        let mut isolation = None;
-        for (k, v) in &options {
-            match k.as_str() {
-                "isolation" => {
-                    isolation = Some(Isolation::parse(v).map_err(BerthError::InvalidArgument)?)
-                }
-                other => {
-                    return Err(BerthError::InvalidArgument(format!(
-                        "RunTaskWith: unknown option {other:?} (known: isolation)"
-                    )))
-                }
-            }
-        }
+        let isolation = isolation_option("RunTaskWith", &options)?;
         let task = self.engine.run_task_as(&task_definition, None, isolation)?;
         tracing::info!(task = %task.id, task_definition = %task.task_definition,
             isolation = task.isolation.as_str(), "task created");

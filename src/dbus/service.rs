@@ -33,6 +33,7 @@ pub fn describe(s: &Service, engine: &Engine) -> serde_json::Value {
         "status": if s.deleting { "DRAINING" } else { "ACTIVE" },
         "taskDefinition": s.primary().map(|p| p.task_definition.clone()),
         "desiredCount": s.desired_count,
+        "isolation": s.isolation.map(|i| i.as_str()),
         "runningCount": running,
         "pendingCount": pending,
         "deploymentConfiguration": {

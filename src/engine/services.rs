@@ -37,6 +37,7 @@ pub struct ServiceSpec {
     pub desired_count: u32,
     pub min_healthy_percent: u32,
     pub max_percent: u32,
+    pub isolation: Option<crate::vm::sizing::Isolation>,
 }
 
 pub fn started_by(name: &str) -> String {
@@ -115,6 +116,7 @@ impl Engine {
         let mut s = Service::new(&spec.name, &reference, spec.desired_count, now_us());
         s.min_healthy_percent = spec.min_healthy_percent;
         s.max_percent = spec.max_percent;
+        s.isolation = spec.isolation;
         {
             let mut state = self.lock();
             if state.services.contains_key(&spec.name) {
@@ -257,7 +259,7 @@ impl Engine {
             self.stop_task(id, reason)?;
         }
         for reference in &actions.start {
-            match self.run_task_as(reference, Some(&started_by(name)), None) {
+            match self.run_task_as(reference, Some(&started_by(name)), s.isolation) {
                 Ok(t) => {
                     s.tasks.insert(t.id.clone());
                     changed = true;

@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use crate::autoscale::Policies;
+use crate::vm::sizing::Isolation;
 
 /// Events kept per service, newest last.
 pub const MAX_EVENTS: usize = 100;
@@ -100,6 +101,9 @@ pub struct Service {
     pub created_at: u64,
     /// Being deleted: its tasks are stopping, then it goes.
     pub deleting: bool,
+    /// The isolation its tasks get; `None`: the daemon's choice for the definition.
+    #[serde(default)]
+    pub isolation: Option<Isolation>,
 }
 
 impl Service {
@@ -117,6 +121,7 @@ impl Service {
             scaling: None,
             created_at: now,
             deleting: false,
+            isolation: None,
         };
         s.deploy(task_definition, now);
         s

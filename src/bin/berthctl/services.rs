@@ -24,6 +24,9 @@ pub enum ServiceCommand {
         min_healthy_percent: u32,
         #[arg(long = "max-percent", default_value_t = 200)]
         max_percent: u32,
+        /// `container` or `microvm` for every task (default: the daemon's choice).
+        #[arg(long)]
+        isolation: Option<String>,
     },
     /// Roll out a new revision and/or set the desired count.
     Update {
@@ -155,15 +158,32 @@ pub async fn run(m: &ManagerProxy<'_>, cmd: ServiceCommand, json: bool) -> anyho
             desired,
             min_healthy_percent,
             max_percent,
+            isolation,
         } => {
-            m.create_service(
-                name.clone(),
-                task_definition,
-                desired,
-                min_healthy_percent,
-                max_percent,
-            )
-            .await
+            match isolation {
+                Some(i) => {
+                    let options = std::collections::HashMap::from([("isolation".to_string(), i)]);
+                    m.create_service_with(
+                        name.clone(),
+                        task_definition,
+                        desired,
+                        min_healthy_percent,
+                        max_percent,
+                        options,
+                    )
+                    .await
+                }
+                None => {
+                    m.create_service(
+                        name.clone(),
+                        task_definition,
+                        desired,
+                        min_healthy_percent,
+                        max_percent,
+                    )
+                    .await
+                }
+            }
             .map_err(wire)?;
             println!("{name}");
         }

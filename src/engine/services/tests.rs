@@ -30,6 +30,7 @@ fn a_service_and_its_scaling_survive_a_restart_and_the_autoscaler_holds_without_
             desired_count: 0,
             min_healthy_percent: 100,
             max_percent: 200,
+            isolation: Some(crate::vm::sizing::Isolation::Microvm),
         };
         assert_eq!(
             e.create_service(&spec)
@@ -59,6 +60,11 @@ fn a_service_and_its_scaling_survive_a_restart_and_the_autoscaler_holds_without_
     let e = engine(dir.path());
     let s = e.service("web-1").unwrap();
     assert!(s.scaling.is_some());
+    assert_eq!(
+        s.isolation,
+        Some(crate::vm::sizing::Isolation::Microvm),
+        "the service's isolation survives the restart"
+    );
     e.delete_service("web-1").unwrap();
     e.schedule("web-1").unwrap();
     assert!(matches!(e.service("web-1"), Err(ServiceError::NotFound(_))));
