@@ -30,7 +30,7 @@ fn kernel_dir() -> PathBuf {
 
 /// A one-layer image holding one static program with three behaviours: `uname REL` says the
 /// kernel's release on stdout, a line with a non-ASCII character on stderr, and exits 42 when
-/// the release is REL; `ignore-term` ignores SIGTERM and waits; `hog` allocates
+/// the release is REL; `ok` exits 0; `ignore-term` ignores SIGTERM and waits; `hog` allocates
 /// and touches 400 MiB.
 fn probe_layer(dir: &Path) -> PathBuf {
     let root = dir.join("layer");
@@ -50,6 +50,7 @@ int main(int c, char **v) {
     printf("running on %s\n", u.release); fprintf(stderr, "pi \xcf\x80 = 3.14\n");
     return strcmp(u.release, v[2]) == 0 ? 42 : 1;
   }
+  if (c > 1 && !strcmp(v[1], "ok")) return 0;
   if (c > 1 && !strcmp(v[1], "ignore-term")) { signal(SIGTERM, SIG_IGN); for (;;) pause(); }
   if (c > 1 && !strcmp(v[1], "hog")) {
     for (int i = 0; i < 400; i++) { char *p = malloc(1 << 20); if (!p) return 3; memset(p, 1, 1 << 20); }
@@ -105,9 +106,23 @@ fn probe(
     }
 }
 
-/// Runs `c` and returns how it ended and what it wrote (stdout, stderr); `stop` asks the
-/// agent for its usage (a ping) and then to stop it once it runs.
-fn run(m: &mut machine::Machine, c: VmContainer, stop: bool) -> (AgentMessage, String, String) {
+fn check(name: &str, mode: &str, timeout_secs: u64) -> HostMessage {
+    HostMessage::Check {
+        name: name.into(),
+        command: vec!["/probe".into(), mode.into()],
+        uid: 0,
+        gid: 0,
+        cwd: "/".into(),
+        timeout_secs,
+    }
+}
+
+/// How a container ended, what it wrote (stdout, stderr), and the results of its health checks.
+type Run = (AgentMessage, String, String, Vec<Option<String>>);
+
+/// Runs `c` and returns how it ended. With `stop`, once it runs: a ping (its usage), a health
+/// check that passes and one that outlives its timeout, then the stop.
+fn run(m: &mut machine::Machine, c: VmContainer, stop: bool) -> Run {
     let name = c.name.clone();
     m.send(&HostMessage::Run {
         containers: vec![c],
@@ -120,10 +135,15 @@ fn run(m: &mut machine::Machine, c: VmContainer, stop: bool) -> (AgentMessage, S
         "{started:?}"
     );
     if stop {
-        m.send(&HostMessage::Ping { seq: 7 })
-            .unwrap_or_else(|e| panic!("{e}"));
+        for msg in [
+            HostMessage::Ping { seq: 7 },
+            check(&name, "ok", 30),
+            check(&name, "ignore-term", 1),
+        ] {
+            m.send(&msg).unwrap_or_else(|e| panic!("{e}"));
+        }
     }
-    let (mut out, mut err) = (String::new(), String::new());
+    let (mut out, mut err, mut checks, mut pong) = (String::new(), String::new(), vec![], false);
     loop {
         match m.receive(wait).unwrap_or_else(|e| panic!("{e}")) {
             AgentMessage::Output { stderr, data, .. } => {
@@ -136,9 +156,17 @@ fn run(m: &mut machine::Machine, c: VmContainer, stop: bool) -> (AgentMessage, S
                     mine.is_some_and(|u| u.memory_bytes > 0 && u.cpu_usec > 0),
                     "the pong carries the running container's usage: {usage:?}"
                 );
-                m.send(&HostMessage::Stop).unwrap_or_else(|e| panic!("{e}"));
+                pong = true;
             }
-            ended => return (ended, out, err),
+            AgentMessage::Checked { name: n, failure } => {
+                assert_eq!(n, name);
+                checks.push(failure);
+            }
+            ended => return (ended, out, err, checks),
+        }
+        if pong && checks.len() == 2 {
+            m.send(&HostMessage::Stop).unwrap_or_else(|e| panic!("{e}"));
+            pong = false;
         }
     }
 }
@@ -196,7 +224,7 @@ fn the_agent_boots_as_pid_1_runs_stops_and_oom_kills_containers_and_powers_off()
             "{m} not loaded: {modules:?}"
         );
     }
-    let (ended, out, err) = run(
+    let (ended, out, err, _) = run(
         &mut m,
         probe("uname", &["uname", &k.release], None, 30),
         false,
@@ -226,7 +254,13 @@ fn the_agent_boots_as_pid_1_runs_stops_and_oom_kills_containers_and_powers_off()
         },
         "400 MiB in a 32 MiB container is an OOM kill, read from the guest's memory.events"
     );
-    let (ended, ..) = run(&mut m, probe("stubborn", &["ignore-term"], None, 2), true);
+    let (ended, _, _, mut checks) = run(&mut m, probe("stubborn", &["ignore-term"], None, 2), true);
+    checks.sort();
+    assert_eq!(
+        checks,
+        [None, Some("timed out after 1 s".to_string())],
+        "health checks run inside the container: one passes, one is killed at its timeout"
+    );
     assert_eq!(
         ended,
         AgentMessage::Exited {

@@ -8,6 +8,7 @@ mod cleanup;
 mod container;
 mod devices;
 mod envfiles;
+pub mod exec;
 mod gate;
 pub mod microvm;
 mod net;

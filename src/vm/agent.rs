@@ -16,8 +16,10 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use super::guest::{self, Containers};
 use super::output::Chunk;
+use super::probes::CheckRequest;
 use super::protocol::{self, AgentMessage, HostMessage, ProtocolError, VmContainer};
 use super::vmm::AGENT_PORT;
+use crate::runtime::exec::ExecAs;
 
 /// Where the initramfs keeps the modules and their load order.
 pub const MODULES_DIR: &str = "/modules";
@@ -83,7 +85,8 @@ fn serve() -> Result<(), AgentError> {
         for chunk in containers.output(None) {
             say_output(&mut chan, chunk)?;
         }
-        for e in containers.reap() {
+        let reaped = containers.reap();
+        for e in reaped.containers {
             for chunk in containers.output(Some(&e.name)) {
                 say_output(&mut chan, chunk)?;
             }
@@ -93,6 +96,9 @@ fn serve() -> Result<(), AgentError> {
                 oom: e.oom,
             };
             protocol::write_frame(&mut chan, &said)?;
+        }
+        for (name, failure) in reaped.checks {
+            protocol::write_frame(&mut chan, &AgentMessage::Checked { name, failure })?;
         }
         containers.kill_overdue(Some(Instant::now()));
         if !readable(&chan, &containers) {
@@ -111,6 +117,29 @@ fn serve() -> Result<(), AgentError> {
                 start_all(&mut chan, &mut containers, &wanted)?
             }
             Ok(HostMessage::Stop) => containers.stop_all(),
+            Ok(HostMessage::Check {
+                name,
+                command,
+                uid,
+                gid,
+                cwd,
+                timeout_secs,
+            }) => {
+                let request = CheckRequest {
+                    name: &name,
+                    command: &command,
+                    who: ExecAs {
+                        uid,
+                        gid,
+                        cwd: &cwd,
+                    },
+                    timeout_secs,
+                };
+                if let Err(why) = containers.check(&request) {
+                    let failure = Some(format!("could not run the check: {why}"));
+                    protocol::write_frame(&mut chan, &AgentMessage::Checked { name, failure })?;
+                }
+            }
             Ok(HostMessage::Ping { seq }) => {
                 let usage = containers.usage();
                 protocol::write_frame(&mut chan, &AgentMessage::Pong { seq, usage })?;

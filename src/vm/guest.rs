@@ -19,6 +19,7 @@ use nix::unistd::Pid;
 use std::time::{Duration, Instant};
 
 use super::output::{Chunk, Stream};
+use super::probes::{CheckRequest, Probes};
 use super::protocol::{Usage, VmContainer};
 use crate::cgroup::task::memory_events;
 
@@ -80,6 +81,14 @@ pub struct Containers {
     /// Output streams, kept until their end (after the container's, when a child of it
     /// holds them open).
     streams: Vec<Stream>,
+    probes: Probes,
+}
+
+/// What ended since the last look: containers, and health checks with their results.
+#[derive(Debug, Default)]
+pub struct Reaped {
+    pub containers: Vec<Ended>,
+    pub checks: Vec<(String, Option<String>)>,
 }
 
 impl Containers {
@@ -204,28 +213,38 @@ impl Containers {
             .collect()
     }
 
-    /// The containers that ended since the last call, without waiting; other orphans (PID 1
-    /// inherits them all) are reaped on the way.
-    pub fn reap(&mut self) -> Vec<Ended> {
-        let mut ended = Vec::new();
+    /// The containers and checks that ended since the last call, without waiting; other
+    /// orphans (PID 1 inherits them all) are reaped on the way.
+    pub fn reap(&mut self) -> Reaped {
+        let mut reaped = Reaped::default();
         loop {
             let (pid, code) = match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::Exited(pid, code)) => (pid, code),
                 Ok(WaitStatus::Signaled(pid, sig, _)) => (pid, 128 + sig as i32),
-                Ok(WaitStatus::StillAlive) | Err(_) => return ended,
+                Ok(WaitStatus::StillAlive) | Err(_) => return reaped,
                 Ok(_) => continue,
             };
             if let Some(mut r) = self.running.remove(&pid.as_raw()) {
                 // Read before delete removes the cgroup.
                 let oom = code == 137 && memory_events(&r.cgroup).oom_kill > 0;
                 let _ = r.container.delete(true);
-                ended.push(Ended {
+                reaped.containers.push(Ended {
                     name: r.name,
                     code,
                     oom,
                 });
+            } else if let Some(checked) = self.probes.ended(pid.as_raw(), code) {
+                reaped.checks.push(checked);
             }
         }
+    }
+
+    /// Starts a health check of a running container.
+    pub fn check(&mut self, c: &CheckRequest) -> Result<(), String> {
+        if !self.running.values().any(|r| r.name == c.name) {
+            return Err(format!("container {} is not running", c.name));
+        }
+        self.probes.spawn(Path::new(STATE_ROOT), c)
     }
 
     /// SIGTERM to every container not yet told; each is killed after its stop timeout.
@@ -242,6 +261,9 @@ impl Containers {
     /// SIGKILL to the containers whose stop timeout has passed (all of them with `now`
     /// `None`).
     pub fn kill_overdue(&mut self, now: Option<Instant>) {
+        if let Some(now) = now {
+            self.probes.kill_overdue(now);
+        }
         for (pid, r) in &self.running {
             if now.is_none_or(|now| r.kill_at.is_some_and(|t| t <= now)) {
                 let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);

@@ -11,6 +11,7 @@ pub mod initramfs;
 pub mod kernel;
 pub mod machine;
 pub mod output;
+pub mod probes;
 pub mod protocol;
 pub mod sizing;
 pub mod vmm;

@@ -32,6 +32,16 @@ pub enum HostMessage {
     Ping {
         seq: u64,
     },
+    /// Run container `name`'s health check inside it: `command` (an argv) as `uid`:`gid` in
+    /// `cwd`, killed past `timeout_secs`. Answered by [`AgentMessage::Checked`].
+    Check {
+        name: String,
+        command: Vec<String>,
+        uid: u32,
+        gid: u32,
+        cwd: String,
+        timeout_secs: u64,
+    },
     /// Sync the disks and power the VM off.
     PowerOff,
 }
@@ -79,6 +89,11 @@ pub enum AgentMessage {
         name: String,
         stderr: bool,
         data: String,
+    },
+    /// A health check of container `name` ended; `failure` says why it did not pass.
+    Checked {
+        name: String,
+        failure: Option<String>,
     },
     /// The answer to a ping, with each running container's usage.
     Pong { seq: u64, usage: Vec<Usage> },

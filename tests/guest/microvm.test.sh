@@ -35,21 +35,45 @@ test_microvm_without_a_kernel_is_refused_at_run_naming_the_path_and_the_fix() {
   assert_eq "$before" "$after" "tasks after the refusal (nothing left behind)"
 }
 
-test_microvm_task_runs_on_the_guest_kernel_exits_42_and_gives_its_memory_back() {
+test_microvm_task_waits_for_a_healthy_writer_shares_a_volume_logs_exits_42_on_the_guest_kernel() {
   ensure_images || return 1
-  register_vm vm-exit42 '{"name":"main","image":"busybox","memory":100,"command":["sh","-c","uname -r | grep -q cloud-amd64 && exit 42; uname -r; exit 1"]}' >/dev/null
+  # main starts once the writer is HEALTHY (its check, run in the guest, sees the note on the
+  # task volume both mount), then says the note and the kernel it runs on; the writer says a
+  # line on stderr and idles until stopped.
+  register vm-exit42 '{"name":"main","image":"busybox","memory":100,"mountPoints":[{"sourceVolume":"shared","containerPath":"/shared"}],
+      "dependsOn":[{"containerName":"writer","condition":"HEALTHY"}],
+      "command":["sh","-c","cat /shared/note; uname -r; uname -r | grep -q cloud-amd64 && exit 42; exit 1"]},
+    {"name":"writer","image":"busybox","essential":false,"memoryReservation":16,"mountPoints":[{"sourceVolume":"shared","containerPath":"/shared"}],
+      "healthCheck":{"command":["CMD-SHELL","test -s /shared/note"],"interval":5,"retries":3},
+      "command":["sh","-c","echo from-the-writer > /shared/note; echo writer-on-stderr >&2; trap \"exit 0\" TERM; sleep 3000 & wait"]}' \
+    '"volumes":[{"name":"shared","host":{}}]' >/dev/null || { fail "not registered"; return 1; }
   reserved=$(prop ReservedMemory)
   json=$(CTL --json run --isolation microvm --wait vm-exit42); rc=$?
   assert_eq 42 "$rc" "berthctl run --wait exit status (42 only on the cloud kernel)"
   assert_eq microvm "$(echo "$json" | jfield isolation)" "isolation"
-  assert_eq 128 "$(echo "$json" | jfield vm.memoryMiB)" "the VM's memory (100 MiB rounded up to the smallest VM)"
+  assert_eq 128 "$(echo "$json" | jfield vm.memoryMiB)" "the VM's memory (116 MiB rounded up to the smallest VM)"
   assert_eq 384 "$(echo "$json" | jfield memory)" "the task's reservation: the VM and its VMM's 256 MiB"
   assert_eq 42 "$(echo "$json" | jfield containers.0.exitCode)" "containers[0].exitCode"
   assert_eq EssentialContainerExited "$(echo "$json" | jfield stopCode)" "stopCode"
   id=$(echo "$json" | jfield taskId)
+  out=$(CTL logs "$id" main)
+  assert_contains "$out" "from-the-writer" "main's log: the note the writer left on the shared task volume"
+  assert_contains "$out" "cloud-amd64" "main's log: the guest kernel's release"
+  assert_contains "$(CTL logs "$id" writer)" "writer-on-stderr" "the writer's stderr in its log"
+  assert_eq HEALTHY "$(echo "$json" | jfield containers.1.healthStatus)" "the writer's health, judged from checks run in the guest"
+  journalctl --sync 2>/dev/null
+  assert_contains "$(journalctl BERTH_TASK_ID="$id" BERTH_CONTAINER=main --no-pager -o cat)" "from-the-writer" "the journal, with berth's fields"
   assert_eq "$reserved" "$(prop ReservedMemory)" "ReservedMemory after the task"
   wait_for 10 eval '[ ! -d "$(dirname "$(task_cg "'"$id"'")")" ]' || fail "the task's scope is still there"
   [ -s "/var/lib/berth/tasks/$id/console.log" ] || fail "no guest console log"
+}
+
+test_microvm_a_host_path_volume_is_refused_naming_the_field() {
+  ensure_images || return 1
+  register vm-hostvol '{"name":"c","image":"busybox","memory":64,"mountPoints":[{"sourceVolume":"logs","containerPath":"/l"}],"command":["true"]}' \
+    '"volumes":[{"name":"logs","host":{"sourcePath":"/var/log"}}]' >/dev/null || { fail "not registered"; return 1; }
+  out=$(CTL run --isolation microvm vm-hostvol 2>&1) && fail "a microVM task with a host path volume ran: $out"
+  assert_contains "$out" "volumes[0] (logs): host.sourcePath /var/log" "the refusal names the field"
 }
 
 # Stops the microVM tasks a test started, whatever became of the test: a VM left running would
@@ -64,7 +88,7 @@ stop_vm_tasks() {
   done
 }
 
-test_microvm_stop_honours_stop_timeout_and_a_killed_vmm_stops_its_task() {
+test_microvm_stop_honours_stop_timeout_survives_berthd_kill_9_and_a_frozen_vm_is_lost() {
   VM_TASKS=()
   microvm_stop_and_vmm_kill; rc=$?
   stop_vm_tasks "${VM_TASKS[@]}"
@@ -73,25 +97,68 @@ test_microvm_stop_honours_stop_timeout_and_a_killed_vmm_stops_its_task() {
 
 microvm_stop_and_vmm_kill() {
   ensure_images || return 1
-  register_vm vm-sleep '{"name":"s","image":"busybox","memory":64,"stopTimeout":2,"command":["sleep","3000"]}' >/dev/null
+  register_vm vm-sleep '{"name":"s","image":"busybox","memory":64,"stopTimeout":2,"command":["sh","-c","echo sleeping; exec sleep 3000"]}' >/dev/null
   a=$(CTL run --isolation microvm vm-sleep) || return 1
   VM_TASKS+=("$a")
   assert_eq microvm "$(busctl get-property org.berth.Agent1 "/org/berth/Agent1/task/$a" org.berth.Agent1.Task Isolation | awk '{print $2}' | tr -d '"')" "the Isolation property"
   wait_running "$a" 800 || return 1
-  [ -n "$(vmm_pid "$a")" ] || fail "no VMM in task $a's cgroup"
+  local vmm
+  vmm=$(vmm_pid "$a")
+  [ -n "$vmm" ] || fail "no VMM in task $a's cgroup"
   max=$(cat "$(task_cg "$a")/memory.max")
   assert_eq $(((128 + 256) << 20)) "$max" "the task cgroup's memory.max: the VM (128 MiB) and the VMM's 256 MiB"
+  # The agent's answers to the shim's pings carry the container's usage.
+  series="^berth_container_memory_usage_bytes{task_id=\"$a\".*container=\"s\"} [1-9]"
+  wait_for 60 eval 'curl -s "http://$METRICS/metrics" | grep -q "$series"' \
+    || fail "no memory series of the microVM's container: $(curl -s "http://$METRICS/metrics" | grep "$a" | head -5)"
+  wait_for 30 eval 'CTL logs "'"$a"'" s | grep -q sleeping' || fail "the container's output is not in its log"
+  # berthd dies; the VM lives on and the new berthd takes the task back.
+  local old
+  old=$(main_pid); kill -9 "$old"
+  wait_new_berthd "$old" || return 1
+  wait_for 30 status_is "$a" RUNNING || fail "task $a not RUNNING after berthd's kill -9"
+  assert_eq "$vmm" "$(vmm_pid "$a")" "the VMM across berthd's kill -9"
   CTL stop "$a" >/dev/null
   wait_for 120 status_is "$a" STOPPED || fail "task $a did not stop"
   assert_eq 137 "$(task_json "$a" | jfield containers.0.exitCode)" "exit code of a sleep killed after its 2 s stopTimeout"
-  # One VM at a time: two nested VMs at once share the guest's two emulated CPUs.
+  # One VM at a time: two nested VMs at once share the guest's two emulated CPUs. A frozen VM:
+  # its agent goes silent, and after vm_agent_timeout_secs (60) the task is lost.
   b=$(CTL run --isolation microvm vm-sleep) || return 1
   VM_TASKS+=("$b")
   wait_running "$b" 800 || return 1
-  kill -9 "$(vmm_pid "$b")"
-  wait_for 60 status_is "$b" STOPPED || { fail "task $b not STOPPED after its VMM was killed"; return 1; }
-  assert_contains "$(task_json "$b" | jfield stoppedReason)" "VMM (qemu-system-x86_64) exited" "stoppedReason"
-  assert_eq TaskLost "$(task_json "$b" | jfield stopCode)" "stopCode of a task whose VMM died"
-  assert_eq 137 "$(task_json "$b" | jfield containers.0.exitCode)" "exit code of a container whose VM died"
-  wait_for 10 eval '[ ! -d "$(dirname "$(task_cg "'"$b"'")")" ]' || fail "task $b's scope is still there"
+  kill -STOP "$(vmm_pid "$b")"
+  wait_for 150 status_is "$b" STOPPED || { fail "task $b not STOPPED after its VM froze"; return 1; }
+  assert_contains "$(task_json "$b" | jfield stoppedReason)" "agent did not answer" "stoppedReason"
+  assert_eq TaskLost "$(task_json "$b" | jfield stopCode)" "stopCode of a task whose agent went silent"
+  wait_for 10 eval '[ ! -d "$(dirname "$(task_cg "'"$b"'")")" ]' || fail "task $b's scope (and its frozen VMM) is still there"
+}
+
+test_microvm_service_keeps_its_count_when_a_vmm_is_killed() {
+  VM_SERVICE=
+  microvm_service; rc=$?
+  if [ -n "$VM_SERVICE" ]; then
+    CTL service delete "$VM_SERVICE" >/dev/null 2>&1
+    wait_for 180 eval '! CTL service describe "'"$VM_SERVICE"'" >/dev/null 2>&1' || fail "service $VM_SERVICE not gone after delete"
+  fi
+  return $rc
+}
+
+microvm_service() {
+  ensure_images || return 1
+  register_vm vm-svc '{"name":"s","image":"busybox","memory":64,"stopTimeout":2,"command":["sleep","3000"]}' >/dev/null
+  CTL service create vmsvc --task-definition vm-svc --desired 1 --isolation microvm >/dev/null || { fail "create refused"; return 1; }
+  VM_SERVICE=vmsvc
+  assert_eq microvm "$(svc_field vmsvc isolation)" "the service's isolation"
+  wait_for 800 svc_running_is vmsvc 1 || { fail "not 1 running: $(svc_json vmsvc)"; return 1; }
+  local victim
+  victim=$(svc_json vmsvc | jfield tasks.0.taskId)
+  assert_eq microvm "$(task_json "$victim" | jfield isolation)" "the service's task's isolation"
+  kill -9 "$(vmm_pid "$victim")"
+  wait_for 60 status_is "$victim" STOPPED || { fail "task $victim not STOPPED after its VMM was killed"; return 1; }
+  assert_contains "$(task_json "$victim" | jfield stoppedReason)" "VMM (qemu-system-x86_64) exited" "stoppedReason"
+  assert_eq TaskLost "$(task_json "$victim" | jfield stopCode)" "stopCode of a task whose VMM died"
+  assert_eq 137 "$(task_json "$victim" | jfield containers.0.exitCode)" "exit code of a container whose VM died"
+  wait_for 800 eval 'svc_running_is vmsvc 1 && [ "$(svc_json vmsvc | jfield tasks.0.taskId)" != "'"$victim"'" ]' \
+    || { fail "the service did not replace its task: $(svc_json vmsvc)"; return 1; }
+  assert_eq microvm "$(task_json "$(svc_json vmsvc | jfield tasks.0.taskId)" | jfield isolation)" "the replacement's isolation"
 }

@@ -1,13 +1,14 @@
 //! Health checks of the running containers: each runs every interval inside its container
-//! (see `probe`), is killed past its timeout, and every change of a container's health is
+//! (see `runtime::exec`), is killed past its timeout, and every change of a container's health is
 //! written to the status directory for berthd.
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use super::health::HealthState;
-use super::{probe, Shim};
+use super::Shim;
 use crate::clock::now_us;
+use crate::runtime::exec::{self, ExecAs};
 use crate::runtime::plan::{ContainerPlan, HealthPlan};
 use crate::runtime::report::Health;
 
@@ -51,7 +52,12 @@ impl Shim {
                 }
                 Some(_) => {}
                 None if c.state.due(now) => {
-                    match probe::spawn(&root, &c.container_id, &c.plan, &c.cwd) {
+                    let who = ExecAs {
+                        uid: c.plan.uid,
+                        gid: c.plan.gid,
+                        cwd: &c.cwd,
+                    };
+                    match exec::spawn(&root, &c.container_id, &c.plan.check.command, &who) {
                         Ok(pid) => c.running = Some((pid, c.state.deadline(now), false)),
                         Err(why) => failed_to_run.push((name.clone(), why)),
                     }

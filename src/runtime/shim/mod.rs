@@ -11,7 +11,6 @@ mod health;
 mod holder;
 mod logs;
 mod order;
-mod probe;
 mod signals;
 mod start;
 mod vm;

@@ -1,14 +1,15 @@
 //! The shim of a microVM task: it boots the task's VM (the VMM in the task's cgroup, so the
-//! task's limits hold it), hands the agent the containers' config.json as berthd made them,
-//! and writes what the agent reports (starts, exits, OOM kills, failures) into the same status
+//! task's limits hold it), hands the agent each container's config.json as berthd made it when
+//! its `dependsOn` conditions hold, judges the health checks the agent runs, and writes what the agent reports (starts, exits, OOM kills, failures) into the same status
 //! files as a container task's shim, its containers' output into their logs, and its usage
 //! beside them. SIGTERM becomes the agent's Stop; the last exit, the VMM's death, or an agent
 //! silent past its timeout ends the task.
 
 mod guest_config;
+mod order;
 mod relay;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -23,7 +24,7 @@ use crate::runtime::plan::{Plan, VmPlan};
 use crate::runtime::report::{self, Exited, Failed, OomScope, Started, StatusDir};
 use crate::vm::image::{self, AgentImage, GUEST_MODULES};
 use crate::vm::machine::{self, Machine};
-use crate::vm::protocol::{AgentMessage, HostMessage, VmContainer};
+use crate::vm::protocol::{AgentMessage, HostMessage};
 use crate::vm::vmm::{Disk, Qemu, VmSpec};
 use crate::vm::{disks, kernel};
 use guest_config::guest_container;
@@ -46,6 +47,14 @@ struct VmShim<'a> {
     output: Output,
     /// The agent went silent: the VM is killed, not asked to power off.
     hung: bool,
+    /// Containers not yet sent to the agent, in the definition's order.
+    waiting: Vec<order::Waiting>,
+    waiting_since_ms: u64,
+    /// Containers sent to the agent.
+    requested: BTreeSet<String>,
+    exit_codes: BTreeMap<String, i32>,
+    checks: BTreeMap<String, order::VmCheck>,
+    clock: Instant,
 }
 
 /// The whole life of a microVM task's shim. Returns when the task has ended.
@@ -66,23 +75,27 @@ pub(super) fn run(
         layers: Vec::new(),
         output: Output::new(plan),
         hung: false,
+        waiting: Vec::new(),
+        waiting_since_ms: 0,
+        requested: BTreeSet::new(),
+        exit_codes: BTreeMap::new(),
+        checks: BTreeMap::new(),
+        clock: Instant::now(),
     };
     let mut machine = match shim.boot(vm) {
         Ok(m) => m,
         Err(reason) => return shim.fail(reason),
     };
-    let containers: Result<Vec<VmContainer>, String> = plan
-        .containers
-        .iter()
-        .map(|c| guest_container(c, task_dir, &shim.layers))
-        .collect();
-    let containers = match containers {
-        Ok(c) => c,
-        Err(reason) => return shim.fail(reason),
-    };
-    if let Err(e) = machine.send(&HostMessage::Run { containers }) {
-        return shim.fail(format!("CannotStartContainerError: microVM: {e}"));
+    for c in &plan.containers {
+        match guest_container(c, task_dir, &shim.layers) {
+            Ok(guest) => shim.waiting.push(order::Waiting {
+                plan: c.clone(),
+                guest,
+            }),
+            Err(reason) => return shim.fail(reason),
+        }
     }
+    shim.start_clock();
     shim.supervise(&mut machine, sigfd, vm.agent_timeout_secs)?;
     if shim.hung {
         // Dropped, the machine's VMM is killed and reaped.
@@ -169,7 +182,12 @@ impl VmShim<'_> {
     ) -> Result<(), ShimError> {
         let timeout = Duration::from_secs(agent_timeout_secs);
         let mut heartbeat = Heartbeat::new(Instant::now(), PING_INTERVAL, timeout);
-        while self.ended.len() < self.plan.containers.len() {
+        loop {
+            self.start_ready(m)?;
+            if self.finished() {
+                return Ok(());
+            }
+            self.run_checks(m);
             if let Some(status) = m.exited() {
                 return self.lost(self.vmm_gone(m, status));
             }
@@ -190,15 +208,7 @@ impl VmShim<'_> {
                     eprintln!("berth-shim: {e}");
                 }
             }
-            let (signal, message) = {
-                let mut fds = vec![PollFd::new(sigfd.as_fd(), PollFlags::POLLIN)];
-                if let Some(c) = m.channel() {
-                    fds.push(PollFd::new(c, PollFlags::POLLIN));
-                }
-                let _ = poll(&mut fds, PollTimeout::from(250u16));
-                let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
-                (ready(&fds[0]), fds.get(1).is_some_and(ready))
-            };
+            let (signal, message) = wait(m, sigfd);
             if signal {
                 for sig in signals::drain(sigfd) {
                     if sig == libc::SIGTERM || sig == libc::SIGINT {
@@ -223,7 +233,6 @@ impl VmShim<'_> {
                 }
             }
         }
-        Ok(())
     }
 
     fn vmm_gone(&self, m: &Machine, status: std::process::ExitStatus) -> String {
@@ -247,6 +256,7 @@ impl VmShim<'_> {
     fn stop(&mut self, m: &mut Machine) {
         if !self.stopping {
             self.stopping = true;
+            self.waiting.clear();
             if let Err(e) = m.send(&HostMessage::Stop) {
                 eprintln!("berth-shim: {e}");
             }
@@ -257,6 +267,7 @@ impl VmShim<'_> {
         match msg {
             AgentMessage::Started { name, pid } => {
                 self.started.insert(name.clone());
+                self.watch_health(&name);
                 let s = Started {
                     pid,
                     at: now_us(),
@@ -272,8 +283,11 @@ impl VmShim<'_> {
                     eprintln!("berth-shim: usage: {e}");
                 }
             }
+            AgentMessage::Checked { name, failure } => self.checked(&name, failure),
             AgentMessage::Exited { name, code, oom } => {
                 self.output.flush(&name);
+                self.exit_codes.insert(name.clone(), code);
+                self.checks.remove(&name);
                 self.exited(&name, code, oom)?;
                 let essential = self
                     .plan
@@ -344,6 +358,17 @@ fn oom_note(task_cgroup: &Path) -> String {
         "; the task's cgroup OOM-killed the VMM (memory.max {}): raise vm_overhead_mib",
         max.trim()
     )
+}
+
+/// Waits up to 250 ms for a signal or a word from the agent; says which came.
+fn wait(m: &Machine, sigfd: &OwnedFd) -> (bool, bool) {
+    let mut fds = vec![PollFd::new(sigfd.as_fd(), PollFlags::POLLIN)];
+    if let Some(c) = m.channel() {
+        fds.push(PollFd::new(c, PollFlags::POLLIN));
+    }
+    let _ = poll(&mut fds, PollTimeout::from(250u16));
+    let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
+    (ready(&fds[0]), fds.get(1).is_some_and(ready))
 }
 
 /// The VMM's exit status if it ends within `wait`.

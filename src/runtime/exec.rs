@@ -1,6 +1,7 @@
-//! Runs one health check inside a running container, as `runc exec` would: libcontainer's
-//! tenant builder joins the container's namespaces and cgroup with its capabilities, as the
-//! container's user in its working directory. The check is the shim's child; the shim reaps it.
+//! Runs a command inside a running container, as `runc exec` would: libcontainer's tenant
+//! builder joins the container's namespaces and cgroup with its capabilities, as the given
+//! user in the given directory, its output discarded. The health checks of a container task's
+//! shim and of a microVM's agent run this way; the caller reaps the child.
 
 use std::fs::File;
 use std::os::fd::OwnedFd;
@@ -10,13 +11,18 @@ use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::syscall::syscall::SyscallType;
 use nix::unistd::Pid;
 
-use crate::runtime::plan::HealthPlan;
+/// Who runs the command, and where.
+pub struct ExecAs<'a> {
+    pub uid: u32,
+    pub gid: u32,
+    pub cwd: &'a str,
+}
 
 pub fn spawn(
     runtime_root: &Path,
     container_id: &str,
-    h: &HealthPlan,
-    cwd: &str,
+    argv: &[String],
+    who: &ExecAs,
 ) -> Result<Pid, String> {
     let null = || File::options().read(true).write(true).open("/dev/null");
     let (i, o, e) = match (null(), null(), null()) {
@@ -30,10 +36,10 @@ pub fn spawn(
         .with_stdout(OwnedFd::from(o))
         .with_stderr(OwnedFd::from(e))
         .as_tenant()
-        .with_container_args(h.check.command.clone())
-        .with_cwd(Some(cwd))
-        .with_user(Some(h.uid))
-        .with_group(Some(h.gid))
+        .with_container_args(argv.to_vec())
+        .with_cwd(Some(who.cwd))
+        .with_user(Some(who.uid))
+        .with_group(Some(who.gid))
         .with_detach(true)
         .build()
         .map_err(|e| format!("could not run the check: {e}"))

@@ -1,0 +1,165 @@
+//! The order and health of a microVM task's containers, kept on the host: each container goes
+//! to the agent once its `dependsOn` conditions hold (the verdicts a container task's shim
+//! uses), and its health checks run in the guest when the same `HealthState` says, each result
+//! judged here and written to the status directory as a container task's are.
+
+use std::time::Instant;
+
+use super::VmShim;
+use crate::clock::now_us;
+use crate::runtime::plan::{ContainerPlan, HealthPlan};
+use crate::runtime::report::Health;
+use crate::runtime::shim::health::HealthState;
+use crate::runtime::shim::order::{self, Progress, Verdict};
+use crate::runtime::shim::ShimError;
+use crate::vm::machine::Machine;
+use crate::vm::protocol::{HostMessage, VmContainer};
+
+/// A container's health check, as the host keeps it.
+pub(super) struct VmCheck {
+    plan: HealthPlan,
+    cwd: String,
+    state: HealthState,
+    /// Sent to the agent, its result not yet back.
+    in_flight: bool,
+}
+
+/// A container waiting for its turn, with what the agent gets of it.
+pub(super) struct Waiting {
+    pub plan: ContainerPlan,
+    pub guest: VmContainer,
+}
+
+impl VmShim<'_> {
+    pub(super) fn now_ms(&self) -> u64 {
+        self.clock.elapsed().as_millis() as u64
+    }
+
+    fn progress(&self, name: &str) -> Progress {
+        if let Some(code) = self.exit_codes.get(name) {
+            return Progress::Exited { code: *code };
+        }
+        if self.started.contains(name) {
+            let health = self.checks.get(name).map(|c| c.state.status);
+            return Progress::Running { health };
+        }
+        Progress::NotStarted
+    }
+
+    /// Sends the agent every waiting container whose dependencies hold; fails the task when
+    /// one can no longer hold or has waited past its `startTimeout`.
+    pub(super) fn start_ready(&mut self, m: &mut Machine) -> Result<(), ShimError> {
+        let waited_secs = (self.now_ms() - self.waiting_since_ms) / 1000;
+        let mut i = 0;
+        while i < self.waiting.len() && !self.stopping {
+            let c = &self.waiting[i].plan;
+            let verdict = order::verdict(
+                &c.name,
+                &c.depends_on,
+                |n| self.progress(n),
+                waited_secs,
+                c.start_timeout_secs,
+            );
+            match verdict {
+                Verdict::Wait => i += 1,
+                Verdict::Fail(reason) => {
+                    let name = c.name.clone();
+                    self.fail_as(name, reason)?;
+                    self.stop(m);
+                }
+                Verdict::Start => {
+                    let w = self.waiting.remove(i);
+                    self.requested.insert(w.plan.name.clone());
+                    let run = HostMessage::Run {
+                        containers: vec![w.guest],
+                    };
+                    if let Err(e) = m.send(&run) {
+                        // The supervision loop sees the VM gone and says so.
+                        eprintln!("berth-shim: {e}");
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every container sent has ended, and none waits.
+    pub(super) fn finished(&self) -> bool {
+        self.waiting.is_empty() && self.requested.iter().all(|n| self.ended.contains(n))
+    }
+
+    /// Begins judging the health of a container just started, if it has a check.
+    pub(super) fn watch_health(&mut self, name: &str) {
+        let Some(c) = self.plan.containers.iter().find(|c| c.name == name) else {
+            return;
+        };
+        let Some(plan) = &c.health else { return };
+        let check = VmCheck {
+            state: HealthState::new(&plan.check, self.now_ms()),
+            plan: plan.clone(),
+            cwd: c.cwd.clone(),
+            in_flight: false,
+        };
+        self.checks.insert(name.to_string(), check);
+        self.report_health(name);
+    }
+
+    /// Asks the agent for the checks that are due.
+    pub(super) fn run_checks(&mut self, m: &mut Machine) {
+        if self.stopping {
+            return;
+        }
+        let now = self.now_ms();
+        for (name, c) in &mut self.checks {
+            if c.in_flight || !c.state.due(now) {
+                continue;
+            }
+            let check = HostMessage::Check {
+                name: name.clone(),
+                command: c.plan.check.command.clone(),
+                uid: c.plan.uid,
+                gid: c.plan.gid,
+                cwd: c.cwd.clone(),
+                timeout_secs: c.plan.check.timeout_secs,
+            };
+            match m.send(&check) {
+                Ok(()) => c.in_flight = true,
+                Err(e) => eprintln!("berth-shim: {e}"),
+            }
+        }
+    }
+
+    /// A check's result from the agent.
+    pub(super) fn checked(&mut self, name: &str, failure: Option<String>) {
+        let now = self.now_ms();
+        let Some(c) = self.checks.get_mut(name) else {
+            return;
+        };
+        c.in_flight = false;
+        let result = failure.map_or(Ok(()), Err);
+        if c.state.record(result, now) {
+            self.report_health(name);
+        }
+    }
+
+    fn report_health(&self, name: &str) {
+        let Some(c) = self.checks.get(name) else {
+            return;
+        };
+        let h = Health {
+            status: c.state.status,
+            failing_streak: c.state.failing_streak,
+            last_failure: c.state.last_failure.clone(),
+            at: now_us(),
+        };
+        if let Err(e) = self.status.health(name, &h) {
+            eprintln!("berth-shim: cannot record the health of {name}: {e}");
+        }
+    }
+
+    /// The clock the order and the checks keep, started with the supervision.
+    pub(super) fn start_clock(&mut self) {
+        self.clock = Instant::now();
+        self.waiting_since_ms = 0;
+    }
+}
