@@ -30,6 +30,10 @@ pub fn describe(cap: &CapacitySnapshot, holders: &[Task]) -> Value {
             "cpu": t.reservation.cpu_units,
             "memory": t.reservation.memory_mib,
             "ports": t.host_ports.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+            "isolation": t.isolation.as_str(),
+            // A microVM task's memory is its VM's and its VMM's overhead.
+            "vmMemory": t.vm.map(|v| v.memory_mib),
+            "vmmOverheadMemory": t.vm.map(|v| t.reservation.memory_mib.saturating_sub(v.memory_mib)),
         })).collect::<Vec<_>>(),
     })
 }
@@ -77,5 +81,18 @@ mod tests {
         assert_eq!(v["hostPorts"], json!(["tcp/22"]));
         assert_eq!(v["tasks"][0]["ports"], json!(["tcp/8080"]));
         assert_eq!(v["tasks"][0]["memory"], 100);
+        assert_eq!(v["tasks"][0]["isolation"], "container");
+        assert!(v["tasks"][0]["vmMemory"].is_null());
+        let vm = Task::new("t2".into(), "web:1".into(), &def, 0).in_microvm(
+            crate::vm::sizing::VmSize {
+                vcpus: 1,
+                memory_mib: 128,
+            },
+            256,
+        );
+        let v = describe(&snap, &[vm]);
+        assert_eq!(v["tasks"][0]["memory"], 384);
+        assert_eq!(v["tasks"][0]["vmMemory"], 128);
+        assert_eq!(v["tasks"][0]["vmmOverheadMemory"], 256);
     }
 }

@@ -296,8 +296,12 @@ fn print_capacity(v: &serde_json::Value) {
             .as_array()
             .map(|a| a.iter().filter_map(|p| p.as_str()).collect())
             .unwrap_or_default();
+        let vm = match (t["vmMemory"].as_u64(), t["vmmOverheadMemory"].as_u64()) {
+            (Some(vm), Some(vmm)) => format!("  (microVM: VM {vm} MiB + VMM {vmm} MiB)"),
+            _ => String::new(),
+        };
         println!(
-            "{:<32} {:<24} {:<12} {:>6} {:>10}  {}",
+            "{:<32} {:<24} {:<12} {:>6} {:>10}  {}{vm}",
             t["taskId"].as_str().unwrap_or(""),
             t["taskDefinition"].as_str().unwrap_or(""),
             t["lastStatus"].as_str().unwrap_or(""),
