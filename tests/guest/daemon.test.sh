@@ -17,7 +17,7 @@ install_berthd() {
   # debug build's own is 200 MB of debug info), and time for a boot nested in emulation.
   if [ -n "${BERTH_GUEST_KERNEL:-}" ]; then
     printf 'vm_kernel_dir = "%s"\nvm_agent = "%s"\nvm_boot_timeout_secs = 900\n' \
-      "$BERTH_GUEST_KERNEL" "$REPO/target/bench/bin-debug/berth-agent" >> /etc/berth/berthd.toml
+      "$BERTH_GUEST_KERNEL" "${BERTH_AGENT:-$REPO/target/bench/bin-debug/berth-agent}" >> /etc/berth/berthd.toml
   fi
   busctl call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus ReloadConfig
   systemctl daemon-reload

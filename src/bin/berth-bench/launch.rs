@@ -23,12 +23,27 @@ pub struct ApiRun {
 
 /// Runs `definition` through the API and waits for `until` (RUNNING or STOPPED).
 pub async fn api(m: &ManagerProxy<'_>, definition: &str, until: &str) -> anyhow::Result<ApiRun> {
+    api_with(m, definition, until, None, TIMEOUT).await
+}
+
+/// [`api`] in the `isolation` given (else the daemon's choice), waiting up to `timeout`.
+pub async fn api_with(
+    m: &ManagerProxy<'_>,
+    definition: &str,
+    until: &str,
+    isolation: Option<&str>,
+    timeout: Duration,
+) -> anyhow::Result<ApiRun> {
     let mut signals = m.receive_task_state_changed().await?;
     let t0 = Instant::now();
-    let (id, _) = m
-        .run_task(definition.to_string())
-        .await
-        .context("RunTask")?;
+    let (id, _) = match isolation {
+        Some(i) => {
+            let options = std::collections::HashMap::from([("isolation".into(), i.into())]);
+            m.run_task_with(definition.to_string(), options).await
+        }
+        None => m.run_task(definition.to_string()).await,
+    }
+    .context("RunTask")?;
     let mut run = ApiRun {
         task_id: id.clone(),
         to_running: None,
@@ -50,8 +65,8 @@ pub async fn api(m: &ManagerProxy<'_>, definition: &str, until: &str) -> anyhow:
             }
         }
     };
-    if tokio::time::timeout(TIMEOUT, wait).await.is_err() {
-        bail!("task {id} of {definition} did not reach {until} within {TIMEOUT:?}");
+    if tokio::time::timeout(timeout, wait).await.is_err() {
+        bail!("task {id} of {definition} did not reach {until} within {timeout:?}");
     }
     Ok(run)
 }

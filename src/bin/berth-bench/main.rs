@@ -5,6 +5,7 @@
 
 mod fleet;
 mod launch;
+mod microvm;
 mod stats;
 
 use std::collections::BTreeMap;
@@ -40,6 +41,13 @@ struct Args {
     state_dir: PathBuf,
     #[arg(long, default_value = "127.0.0.1:9580")]
     metrics: String,
+    /// Runs of each microVM row (0: none). Skipped, with the reason, where berthd has no
+    /// guest kernel.
+    #[arg(long = "microvm-runs", default_value_t = 3)]
+    microvm_runs: usize,
+    /// berthd's config, for the microVM rows' kernel and VMM.
+    #[arg(long, default_value = "/etc/berth/berthd.toml")]
+    config: PathBuf,
     /// Facts about the run to record (KEY=VALUE: commit, kernel, emulated, profile...).
     #[arg(long = "fact", value_parser = parse_fact)]
     facts: Vec<(String, String)>,
@@ -228,11 +236,30 @@ async fn run(a: Args) -> anyhow::Result<Value> {
     let fleet = fleet_figures(&m, &a, &idle_ref).await?;
     let mut facts: BTreeMap<String, String> = a.facts.iter().cloned().collect();
     facts.insert("cpus".into(), num_cpus().to_string());
-    let mut out = json!({"env": facts, "launch": launch});
+    let microvm = microvm_figures(&m, &a, &true_ref, &idle_ref).await?;
+    let mut out = json!({"env": facts, "launch": launch, "microvm": microvm});
     if let (Some(o), Value::Object(f)) = (out.as_object_mut(), fleet) {
         o.extend(f);
     }
     Ok(out)
+}
+
+async fn microvm_figures(
+    m: &ManagerProxy<'_>,
+    a: &Args,
+    true_ref: &str,
+    idle_ref: &str,
+) -> anyhow::Result<Value> {
+    if a.microvm_runs == 0 {
+        return Ok(json!({"skipped": "--microvm-runs 0"}));
+    }
+    let config = berth::config::Config::load(Some(&a.config))
+        .with_context(|| format!("berthd's config {}", a.config.display()))?;
+    if let Some(why) = microvm::unavailable(&config) {
+        progress(&format!("microVM rows skipped: {why}"));
+        return Ok(json!({ "skipped": why }));
+    }
+    microvm::figures(m, &config, a.microvm_runs, true_ref, idle_ref).await
 }
 
 fn num_cpus() -> usize {

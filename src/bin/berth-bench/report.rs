@@ -143,6 +143,56 @@ pub fn table(v: &Value) -> String {
         f(&d["stop_s"], 1),
         d["books_whole_after_stop"]
     ));
+    out + &microvm_table(v)
+}
+
+/// The microVM rows beside the container's run to exit, or why there are none.
+fn microvm_table(v: &Value) -> String {
+    let vm = &v["microvm"];
+    if let Some(why) = vm["skipped"].as_str() {
+        return format!("\nmicroVM rows: not measured ({why})\n");
+    }
+    if vm.is_null() {
+        return String::new();
+    }
+    let mut out = format!("\n{:<44} {:>10} {:>10}\n", "MICROVM (ms)", "median", "p90");
+    for (name, row) in [
+        (
+            "bare VMM boot to an /init that powers off",
+            &vm["bare_boot_ms"],
+        ),
+        (
+            "microVM task, RunTask → STOPPED (/bin/true)",
+            &vm["to_exit_ms"],
+        ),
+        (
+            "microVM task, RunTask → RUNNING (sleep)",
+            &vm["to_running_ms"],
+        ),
+        (
+            "container task, RunTask → STOPPED (/bin/true)",
+            &v["launch"]["berth_ms"],
+        ),
+    ] {
+        out += &format!(
+            "{name:<44} {:>10} {:>10}\n",
+            f(&row["median"], 1),
+            f(&row["p90"], 1)
+        );
+    }
+    let container = num(&v["launch"]["berth_ms"]["median"]);
+    let in_vm = num(&vm["to_exit_ms"]["median"]);
+    out += &format!(
+        "microVM run to exit / bare boot {:>6}  (what berth adds on top of the VMM)\n",
+        f(&vm["exit_vs_bare_boot"], 2)
+    );
+    out += &format!(
+        "microVM run to exit / container run to exit {:>6}\n",
+        match (in_vm, container) {
+            (Some(a), Some(b)) if b > 0.0 => format!("{:.1}", a / b),
+            _ => "-".into(),
+        }
+    );
     out
 }
 
@@ -162,7 +212,9 @@ mod tests {
                          "berthd_rss_kib_per_task": 20.4, "berthd_rss_kib_at_1000_extrapolated": 30000.0},
             "scrape": {"ms": {"1": 1.0}, "us_per_container": 12.0, "linear_fit_r2": 0.99},
             "density": {"tasks": 50, "start_s": 10.0, "tasks_per_s": 5.0, "stop_s": 4.0,
-                        "books_whole_after_stop": true}
+                        "books_whole_after_stop": true},
+            "microvm": {"bare_boot_ms": {"median": 2000.0}, "to_exit_ms": {"median": 3000.0},
+                        "to_running_ms": {"median": 2500.0}, "exit_vs_bare_boot": 1.5}
         });
         let t = table(&v);
         assert!(
@@ -179,5 +231,15 @@ mod tests {
         );
         assert!(t.contains("29.3 MiB (target ≤ 64: meets target)"), "{t}");
         assert!(t.contains("emulated guest"), "{t}");
+        assert!(t.contains("microVM run to exit / bare boot   1.50"), "{t}");
+        assert!(
+            t.contains("microVM run to exit / container run to exit   25.0"),
+            "{t}"
+        );
+        let skipped = table(&json!({"microvm": {"skipped": "no kernel"}}));
+        assert!(
+            skipped.contains("microVM rows: not measured (no kernel)"),
+            "{skipped}"
+        );
     }
 }

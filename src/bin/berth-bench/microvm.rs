@@ -1,0 +1,133 @@
+//! The microVM rows: a `/bin/true` task run to its exit and an idle task to RUNNING, each in a
+//! microVM, beside a bare boot of the same kernel by the same VMM to an `/init` that powers
+//! off at once, so what berth adds on top of the VMM (its agent, the layer disks, libcontainer
+//! in the guest, the protocol) is a ratio. The container rows of the same run are the other
+//! side. Runs only where berthd can run microVM tasks.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde_json::{json, Value};
+
+use berth::config::Config;
+use berth::dbus::client::ManagerProxy;
+use berth::runtime::microvm;
+use berth::vm::initramfs::Initramfs;
+use berth::vm::kernel;
+use berth::vm::vmm::{Qemu, VmSpec, Vmm};
+
+use crate::launch;
+use crate::stats::{median, percentile};
+
+/// A nested, emulated boot takes minutes.
+const TIMEOUT: Duration = Duration::from_secs(900);
+/// A static busybox, as Debian's busybox-static installs it: the bare boot's `/init`.
+const BUSYBOX: &str = "/bin/busybox";
+
+/// Why microVM rows cannot be measured here, if they cannot.
+pub fn unavailable(config: &Config) -> Option<String> {
+    if let Err(e) = kernel::find(&config.vm_kernel_dir) {
+        return Some(e.to_string());
+    }
+    let busybox = std::fs::read(BUSYBOX).unwrap_or_default();
+    if busybox.is_empty() || busybox.windows(8).any(|w| w == b"ld-linux") {
+        return Some(format!("no static busybox at {BUSYBOX} for the bare boot's /init (apt-get install busybox-static)"));
+    }
+    None
+}
+
+/// The bare boot's initramfs: a static busybox and an `/init` that powers off.
+fn bare_initramfs(work: &Path) -> anyhow::Result<PathBuf> {
+    let path = work.join("bare-initramfs.cpio");
+    let file = std::fs::File::create(&path).with_context(|| path.display().to_string())?;
+    let mut cpio = Initramfs::new(std::io::BufWriter::new(file));
+    let busybox = std::fs::read(BUSYBOX).context(BUSYBOX)?;
+    cpio.dir("bin", 0o755)?;
+    cpio.file("bin/busybox", 0o755, &busybox)?;
+    cpio.file(
+        "init",
+        0o755,
+        b"#!/bin/busybox sh\n/bin/busybox poweroff -f\n",
+    )?;
+    cpio.finish()?;
+    Ok(path)
+}
+
+/// One bare boot, from the VMM's start to its exit.
+fn bare_boot(config: &Config, initramfs: &Path, work: &Path) -> anyhow::Result<Duration> {
+    let k = kernel::find(&config.vm_kernel_dir)?;
+    let spec = VmSpec {
+        kernel: k.image,
+        initramfs: initramfs.to_owned(),
+        vcpus: 1,
+        memory_mib: 128,
+        accel: microvm::accel(config.vm_accel),
+        console_log: work.join("bare-console.log"),
+        agent_socket: work.join("bare.sock"),
+        disks: Vec::new(),
+        cgroup: None,
+    };
+    let argv = Qemu {
+        binary: config.vmm.clone(),
+    }
+    .command(&spec);
+    let t0 = Instant::now();
+    let status = std::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .with_context(|| format!("cannot run {}", config.vmm.display()))?;
+    let took = t0.elapsed();
+    if !status.success() {
+        bail!(
+            "the bare boot's VMM exited {status}; console: {}",
+            spec.console_log.display()
+        );
+    }
+    Ok(took)
+}
+
+/// `runs` of each microVM row, interleaved.
+pub async fn figures(
+    m: &ManagerProxy<'_>,
+    config: &Config,
+    runs: usize,
+    true_ref: &str,
+    idle_ref: &str,
+) -> anyhow::Result<Value> {
+    let work = PathBuf::from("/run/berth-bench");
+    std::fs::create_dir_all(&work)?;
+    let initramfs = bare_initramfs(&work)?;
+    let (mut bare, mut to_exit, mut to_running) = (vec![], vec![], vec![]);
+    for i in 0..runs {
+        crate::progress(&format!("microVM {} of {runs}: bare boot", i + 1));
+        bare.push(crate::ms(bare_boot(config, &initramfs, &work)?));
+        crate::progress(&format!(
+            "microVM {} of {runs}: /bin/true to its exit",
+            i + 1
+        ));
+        let r = launch::api_with(m, true_ref, "STOPPED", Some("microvm"), TIMEOUT).await?;
+        launch::exited_zero(m, &r.task_id).await?;
+        to_exit.extend(r.to_stopped.map(crate::ms));
+        crate::progress(&format!(
+            "microVM {} of {runs}: idle task to RUNNING",
+            i + 1
+        ));
+        let r = launch::api_with(m, idle_ref, "RUNNING", Some("microvm"), TIMEOUT).await?;
+        to_running.extend(r.to_running.map(crate::ms));
+        crate::fleet::stop(m, &[r.task_id]).await?;
+    }
+    let summary = |v: &[f64]| json!({"median": median(v), "p90": percentile(v, 90.0), "runs": v});
+    let ratio = match (median(&to_exit), median(&bare)) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    };
+    Ok(json!({
+        "bare_boot_ms": summary(&bare),
+        "to_exit_ms": summary(&to_exit),
+        "to_running_ms": summary(&to_running),
+        "exit_vs_bare_boot": ratio,
+    }))
+}
