@@ -91,26 +91,41 @@ pub fn vm_size(def: &TaskDefinition) -> Result<VmSize, String> {
 }
 
 /// What a microVM task cannot have, named by field: volumes on the host's files (a VM does not
-/// see them, as on Fargate), and shared volumes that outlive the task (the VM's do not).
+/// see them, as on Fargate), shared volumes that outlive the task (the VM's do not), and port
+/// mappings (a microVM has only loopback in this berth: a binding it shows would be a lie).
 pub fn check_fit(def: &TaskDefinition) -> Result<(), String> {
     use crate::spec::volumes::VolumeSource;
-    let refusals: Vec<String> = def
-        .volumes
+    let ports = def
+        .containers
         .iter()
         .enumerate()
-        .filter_map(|(i, v)| match &v.source {
-            VolumeSource::HostPath(p) => Some(format!(
+        .filter(|(_, c)| !c.port_mappings.is_empty())
+        .map(|(i, c)| {
+            format!(
+                "containerDefinitions[{i}].portMappings ({}): a microVM task has only loopback \
+                 networking in this berth; run it as a container (--isolation container)",
+                c.name
+            )
+        });
+    let refusals: Vec<String> = ports
+        .chain(
+            def.volumes
+                .iter()
+                .enumerate()
+                .filter_map(|(i, v)| match &v.source {
+                    VolumeSource::HostPath(p) => Some(format!(
                 "volumes[{i}] ({}): host.sourcePath {p}: a microVM task cannot see the host's \
                  files; leave host empty for a task-scoped volume, or run it as a container",
                 v.name
             )),
-            VolumeSource::Shared => Some(format!(
+                    VolumeSource::Shared => Some(format!(
                 "volumes[{i}] ({}): dockerVolumeConfiguration scope shared outlives the task, \
                  which a microVM's volumes do not; use scope task, or run it as a container",
                 v.name
             )),
-            VolumeSource::Task | VolumeSource::TaskTmpfs => None,
-        })
+                    VolumeSource::Task | VolumeSource::TaskTmpfs => None,
+                }),
+        )
         .collect();
     if refusals.is_empty() {
         Ok(())
@@ -144,6 +159,18 @@ mod tests {
                 "volumes":[{"name":"scratch"}]}"#,
         );
         assert_eq!(check_fit(&fits), Ok(()));
+        let web = def(
+            r#"{"family":"f","networkMode":"awsvpc","memory":"512","containerDefinitions":[
+                {"name":"side","image":"busybox"},
+                {"name":"web","image":"busybox","portMappings":[{"containerPort":80}]}]}"#,
+        );
+        let e = check_fit(&web).unwrap_err();
+        assert!(
+            e.starts_with(
+                "containerDefinitions[1].portMappings (web): a microVM task has only loopback"
+            ),
+            "{e}"
+        );
     }
 
     fn def(json: &str) -> TaskDefinition {
