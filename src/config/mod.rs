@@ -12,6 +12,9 @@ use crate::vm::sizing::Isolation;
 
 use crate::network::Subnet;
 
+/// The shortest `vm_agent_timeout_secs`: two pings' time.
+pub const MIN_AGENT_TIMEOUT_SECS: u64 = 10;
+
 /// Where the daemon looks when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/berth/berthd.toml";
 
@@ -169,10 +172,22 @@ impl Default for Config {
 
 impl Config {
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
             message: e.to_string().trim_end().replace('\n', " "),
-        })
+        })?;
+        // The shim pings a microVM's agent every 5 s: a shorter silence is no sign of loss.
+        if config.vm_agent_timeout_secs < MIN_AGENT_TIMEOUT_SECS {
+            return Err(ConfigError::Parse {
+                path: path.to_owned(),
+                message: format!(
+                    "vm_agent_timeout_secs = {}: at least {MIN_AGENT_TIMEOUT_SECS} (the agent is \
+                     pinged every 5 s)",
+                    config.vm_agent_timeout_secs
+                ),
+            });
+        }
+        Ok(config)
     }
 
     /// Loads `explicit` if given (it must exist), else the default path if it exists, else
@@ -195,6 +210,14 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_agent_timeout_shorter_than_two_pings_is_refused_by_name() {
+        let e = Config::parse("vm_agent_timeout_secs = 3", Path::new("b.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("vm_agent_timeout_secs = 3: at least 10"), "{e}");
+    }
 
     #[test]
     fn empty_file_gives_defaults() {

@@ -113,6 +113,11 @@ impl Engine {
             )));
         }
         let reference = self.active_reference(&spec.task_definition)?;
+        // Refused now, not at each launch: a microVM service this host or this definition
+        // cannot run would only fill its events with the same failure.
+        if spec.isolation.is_some() {
+            self.microvm_size(&reference, spec.isolation)?;
+        }
         let mut s = Service::new(&spec.name, &reference, spec.desired_count, now_us());
         s.min_healthy_percent = spec.min_healthy_percent;
         s.max_percent = spec.max_percent;

@@ -60,7 +60,7 @@ impl Engine {
     /// The microVM size of a task of `reference` in the isolation asked for (else the daemon's
     /// choice), `None` for a container task. The runtime's check (kernel, VMM, agent on disk)
     /// runs outside the state lock.
-    fn microvm_size(
+    pub(super) fn microvm_size(
         &self,
         reference: &str,
         isolation: Option<Isolation>,

@@ -136,7 +136,7 @@ fn serve() -> Result<(), AgentError> {
                     timeout_secs,
                 };
                 if let Err(why) = containers.check(&request) {
-                    let failure = Some(format!("could not run the check: {why}"));
+                    let failure = Some(why);
                     protocol::write_frame(&mut chan, &AgentMessage::Checked { name, failure })?;
                 }
             }

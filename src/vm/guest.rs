@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::Container;
 use libcontainer::syscall::syscall::SyscallType;
-use nix::mount::{mount, MsFlags};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -127,10 +127,15 @@ impl Containers {
             .with_detach(true)
             .with_no_pivot(true)
             .build()
-            .map_err(|e| format!("CannotCreateContainerError: {e}"))?;
-        container
-            .start()
-            .map_err(|e| format!("CannotStartContainerError: {e}"))?;
+            .map_err(|e| {
+                let _ = umount2(&rootfs, MntFlags::MNT_DETACH);
+                format!("CannotCreateContainerError: {e}")
+            })?;
+        if let Err(e) = container.start() {
+            let _ = container.delete(true);
+            let _ = umount2(&rootfs, MntFlags::MNT_DETACH);
+            return Err(format!("CannotStartContainerError: {e}"));
+        }
         let pid = container
             .pid()
             .ok_or_else(|| "CannotStartContainerError: no init process".to_string())?;
@@ -242,7 +247,10 @@ impl Containers {
     /// Starts a health check of a running container.
     pub fn check(&mut self, c: &CheckRequest) -> Result<(), String> {
         if !self.running.values().any(|r| r.name == c.name) {
-            return Err(format!("container {} is not running", c.name));
+            return Err(format!(
+                "could not run the check: container {} is not running",
+                c.name
+            ));
         }
         self.probes.spawn(Path::new(STATE_ROOT), c)
     }

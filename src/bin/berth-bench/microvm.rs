@@ -73,12 +73,26 @@ fn bare_boot(config: &Config, initramfs: &Path, work: &Path) -> anyhow::Result<D
     }
     .command(&spec);
     let t0 = Instant::now();
-    let status = std::process::Command::new(&argv[0])
+    let mut child = std::process::Command::new(&argv[0])
         .args(&argv[1..])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
-        .status()
+        .spawn()
         .with_context(|| format!("cannot run {}", config.vmm.display()))?;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if t0.elapsed() > TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "the bare boot did not power off within {TIMEOUT:?}; console: {}",
+                spec.console_log.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
     let took = t0.elapsed();
     if !status.success() {
         bail!(
@@ -116,8 +130,11 @@ pub async fn figures(
             i + 1
         ));
         let r = launch::api_with(m, idle_ref, "RUNNING", Some("microvm"), TIMEOUT).await?;
-        to_running.extend(r.to_running.map(crate::ms));
-        crate::fleet::stop(m, &[r.task_id]).await?;
+        crate::fleet::stop(m, std::slice::from_ref(&r.task_id)).await?;
+        match r.to_running {
+            Some(t) => to_running.push(crate::ms(t)),
+            None => bail!("microVM task {} stopped before it ran", r.task_id),
+        }
     }
     let summary = |v: &[f64]| json!({"median": median(v), "p90": percentile(v, 90.0), "runs": v});
     let ratio = match (median(&to_exit), median(&bare)) {

@@ -32,6 +32,13 @@ fn a_service_and_its_scaling_survive_a_restart_and_the_autoscaler_holds_without_
             max_percent: 200,
             isolation: Some(crate::vm::sizing::Isolation::Microvm),
         };
+        // This engine has no guest kernel: a microVM service is refused at once, by its cause.
+        let refused = e.create_service(&spec).unwrap_err().to_string();
+        assert!(refused.contains("kernel"), "{refused}");
+        let spec = ServiceSpec {
+            isolation: Some(crate::vm::sizing::Isolation::Container),
+            ..spec
+        };
         assert_eq!(
             e.create_service(&spec)
                 .unwrap()
@@ -62,7 +69,7 @@ fn a_service_and_its_scaling_survive_a_restart_and_the_autoscaler_holds_without_
     assert!(s.scaling.is_some());
     assert_eq!(
         s.isolation,
-        Some(crate::vm::sizing::Isolation::Microvm),
+        Some(crate::vm::sizing::Isolation::Container),
         "the service's isolation survives the restart"
     );
     e.delete_service("web-1").unwrap();

@@ -96,7 +96,7 @@ pub(super) fn run(
         }
     }
     shim.start_clock();
-    shim.supervise(&mut machine, sigfd, vm.agent_timeout_secs)?;
+    shim.supervise(&mut machine, sigfd, vm)?;
     if shim.hung {
         // Dropped, the machine's VMM is killed and reaped.
         return Ok(());
@@ -178,10 +178,16 @@ impl VmShim<'_> {
         &mut self,
         m: &mut Machine,
         sigfd: &OwnedFd,
-        agent_timeout_secs: u64,
+        vm: &VmPlan,
     ) -> Result<(), ShimError> {
+        let agent_timeout_secs = vm.agent_timeout_secs;
         let timeout = Duration::from_secs(agent_timeout_secs);
-        let mut heartbeat = Heartbeat::new(Instant::now(), PING_INTERVAL, timeout);
+        // While the agent creates a container it answers nothing: under emulation that can
+        // take as long as a boot, and is allowed as long.
+        let busy_timeout = timeout.max(Duration::from_secs(vm.boot_timeout_secs));
+        let mut heartbeat = Heartbeat::new(Instant::now(), PING_INTERVAL);
+        // A stop that came during the boot: no container starts.
+        self.signals(m, sigfd);
         loop {
             self.start_ready(m)?;
             if self.finished() {
@@ -192,7 +198,12 @@ impl VmShim<'_> {
                 return self.lost(self.vmm_gone(m, status));
             }
             let now = Instant::now();
-            if let Some(quiet) = heartbeat.silent(now) {
+            let limit = if self.creating() {
+                busy_timeout
+            } else {
+                timeout
+            };
+            if let Some(quiet) = heartbeat.silent(now, limit) {
                 self.hung = true;
                 return self.lost(format!(
                     "the microVM's agent did not answer for {}s (vm_agent_timeout_secs {}); \
@@ -210,11 +221,7 @@ impl VmShim<'_> {
             }
             let (signal, message) = wait(m, sigfd);
             if signal {
-                for sig in signals::drain(sigfd) {
-                    if sig == libc::SIGTERM || sig == libc::SIGINT {
-                        self.stop(m);
-                    }
-                }
+                self.signals(m, sigfd);
             }
             if message {
                 match m.receive(timeout) {
@@ -233,6 +240,22 @@ impl VmShim<'_> {
                 }
             }
         }
+    }
+
+    /// SIGTERM or SIGINT: the task stops.
+    fn signals(&mut self, m: &mut Machine, sigfd: &OwnedFd) {
+        for sig in signals::drain(sigfd) {
+            if sig == libc::SIGTERM || sig == libc::SIGINT {
+                self.stop(m);
+            }
+        }
+    }
+
+    /// A container was sent to the agent and has neither started nor failed yet.
+    fn creating(&self) -> bool {
+        self.requested
+            .iter()
+            .any(|n| !self.started.contains(n) && !self.ended.contains(n))
     }
 
     fn vmm_gone(&self, m: &Machine, status: std::process::ExitStatus) -> String {
@@ -335,7 +358,13 @@ impl VmShim<'_> {
             .collect();
         // The failure first: the engine may look between two status files, and the first
         // reason it sees is the task's.
-        match self.started.iter().next().cloned() {
+        let first_ran = self
+            .plan
+            .containers
+            .iter()
+            .find(|c| self.started.contains(&c.name))
+            .map(|c| c.name.clone());
+        match first_ran {
             Some(ran) => self.fail_as(ran, reason)?,
             None => self.fail(format!("CannotStartContainerError: {reason}"))?,
         }

@@ -69,13 +69,18 @@ impl VmShim<'_> {
                 }
                 Verdict::Start => {
                     let w = self.waiting.remove(i);
-                    self.requested.insert(w.plan.name.clone());
+                    let name = w.plan.name.clone();
                     let run = HostMessage::Run {
                         containers: vec![w.guest],
                     };
-                    if let Err(e) = m.send(&run) {
-                        // The supervision loop sees the VM gone and says so.
-                        eprintln!("berth-shim: {e}");
+                    match m.send(&run) {
+                        Ok(()) => {
+                            self.requested.insert(name);
+                        }
+                        Err(e) => {
+                            self.fail_as(name, format!("CannotStartContainerError: microVM: {e}"))?;
+                            self.stop(m);
+                        }
                     }
                 }
             }
@@ -122,10 +127,12 @@ impl VmShim<'_> {
                 cwd: c.cwd.clone(),
                 timeout_secs: c.plan.check.timeout_secs,
             };
-            match m.send(&check) {
-                Ok(()) => c.in_flight = true,
-                Err(e) => eprintln!("berth-shim: {e}"),
+            // Sent or not, one at a time: a channel that fails a send is a VM being lost,
+            // which the supervision loop reports.
+            if let Err(e) = m.send(&check) {
+                eprintln!("berth-shim: {e}");
             }
+            c.in_flight = true;
         }
     }
 

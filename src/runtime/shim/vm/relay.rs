@@ -61,20 +61,18 @@ impl Output {
 }
 
 /// The shim pings the agent every `interval`; anything the agent says counts as an answer.
-/// Silent for `timeout`, the agent is taken for lost. Times are passed in.
+/// Silent past the limit the shim gives, the agent is taken for lost. Times are passed in.
 pub(super) struct Heartbeat {
     interval: Duration,
-    timeout: Duration,
     last_heard: Instant,
     next_ping: Instant,
     seq: u64,
 }
 
 impl Heartbeat {
-    pub fn new(now: Instant, interval: Duration, timeout: Duration) -> Heartbeat {
+    pub fn new(now: Instant, interval: Duration) -> Heartbeat {
         Heartbeat {
             interval,
-            timeout,
             last_heard: now,
             next_ping: now + interval,
             seq: 0,
@@ -95,10 +93,10 @@ impl Heartbeat {
         Some(self.seq)
     }
 
-    /// How long the agent has been silent, once that is past the timeout.
-    pub fn silent(&self, now: Instant) -> Option<Duration> {
+    /// How long the agent has been silent, once that is past `limit`.
+    pub fn silent(&self, now: Instant, limit: Duration) -> Option<Duration> {
         let quiet = now.saturating_duration_since(self.last_heard);
-        (quiet > self.timeout).then_some(quiet)
+        (quiet > limit).then_some(quiet)
     }
 }
 
@@ -110,14 +108,19 @@ mod tests {
     fn pings_come_at_the_interval_and_silence_past_the_timeout_is_loss() {
         let t0 = Instant::now();
         let s = Duration::from_secs;
-        let mut h = Heartbeat::new(t0, s(5), s(60));
+        let mut h = Heartbeat::new(t0, s(5));
         assert_eq!(h.ping_due(t0 + s(1)), None);
         assert_eq!(h.ping_due(t0 + s(5)), Some(1));
         assert_eq!(h.ping_due(t0 + s(6)), None);
         assert_eq!(h.ping_due(t0 + s(10)), Some(2));
-        assert_eq!(h.silent(t0 + s(60)), None);
+        assert_eq!(h.silent(t0 + s(60), s(60)), None);
         h.heard(t0 + s(50));
-        assert_eq!(h.silent(t0 + s(100)), None);
-        assert_eq!(h.silent(t0 + s(111)), Some(s(61)));
+        assert_eq!(h.silent(t0 + s(100), s(60)), None);
+        assert_eq!(h.silent(t0 + s(111), s(60)), Some(s(61)));
+        assert_eq!(
+            h.silent(t0 + s(111), s(300)),
+            None,
+            "a longer limit while busy"
+        );
     }
 }
