@@ -35,24 +35,25 @@ test_microvm_without_a_kernel_is_refused_at_run_naming_the_path_and_the_fix() {
   assert_eq "$before" "$after" "tasks after the refusal (nothing left behind)"
 }
 
-test_microvm_task_waits_for_a_healthy_writer_shares_a_volume_logs_exits_42_on_the_guest_kernel() {
+test_microvm_task_waits_for_a_healthy_writer_shares_a_volume_logs_an_oom_kill_and_exits_42_on_the_guest_kernel() {
   ensure_images || return 1
   # main starts once the writer is HEALTHY (its check, run in the guest, sees the note on the
   # task volume both mount), then says the note and the kernel it runs on; the writer says a
-  # line on stderr and idles until stopped.
+  # line on stderr and idles until stopped; the hog, not essential, reads 200 MB into its 32.
   register vm-exit42 '{"name":"main","image":"busybox","memory":100,"mountPoints":[{"sourceVolume":"shared","containerPath":"/shared"}],
       "dependsOn":[{"containerName":"writer","condition":"HEALTHY"}],
       "command":["sh","-c","cat /shared/note; uname -r; uname -r | grep -q cloud-amd64 && exit 42; exit 1"]},
     {"name":"writer","image":"busybox","essential":false,"memoryReservation":16,"mountPoints":[{"sourceVolume":"shared","containerPath":"/shared"}],
       "healthCheck":{"command":["CMD-SHELL","test -s /shared/note"],"interval":5,"retries":3},
-      "command":["sh","-c","echo from-the-writer > /shared/note; echo writer-on-stderr >&2; trap \"exit 0\" TERM; sleep 3000 & wait"]}' \
+      "command":["sh","-c","echo from-the-writer > /shared/note; echo writer-on-stderr >&2; trap \"exit 0\" TERM; sleep 3000 & wait"]},
+    {"name":"hog","image":"busybox","essential":false,"memory":32,"command":["dd","if=/dev/zero","of=/dev/null","bs=200M","count=1"]}' \
     '"volumes":[{"name":"shared","host":{}}]' >/dev/null || { fail "not registered"; return 1; }
   reserved=$(prop ReservedMemory)
   json=$(CTL --json run --isolation microvm --wait vm-exit42); rc=$?
   assert_eq 42 "$rc" "berthctl run --wait exit status (42 only on the cloud kernel)"
   assert_eq microvm "$(echo "$json" | jfield isolation)" "isolation"
-  assert_eq 128 "$(echo "$json" | jfield vm.memoryMiB)" "the VM's memory (116 MiB rounded up to the smallest VM)"
-  assert_eq 384 "$(echo "$json" | jfield memory)" "the task's reservation: the VM and its VMM's 256 MiB"
+  assert_eq 148 "$(echo "$json" | jfield vm.memoryMiB)" "the VM's memory (100 + 16 + 32 MiB)"
+  assert_eq 404 "$(echo "$json" | jfield memory)" "the task's reservation: the VM and its VMM's 256 MiB"
   assert_eq 42 "$(echo "$json" | jfield containers.0.exitCode)" "containers[0].exitCode"
   assert_eq EssentialContainerExited "$(echo "$json" | jfield stopCode)" "stopCode"
   id=$(echo "$json" | jfield taskId)
@@ -61,6 +62,8 @@ test_microvm_task_waits_for_a_healthy_writer_shares_a_volume_logs_exits_42_on_th
   assert_contains "$out" "cloud-amd64" "main's log: the guest kernel's release"
   assert_contains "$(CTL logs "$id" writer)" "writer-on-stderr" "the writer's stderr in its log"
   assert_eq HEALTHY "$(echo "$json" | jfield containers.1.healthStatus)" "the writer's health, judged from checks run in the guest"
+  assert_eq 137 "$(echo "$json" | jfield containers.2.exitCode)" "exit code of the hog, OOM-killed in the guest"
+  assert_contains "$(echo "$json" | jfield containers.2.reason)" "over its memory limit" "the hog's reason, from the guest's memory.events"
   journalctl --sync 2>/dev/null
   assert_contains "$(journalctl BERTH_TASK_ID="$id" BERTH_CONTAINER=main --no-pager -o cat)" "from-the-writer" "the journal, with berth's fields"
   assert_eq "$reserved" "$(prop ReservedMemory)" "ReservedMemory after the task"
