@@ -15,6 +15,7 @@ use berth::dbus::client::ManagerProxy;
 use berth::runtime::microvm;
 use berth::vm::initramfs::Initramfs;
 use berth::vm::kernel;
+use berth::vm::sizing::MIN_VM_MEMORY_MIB;
 use berth::vm::vmm::{Qemu, VmSpec, Vmm};
 
 use crate::launch;
@@ -61,7 +62,7 @@ fn bare_boot(config: &Config, initramfs: &Path, work: &Path) -> anyhow::Result<D
         kernel: k.image,
         initramfs: initramfs.to_owned(),
         vcpus: 1,
-        memory_mib: 128,
+        memory_mib: MIN_VM_MEMORY_MIB,
         accel: microvm::accel(config.vm_accel),
         console_log: work.join("bare-console.log"),
         agent_socket: work.join("bare.sock"),
@@ -115,6 +116,8 @@ pub async fn figures(
     std::fs::create_dir_all(&work)?;
     let initramfs = bare_initramfs(&work)?;
     let (mut bare, mut to_exit, mut to_running) = (vec![], vec![], vec![]);
+    let mut vmm_mib = vec![];
+    let tree = berth::cgroup::CgroupTree::new(Path::new("/sys/fs/cgroup"), &config.slice);
     for i in 0..runs {
         crate::progress(&format!("microVM {} of {runs}: bare boot", i + 1));
         bare.push(crate::ms(bare_boot(config, &initramfs, &work)?));
@@ -130,6 +133,14 @@ pub async fn figures(
             i + 1
         ));
         let r = launch::api_with(m, idle_ref, "RUNNING", Some("microvm"), TIMEOUT).await?;
+        // What the VMM holds with the idle task's guest: the figure vm_overhead_mib is set from.
+        let vmm = tree.task(&r.task_id).join("vmm/memory.current");
+        if let Some(bytes) = std::fs::read_to_string(&vmm)
+            .ok()
+            .and_then(|s| s.trim().parse::<f64>().ok())
+        {
+            vmm_mib.push(bytes / (1024.0 * 1024.0));
+        }
         crate::fleet::stop(m, std::slice::from_ref(&r.task_id)).await?;
         match r.to_running {
             Some(t) => to_running.push(crate::ms(t)),
@@ -145,6 +156,10 @@ pub async fn figures(
         "bare_boot_ms": summary(&bare),
         "to_exit_ms": summary(&to_exit),
         "to_running_ms": summary(&to_running),
+        "vmm_memory_mib": summary(&vmm_mib),
+        // The idle task's few MiB round up to the smallest VM.
+        "guest_memory_mib": MIN_VM_MEMORY_MIB,
+        "vm_overhead_mib": config.vm_overhead_mib,
         "exit_vs_bare_boot": ratio,
     }))
 }

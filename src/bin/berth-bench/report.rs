@@ -180,6 +180,12 @@ fn microvm_table(v: &Value) -> String {
             f(&row["p90"], 1)
         );
     }
+    out += &format!(
+        "VMM cgroup memory with the idle task's {} MiB guest: {} MiB (vm_overhead_mib books {} MiB beyond the guest)\n",
+        vm["guest_memory_mib"],
+        f(&vm["vmm_memory_mib"]["median"], 0),
+        vm["vm_overhead_mib"],
+    );
     let container = num(&v["launch"]["berth_ms"]["median"]);
     let in_vm = num(&vm["to_exit_ms"]["median"]);
     out += &format!(
@@ -214,7 +220,8 @@ mod tests {
             "density": {"tasks": 50, "start_s": 10.0, "tasks_per_s": 5.0, "stop_s": 4.0,
                         "books_whole_after_stop": true},
             "microvm": {"bare_boot_ms": {"median": 2000.0}, "to_exit_ms": {"median": 3000.0},
-                        "to_running_ms": {"median": 2500.0}, "exit_vs_bare_boot": 1.5}
+                        "to_running_ms": {"median": 2500.0}, "exit_vs_bare_boot": 1.5,
+                        "vmm_memory_mib": {"median": 300.0}, "guest_memory_mib": 128, "vm_overhead_mib": 256}
         });
         let t = table(&v);
         assert!(
@@ -232,6 +239,12 @@ mod tests {
         assert!(t.contains("29.3 MiB (target ≤ 64: meets target)"), "{t}");
         assert!(t.contains("emulated guest"), "{t}");
         assert!(t.contains("microVM run to exit / bare boot   1.50"), "{t}");
+        assert!(
+            t.contains(
+                "with the idle task's 128 MiB guest: 300 MiB (vm_overhead_mib books 256 MiB"
+            ),
+            "{t}"
+        );
         assert!(
             t.contains("microVM run to exit / container run to exit   25.0"),
             "{t}"
