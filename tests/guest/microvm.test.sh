@@ -39,14 +39,15 @@ test_microvm_task_waits_for_a_healthy_writer_shares_a_volume_logs_an_oom_kill_an
   ensure_images || return 1
   # main starts once the writer is HEALTHY (its check, run in the guest, sees the note on the
   # task volume both mount), then says the note and the kernel it runs on; the writer says a
-  # line on stderr and idles until stopped; the hog, not essential, reads 200 MB into its 32.
+  # line on stderr and idles until stopped; the hog, not essential, reads 100 MB into its 32 (200 MB would be refused outright by
+  # the 148 MiB guest's overcommit check: dd would exit 1, not be OOM-killed).
   register vm-exit42 '{"name":"main","image":"busybox","memory":100,"mountPoints":[{"sourceVolume":"shared","containerPath":"/shared"}],
       "dependsOn":[{"containerName":"writer","condition":"HEALTHY"}],
       "command":["sh","-c","cat /shared/note; uname -r; uname -r | grep -q cloud-amd64 && exit 42; exit 1"]},
     {"name":"writer","image":"busybox","essential":false,"memoryReservation":16,"mountPoints":[{"sourceVolume":"shared","containerPath":"/shared"}],
       "healthCheck":{"command":["CMD-SHELL","test -s /shared/note"],"interval":5,"retries":3},
       "command":["sh","-c","echo from-the-writer > /shared/note; echo writer-on-stderr >&2; trap \"exit 0\" TERM; sleep 3000 & wait"]},
-    {"name":"hog","image":"busybox","essential":false,"memory":32,"command":["dd","if=/dev/zero","of=/dev/null","bs=200M","count=1"]}' \
+    {"name":"hog","image":"busybox","essential":false,"memory":32,"command":["dd","if=/dev/zero","of=/dev/null","bs=100M","count=1"]}' \
     '"volumes":[{"name":"shared","host":{}}]' >/dev/null || { fail "not registered"; return 1; }
   reserved=$(prop ReservedMemory)
   json=$(CTL --json run --isolation microvm --wait vm-exit42); rc=$?

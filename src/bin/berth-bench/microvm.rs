@@ -32,10 +32,37 @@ pub fn unavailable(config: &Config) -> Option<String> {
         return Some(e.to_string());
     }
     let busybox = std::fs::read(BUSYBOX).unwrap_or_default();
-    if busybox.is_empty() || busybox.windows(8).any(|w| w == b"ld-linux") {
+    if !is_static_elf(&busybox) {
         return Some(format!("no static busybox at {BUSYBOX} for the bare boot's /init (apt-get install busybox-static)"));
     }
     None
+}
+
+/// An x86-64 ELF executable without a program interpreter (no `PT_INTERP` header).
+fn is_static_elf(b: &[u8]) -> bool {
+    let u16_at = |o: usize| {
+        b.get(o..o + 2)
+            .map(|x| u16::from_le_bytes([x[0], x[1]]) as usize)
+    };
+    let u64_at = |o: usize| {
+        b.get(o..o + 8)
+            .and_then(|x| x.try_into().ok())
+            .map(u64::from_le_bytes)
+    };
+    if !b.starts_with(b"\x7fELF\x02") {
+        return false;
+    }
+    let (Some(phoff), Some(size), Some(count)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38)) else {
+        return false;
+    };
+    const PT_INTERP: u32 = 3;
+    (0..count).all(|i| {
+        let at = phoff as usize + i * size;
+        b.get(at..at + 4)
+            .and_then(|x| x.try_into().ok())
+            .map(u32::from_le_bytes)
+            .is_some_and(|t| t != PT_INTERP)
+    })
 }
 
 /// The bare boot's initramfs: a static busybox and an `/init` that powers off.
@@ -162,4 +189,17 @@ pub async fn figures(
         "vm_overhead_mib": config.vm_overhead_mib,
         "exit_vs_bare_boot": ratio,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dynamic_executable_is_not_static() {
+        // This test binary is dynamically linked; a text file is no ELF at all.
+        let me = std::fs::read("/proc/self/exe").unwrap();
+        assert!(!is_static_elf(&me));
+        assert!(!is_static_elf(b"#!/bin/sh\n"));
+    }
 }
