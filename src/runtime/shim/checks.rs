@@ -5,12 +5,10 @@
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::health::HealthState;
+use super::health::{self, HealthState};
 use super::Shim;
-use crate::clock::now_us;
 use crate::runtime::exec::{self, ExecAs};
 use crate::runtime::plan::{ContainerPlan, HealthPlan};
-use crate::runtime::report::Health;
 
 pub struct Check {
     plan: HealthPlan,
@@ -107,14 +105,6 @@ impl Shim {
         let Some(c) = self.checks.get(name) else {
             return;
         };
-        let h = Health {
-            status: c.state.status,
-            failing_streak: c.state.failing_streak,
-            last_failure: c.state.last_failure.clone(),
-            at: now_us(),
-        };
-        if let Err(e) = self.status.health(name, &h) {
-            eprintln!("berth-shim: cannot record the health of {name}: {e}");
-        }
+        health::report(&self.status, name, &c.state);
     }
 }

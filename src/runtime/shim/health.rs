@@ -3,7 +3,8 @@
 //! within `startPeriod` of the start do not count. Pure: times are milliseconds of the shim's
 //! clock, passed in.
 
-use crate::runtime::report::HealthStatus;
+use crate::clock::now_us;
+use crate::runtime::report::{Health, HealthStatus, StatusDir};
 use crate::spec::order::HealthCheck;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +73,20 @@ impl HealthState {
             }
         }
         (self.status, self.failing_streak) != before
+    }
+}
+
+/// Writes container `name`'s health as `state` has it, for berthd; a failure is only logged,
+/// as the next change writes it again.
+pub fn report(status: &StatusDir, name: &str, state: &HealthState) {
+    let h = Health {
+        status: state.status,
+        failing_streak: state.failing_streak,
+        last_failure: state.last_failure.clone(),
+        at: now_us(),
+    };
+    if let Err(e) = status.health(name, &h) {
+        eprintln!("berth-shim: cannot record the health of {name}: {e}");
     }
 }
 

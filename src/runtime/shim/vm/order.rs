@@ -6,10 +6,8 @@
 use std::time::Instant;
 
 use super::VmShim;
-use crate::clock::now_us;
 use crate::runtime::plan::{ContainerPlan, HealthPlan};
-use crate::runtime::report::Health;
-use crate::runtime::shim::health::HealthState;
+use crate::runtime::shim::health::{self, HealthState};
 use crate::runtime::shim::order::{self, Progress, Verdict};
 use crate::runtime::shim::ShimError;
 use crate::vm::machine::Machine;
@@ -153,15 +151,7 @@ impl VmShim<'_> {
         let Some(c) = self.checks.get(name) else {
             return;
         };
-        let h = Health {
-            status: c.state.status,
-            failing_streak: c.state.failing_streak,
-            last_failure: c.state.last_failure.clone(),
-            at: now_us(),
-        };
-        if let Err(e) = self.status.health(name, &h) {
-            eprintln!("berth-shim: cannot record the health of {name}: {e}");
-        }
+        health::report(self.status, name, &c.state);
     }
 
     /// The clock the order and the checks keep, started with the supervision.
