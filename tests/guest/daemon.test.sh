@@ -4,6 +4,8 @@ METRICS=127.0.0.1:9580
 RESERVE=128
 
 install_berthd() {
+  # A mask a package's removal left (a link to /dev/null) is no unit of ours.
+  [ -L /etc/systemd/system/berthd.service ] && rm -f /etc/systemd/system/berthd.service
   [ -f /etc/systemd/system/berthd.service ] && return 0
   sed "s|^ExecStart=.*|ExecStart=$BIN/berthd|" "$REPO/systemd/berthd.service" > /etc/systemd/system/berthd.service
   install -m 644 "$REPO/systemd/org.berth.Agent1.conf" /usr/share/dbus-1/system.d/
@@ -16,7 +18,7 @@ install_berthd() {
   # MicroVMs: the cloud kernel shared from the host, the agent stripped by bench/stage (the
   # debug build's own is 200 MB of debug info), and time for a boot nested in emulation.
   if [ -n "${BERTH_GUEST_KERNEL:-}" ]; then
-    printf 'vm_kernel_dir = "%s"\nvm_agent = "%s"\nvm_boot_timeout_secs = 900\n' \
+    printf 'vm_kernel_dir = "%s"\nvm_agent = "%s"\nvm_boot_timeout_secs = 900\nvm_agent_timeout_secs = 20\n' \
       "$BERTH_GUEST_KERNEL" "${BERTH_AGENT:-$REPO/target/bench/bin-debug/berth-agent}" >> /etc/berth/berthd.toml
   fi
   busctl call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus ReloadConfig

@@ -30,9 +30,11 @@ wait_for() {
 }
 
 run_tests() {
-  local passed=0 failed=0 t
+  local passed=0 failed=0 t times=() suite_start=$SECONDS
   # BERTH_TEST_FILTER: a grep pattern picking which tests run (all by default).
-  for t in $(declare -F | awk '{print $3}' | grep '^test_' | grep -E "${BERTH_TEST_FILTER:-.}"); do
+  # BERTH_TEST_ONLY: the tests to run, in that order (run-all's files); else every test_*.
+  local names=${BERTH_TEST_ONLY:-$(declare -F | awk '{print $3}' | grep '^test_')}
+  for t in $(grep -E "${BERTH_TEST_FILTER:-.}" <<<"$names"); do
     _fail_msgs=()
     local start=$SECONDS
     ( "$t"; rc=$?
@@ -46,11 +48,31 @@ run_tests() {
     fi
     if wait "$pid"; then
       passed=$((passed + 1)); echo "ok   $t ($((SECONDS - start))s)"
+      times+=("$((SECONDS - start)) ok   $t")
     else
       failed=$((failed + 1)); echo "FAIL $t ($((SECONDS - start))s)"
+      times+=("$((SECONDS - start)) FAIL $t")
       sed 's/^/     | /' "/tmp/$t.log" | tail -n 40
     fi
   done
-  echo "guest: $passed passed, $failed failed"
+  print_times "${times[@]}"
+  # For tests/all's table across lanes.
+  if [ -n "${BERTH_LANE:-}" ] && mkdir -p "$REPO/target/lanes" 2>/dev/null; then
+    printf '%s\n' "${times[@]}" > "$REPO/target/lanes/times-$BERTH_LANE.txt"
+  fi
+  echo "guest${BERTH_LANE:+ ($BERTH_LANE)}: $passed passed, $failed failed in $((SECONDS - suite_start))s"
   [ "$failed" -eq 0 ]
+}
+
+# The tests' wall times, slowest first, and their sum: where the suite's time goes.
+print_times() { # "SECONDS STATUS NAME"...
+  local sum=0 line
+  echo "guest test times${BERTH_LANE:+ ($BERTH_LANE)}, slowest first:"
+  while read -r line; do
+    [ -n "$line" ] || continue
+    set -- $line
+    printf '  %5ss  %s %s\n' "$1" "$2" "$3"
+    sum=$((sum + $1))
+  done < <(printf '%s\n' "$@" | sort -rn)
+  printf '  %5ss  in all\n' "$sum"
 }

@@ -127,7 +127,7 @@ microvm_stop_and_vmm_kill() {
   wait_for 120 status_is "$a" STOPPED || fail "task $a did not stop"
   assert_eq 137 "$(task_json "$a" | jfield containers.0.exitCode)" "exit code of a sleep killed after its 2 s stopTimeout"
   # One VM at a time: two nested VMs at once share the guest's two emulated CPUs. A frozen VM:
-  # its agent goes silent, and after vm_agent_timeout_secs (60) the task is lost.
+  # its agent goes silent, and after vm_agent_timeout_secs (20 in the test config) the task is lost.
   b=$(CTL run --isolation microvm vm-sleep) || return 1
   VM_TASKS+=("$b")
   wait_running "$b" 800 || return 1

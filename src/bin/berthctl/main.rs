@@ -10,6 +10,7 @@ use serde_json::json;
 
 use berth::dbus::client::ManagerProxy;
 
+mod attach;
 mod images;
 mod services;
 mod tasks;
@@ -43,9 +44,13 @@ enum Command {
     /// Run a task of FAMILY[:REVISION]; prints the task id.
     Run {
         reference: String,
-        /// Wait until the task stops; exit with its essential container's exit code.
-        #[arg(long)]
+        /// Show the containers' output as it comes and wait until the task stops; exit with
+        /// its essential container's exit code (with --json: only the stopped task, as JSON).
+        #[arg(long, conflicts_with = "detach")]
         wait: bool,
+        /// Print the task id and return at once (the default; as `docker run -d`).
+        #[arg(long, short)]
+        detach: bool,
         /// `container` or `microvm` (a VM of its own); default: the daemon's choice.
         #[arg(long, value_parser = ["container", "microvm"])]
         isolation: Option<String>,
@@ -194,6 +199,7 @@ async fn run(args: Args) -> anyhow::Result<u8> {
             reference,
             wait,
             isolation,
+            detach: _,
         } => {
             return tasks::run(&m, reference, isolation, wait, args.json).await;
         }

@@ -154,9 +154,50 @@ pub async fn run(
         }
         return Ok(0);
     }
-    let v = wait_stopped(m, &id).await?;
-    print_task(&v, json);
+    if json {
+        let v = wait_stopped(m, &id).await?;
+        print_task(&v, true);
+        return Ok(exit_status(&v));
+    }
+    let v = wait_attached(m, &id).await?;
+    eprintln!("{}", stop_line(&v));
     Ok(exit_status(&v))
+}
+
+/// Waits for the stop while printing every container's output as it comes.
+async fn wait_attached(m: &ManagerProxy<'_>, id: &str) -> anyhow::Result<Value> {
+    let names: Vec<String> = describe(m, id).await?["containers"]
+        .as_array()
+        .map(|cs| {
+            cs.iter()
+                .filter_map(|c| c["name"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    let task = TaskObjectProxy::builder(m.inner().connection())
+        .path(berth::dbus::TASK_PATH_PREFIX.to_string() + id)
+        .build()
+        .await?;
+    let mut attach = crate::attach::Attach::new(task, names);
+    let stopped = tokio::select! {
+        v = wait_stopped(m, id) => v?,
+        r = attach.follow() => match r? {},
+    };
+    attach.drain().await?;
+    Ok(stopped)
+}
+
+/// The one line `run --wait` ends with, on stderr so stdout holds only the output:
+/// `task ID STOPPED: Essential container in task exited (exit 0)`.
+fn stop_line(v: &Value) -> String {
+    let s = |k: &str| v[k].as_str().unwrap_or("-").to_string();
+    format!(
+        "task {} {}: {} (exit {})",
+        s("taskId"),
+        s("lastStatus"),
+        s("stoppedReason"),
+        exit_status(v)
+    )
 }
 
 pub async fn ps(m: &ManagerProxy<'_>, all: bool, json: bool) -> anyhow::Result<()> {
