@@ -82,6 +82,9 @@ pub struct Config {
     pub nft: PathBuf,
     /// A static init bound into containers with `initProcessEnabled` (Debian's tini).
     pub init_binary: PathBuf,
+    /// Seconds from SIGTERM to SIGKILL for a container without `stopTimeout` (the ECS
+    /// agent's `ECS_CONTAINER_STOP_TIMEOUT`).
+    pub container_stop_timeout_secs: u64,
     /// Seconds between the autoscaler's samples of each scaled service.
     pub autoscale_interval_secs: u64,
     /// Seconds of samples the autoscaler averages.
@@ -154,6 +157,7 @@ impl Default for Config {
             ephemeral_ports: PortRange(49153..=65535),
             nft: PathBuf::from("/usr/sbin/nft"),
             init_binary: PathBuf::from("/usr/bin/tini-static"),
+            container_stop_timeout_secs: 30,
             autoscale_interval_secs: 5,
             autoscale_window_secs: 30,
             default_isolation: Isolation::Container,
@@ -230,7 +234,7 @@ mod tests {
     #[test]
     fn keys_are_read() {
         let c = Config::parse(
-            "state_dir = \"/tmp/s\"\nmemory_reserve_mib = 512\nmetrics_listen = \"0.0.0.0:9100\"\nbus = \"unix:path=/run/b\"\n",
+            "state_dir = \"/tmp/s\"\nmemory_reserve_mib = 512\nmetrics_listen = \"0.0.0.0:9100\"\nbus = \"unix:path=/run/b\"\ncontainer_stop_timeout_secs = 7\n",
             Path::new("x"),
         )
         .unwrap();
@@ -238,6 +242,8 @@ mod tests {
         assert_eq!(c.memory_reserve_mib, 512);
         assert_eq!(c.metrics_listen.port(), 9100);
         assert_eq!(c.bus, BusChoice::Address("unix:path=/run/b".into()));
+        assert_eq!(c.container_stop_timeout_secs, 7);
+        assert_eq!(Config::default().container_stop_timeout_secs, 30);
     }
 
     #[test]

@@ -145,6 +145,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
             },
             scopes,
             init_binary: config.init_binary.clone(),
+            default_stop_timeout_secs: config.container_stop_timeout_secs,
         },
         tree.clone(),
         images.clone(),

@@ -235,6 +235,7 @@ pub(crate) fn test_engine(dir: &std::path::Path) -> Engine {
             },
             scopes: Default::default(),
             init_binary: "/bin/false".into(),
+            default_stop_timeout_secs: 30,
         },
         crate::cgroup::CgroupTree::new(dir, "berth.slice"),
         images.clone(),

@@ -48,6 +48,8 @@ pub struct RuntimeConfig {
     pub scopes: Arc<Scopes>,
     /// A static init (tini) for containers with `initProcessEnabled`.
     pub init_binary: PathBuf,
+    /// SIGTERM to SIGKILL for a container without `stopTimeout`.
+    pub default_stop_timeout_secs: u64,
     /// How microVM tasks run here.
     pub vm: VmSettings,
 }
@@ -186,7 +188,9 @@ impl ContainerRuntime {
                 name: c.name.clone(),
                 container_id: format!("{}{i}", cleanup::container_id_prefix(launch.task_id)),
                 essential: c.essential,
-                stop_timeout_secs: c.stop_timeout.unwrap_or(30),
+                stop_timeout_secs: c
+                    .stop_timeout
+                    .unwrap_or(self.config.default_stop_timeout_secs),
                 bundle: bundle_dir,
                 lower: image
                     .layers

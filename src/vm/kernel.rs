@@ -6,14 +6,16 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// The documented way to get a kernel where berth looks for one.
-pub const FETCH_COMMAND: &str = "packaging/fetch-guest-kernel";
+/// The documented way to get a kernel where berth looks for one: the packages install it as
+/// this command; a source tree has it as `packaging/fetch-guest-kernel`.
+pub const FETCH_COMMAND: &str = "berth-fetch-guest-kernel";
 
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {
     #[error(
         "no guest kernel in {dir} (boot/vmlinuz-* and lib/modules/): microVM tasks need Debian's \
-         linux-image-cloud-amd64 unpacked there; run `{FETCH_COMMAND} {dir}`"
+         linux-image-cloud-amd64 unpacked there; run `{FETCH_COMMAND} {dir}` \
+         (packaging/fetch-guest-kernel in berth's source)"
     )]
     Missing { dir: PathBuf },
     #[error("guest kernel {release}: module {module} not found under {dir}")]

@@ -13,7 +13,8 @@ install_berthd() {
   systemd-sysusers
   mkdir -p /etc/berth
   # The autoscaler samples every 2 s over 10 s here, so the service tests see it act in time.
-  printf 'memory_reserve_mib = %s\nmetrics_listen = "%s"\nautoscale_interval_secs = 2\nautoscale_window_secs = 10\n' \
+  # Containers without stopTimeout get 5 s, not the production 30, from SIGTERM to SIGKILL.
+  printf 'memory_reserve_mib = %s\nmetrics_listen = "%s"\nautoscale_interval_secs = 2\nautoscale_window_secs = 10\ncontainer_stop_timeout_secs = 5\n' \
     "$RESERVE" "$METRICS" > /etc/berth/berthd.toml
   # MicroVMs: the cloud kernel shared from the host, the agent stripped by bench/stage (the
   # debug build's own is 200 MB of debug info), and time for a boot nested in emulation.
@@ -71,7 +72,7 @@ test_introspection_lists_interface_and_properties() {
 test_berthctl_capacity_matches_the_bus() {
   ensure_running
   json=$("$BIN/berthctl" capacity --json)
-  got=$(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(d["registeredCpu"], d["registeredMemory"], d["remainingCpu"], d["remainingMemory"])' "$json")
+  got=$(python3 -S -c 'import json,sys; d=json.loads(sys.argv[1]); print(d["registeredCpu"], d["registeredMemory"], d["remainingCpu"], d["remainingMemory"])' "$json")
   assert_eq "$(prop RegisteredCpu) $(prop RegisteredMemory) $(prop RemainingCpu) $(prop RemainingMemory)" "$got" "berthctl capacity --json"
   table=$("$BIN/berthctl" capacity)
   assert_contains "$table" "REMAINING" "berthctl capacity table"

@@ -18,7 +18,7 @@ exit_code_of() {
 # check NAME 'CONTAINER-FIELDS' 'SHELL TEST' [TASK-FIELDS]: one container that exits 42 when TEST holds.
 check() {
   local cmd
-  cmd=$(python3 -c 'import json,sys; print(json.dumps(["sh","-c","if "+sys.argv[1]+"; then exit 42; else exit 1; fi"]))' "$3")
+  cmd=$(python3 -S -c 'import json,sys; print(json.dumps(["sh","-c","if "+sys.argv[1]+"; then exit 42; else exit 1; fi"]))' "$3")
   printf '{"family":"%s",%s"containerDefinitions":[{"name":"c","image":"busybox","memory":64,%s"command":%s}]}' \
     "$1" "${4:+$4,}" "${2:+$2,}" "$cmd" | CTL register - >/dev/null || { fail "$1 not registered"; return 1; }
   assert_eq 42 "$(exit_code_of "$1" 0)" "$1"
@@ -29,7 +29,7 @@ test_definition_the_ecs_agents_own_functional_tests_pass_on_busybox() {
   local f family idx
   for f in ulimit-nofile linux-tmpfs system-controls docker-volume-task-scope-tmpfs links-volumes-from-six-containers init-process-enabled; do
     family="agent-$f"
-    python3 -c 'import json,sys
+    python3 -S -c 'import json,sys
 d = json.load(open(sys.argv[1]))
 for c in d["containerDefinitions"]:
     c["image"] = "busybox:latest"
@@ -38,7 +38,7 @@ for c in d["containerDefinitions"]:
         c["command"] = [a.replace("size=102400k)", "size=102400k").replace("else exit 1", "else mount | grep /dev/tmpfs; exit 1") for a in c["command"]]
 d["family"] = sys.argv[2]
 print(json.dumps(d))' "$AGENT_DEFS/$f.json" "$family" | CTL register - >/dev/null || { fail "$f: not registered"; continue; }
-    idx=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print([c["name"] for c in d["containerDefinitions"]].index("exit"))' "$AGENT_DEFS/$f.json")
+    idx=$(python3 -S -c 'import json,sys; d=json.load(open(sys.argv[1])); print([c["name"] for c in d["containerDefinitions"]].index("exit"))' "$AGENT_DEFS/$f.json")
     assert_eq 42 "$(exit_code_of "$family" "$idx")" "the ECS agent's $f"
   done
 }
@@ -100,7 +100,7 @@ test_definition_devices_are_made_from_the_hosts_and_a_missing_one_fails_the_task
   check dev-fenced '' "mknod /dev/disk b $maj $min && ! dd if=/dev/disk of=/dev/null bs=512 count=1 2>/dev/null" '"networkMode":"none"'
   check dev-privileged '"privileged":true' "mknod /dev/disk b $maj $min && dd if=/dev/disk of=/dev/null bs=512 count=1 2>/dev/null" '"networkMode":"none"'
   # The ECS agent's own: /dev/xvda does not exist in this guest.
-  python3 -c 'import json,sys
+  python3 -S -c 'import json,sys
 d = json.load(open(sys.argv[1]))
 for c in d["containerDefinitions"]:
     c["image"] = "busybox:latest"

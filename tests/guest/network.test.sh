@@ -102,7 +102,7 @@ test_network_awsvpc_containers_share_localhost_and_the_task_address_serves_the_h
      \"command\":[\"sh\",\"-c\",\"for i in \$(seq 100); do wget -qO- http://localhost/ && exit 0; sleep 0.2; done; exit 1\"]}]}"
   local id addr
   id=$(run_running vpc) || return 1
-  addr=$(task_json "$id" | python3 -c 'import json,sys; t=json.load(sys.stdin); print({d["name"]: d["value"] for d in t["attachments"][0]["details"]}["privateIPv4Address"])')
+  addr=$(task_json "$id" | python3 -S -c 'import json,sys; t=json.load(sys.stdin); print({d["name"]: d["value"] for d in t["attachments"][0]["details"]}["privateIPv4Address"])')
   assert_contains "$addr" "172.29." "the task's address (attachments)"
   assert_eq "$addr" "$(task_json "$id" | jfield containers.1.networkInterfaces.0.privateIpv4Address)" "both containers on the task's address"
   wait_for 30 page "http://$addr/" || fail "nothing served on the task's address $addr"
@@ -180,7 +180,7 @@ test_network_subnet_clashing_with_a_host_route_stops_berthd_with_the_reason() {
 
 test_network_the_ecs_agents_bridge_static_host_port_definition_answers_on_5180() {
   ensure_images || return 1
-  python3 -c 'import json,sys
+  python3 -S -c 'import json,sys
 d = json.load(open(sys.argv[1]))
 for c in d["containerDefinitions"]:
     c["image"] = "busybox:latest"

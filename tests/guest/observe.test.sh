@@ -24,7 +24,7 @@ EOF
 # The first value of an instant query, empty when there is none.
 prom_query() {
   curl -sf "http://$PROM/api/v1/query" --data-urlencode "query=$1" \
-    | python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(r[0]["value"][1] if r else "")'
+    | python3 -S -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(r[0]["value"][1] if r else "")'
 }
 
 test_observe_prometheus_sees_a_cpu_burning_container_above_0_3_cores() {
@@ -44,9 +44,9 @@ test_observe_prometheus_sees_a_cpu_burning_container_above_0_3_cores() {
   wait_for 30 eval '[ -n "$(prom_query '"'$q'"')" ]' || fail "no rate for the task in Prometheus"
   rate=$(prom_query "$q")
   echo "rate of CPU use: $rate cores"
-  python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) > 0.3 else 1)' "${rate:-0}" || fail "CPU rate $rate not above 0.3"
+  python3 -S -c 'import sys; sys.exit(0 if float(sys.argv[1]) > 0.3 else 1)' "${rate:-0}" || fail "CPU rate $rate not above 0.3"
   cpu=$(busctl get-property org.berth.Agent1 "/org/berth/Agent1/task/$id" org.berth.Agent1.Task CpuUsage | awk '{print $2}')
-  python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) > 1 else 1)' "${cpu:-0}" || fail "CpuUsage $cpu s after 10 s of burning"
+  python3 -S -c 'import sys; sys.exit(0 if float(sys.argv[1]) > 1 else 1)' "${cpu:-0}" || fail "CpuUsage $cpu s after 10 s of burning"
   CTL stop "$id" >/dev/null
   wait_for 60 status_is "$id" STOPPED || fail "burn did not stop"
   assert_not_contains "$(curl -sf "http://$METRICS/metrics")" "task_id=\"$id\"" "series of a stopped task"
@@ -72,7 +72,7 @@ test_observe_task_state_changed_signals_a_short_tasks_whole_life() {
   busctl --system --match "type='signal',interface='org.berth.Agent1.Manager',member='TaskStateChanged'" monitor > /tmp/tsc.log 2>&1 &
   mon=$!
   sleep 1
-  CTL run short --wait >/dev/null; id=$(CTL --json ps --all | python3 -c 'import json,sys; print([t["taskId"] for t in json.load(sys.stdin) if t["taskDefinition"]=="short:1"][-1])')
+  CTL run short --wait >/dev/null; id=$(CTL --json ps --all | python3 -S -c 'import json,sys; print([t["taskId"] for t in json.load(sys.stdin) if t["taskDefinition"]=="short:1"][-1])')
   sleep 1
   kill "$mon"
   # The lastStatus is the string right after the id in each signal's body.
@@ -131,7 +131,7 @@ PY
   assert_eq 10 "$tasks" "tasks in berthctl top"
   assert_eq 30 "$containers" "containers in berthctl top"
   assert_eq 30 "$with_mem" "RUNNING containers with memory in use"
-  python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) > 30 else 1)' "${max_cpu:-0}" \
+  python3 -S -c 'import sys; sys.exit(0 if float(sys.argv[1]) > 30 else 1)' "${max_cpu:-0}" \
     || fail "the burning container shows ${max_cpu}% CPU in top, want above 30%"
   table=$(CTL top --once)
   assert_contains "$table" "MEM USAGE / LIMIT" "top's header"

@@ -4,7 +4,7 @@
 
 # agent_def NAME FAMILY: one of the ECS agent's own definitions, on the busybox image.
 agent_def() {
-  python3 -c 'import json,sys
+  python3 -S -c 'import json,sys
 d = json.load(open(sys.argv[1]))
 for c in d["containerDefinitions"]:
     c["image"] = "busybox:latest"

@@ -14,8 +14,8 @@ test_package_deb_installs_runs_a_task_is_removed_keeps_its_history_and_purges() 
   [ -n "$deb" ] || { fail "no .deb in $PKG_DIR (packaging/build deb)"; return 1; }
   [ ! -e /etc/systemd/system/berthd.service ] && [ ! -e /usr/bin/berthd ] \
     || { fail "not a fresh guest: a berthd is installed already"; return 1; }
-  # The guest has no network: every dependency is in its image, so apt resolves them locally.
-  out=$(DEBIAN_FRONTEND=noninteractive apt-get install -y --no-download "$deb" 2>&1) \
+  # The guest has no network: every dependency is in its image, so apt needs no download.
+  out=$(DEBIAN_FRONTEND=noninteractive apt-get install -y "$deb" 2>&1) \
     || { fail "apt-get install $deb failed: $(tail -15 <<<"$out")"; return 1; }
   assert_eq ii "$(pkg_state)" "dpkg's state of berth after install"
   wait_for 30 systemctl is-active -q berthd || fail "berthd not active after install: $(journalctl -u berthd -n 15 --no-pager)"
@@ -44,7 +44,7 @@ test_package_deb_installs_runs_a_task_is_removed_keeps_its_history_and_purges() 
   [ -d /var/lib/berth/tasks ] || fail "remove took /var/lib/berth with it"
 
   # A reinstall finds the history.
-  out=$(DEBIAN_FRONTEND=noninteractive apt-get install -y --no-download "$deb" 2>&1) || { fail "reinstall failed: $(tail -15 <<<"$out")"; return 1; }
+  out=$(DEBIAN_FRONTEND=noninteractive apt-get install -y "$deb" 2>&1) || { fail "reinstall failed: $(tail -15 <<<"$out")"; return 1; }
   wait_for 30 systemctl is-active -q berthd || fail "berthd not active after reinstall"
   tasks=$(pkg_tasks)
   assert_contains "$tasks" "$idle pkg-idle:1 STOPPED" "the idle task in the history after reinstall"

@@ -25,7 +25,7 @@ assert_books_agree() { # what
   assert_eq "$((prop_mib * 1024 * 1024))" "$metric_bytes" "$1: /metrics remaining bytes vs RemainingMemory"
   # Reserved is the sum of what the unstopped tasks hold.
   local sum
-  sum=$(capacity_json | python3 -c 'import json,sys; d=json.load(sys.stdin); print(sum(t["memory"] for t in d["tasks"]))')
+  sum=$(capacity_json | python3 -S -c 'import json,sys; d=json.load(sys.stdin); print(sum(t["memory"] for t in d["tasks"]))')
   assert_eq "$sum" "$(cap reservedMemory)" "$1: reservedMemory vs the tasks holding it"
 }
 
@@ -188,7 +188,7 @@ test_restart_kill_9_at_random_points_of_run_task_leaves_running_or_cleanly_stopp
     wait_new_berthd "$old" || return 1
   done
   local ids
-  ids=$(CTL --json ps --all | python3 -c 'import json,sys; print(" ".join(t["taskId"] for t in json.load(sys.stdin) if t["taskDefinition"].startswith("crashy:")))')
+  ids=$(CTL --json ps --all | python3 -S -c 'import json,sys; print(" ".join(t["taskId"] for t in json.load(sys.stdin) if t["taskDefinition"].startswith("crashy:")))')
   for id in $ids; do
     wait_for 60 eval 'status=$(task_json '"$id"' | jfield lastStatus); [ "$status" == RUNNING ] || [ "$status" == STOPPED ]' \
       || fail "task $id neither RUNNING nor STOPPED: $(task_json "$id" | jfield lastStatus)"
@@ -201,7 +201,7 @@ test_restart_kill_9_at_random_points_of_run_task_leaves_running_or_cleanly_stopp
   done
   # No cgroup, shim or libcontainer state for a task the books do not hold.
   local live
-  live=$(CTL --json ps | python3 -c 'import json,sys; print(" ".join(t["taskId"] for t in json.load(sys.stdin)))')
+  live=$(CTL --json ps | python3 -S -c 'import json,sys; print(" ".join(t["taskId"] for t in json.load(sys.stdin)))')
   for d in /sys/fs/cgroup/berth.slice/berth-*.scope; do
     [ -d "$d" ] || continue
     id=${d##*/berth-}; id=${id%.scope}
@@ -242,7 +242,7 @@ test_restart_after_a_new_boot_tasks_are_stopped_as_host_restarted_and_capacity_i
   systemctl stop berthd
   # A new boot has a new boot id; berthd keeps the one it last ran in. (The shims still run
   # here, which a real reboot would have ended: berthd must clear them itself.)
-  python3 -c 'import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute("UPDATE meta SET value=? WHERE key=?", ("an-earlier-boot", "boot_id")); c.commit()' "$STATE/berth.db"
+  python3 -S -c 'import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute("UPDATE meta SET value=? WHERE key=?", ("an-earlier-boot", "boot_id")); c.commit()' "$STATE/berth.db"
   systemctl start berthd || { fail "berthd did not start: $(journalctl -u berthd -n 15 --no-pager)"; return 1; }
   for id in "$a" "$b"; do
     assert_eq STOPPED "$(task_json "$id" | jfield lastStatus)" "task $id after the new boot"
@@ -277,7 +277,7 @@ test_restart_with_a_damaged_or_newer_state_file_is_refused_and_the_file_untouche
   refused_state_file "random bytes" "is not a berth state database"
   rm -f "$STATE"/berth.db*
   cp -a "$keep"/berth.db* "$STATE"/
-  python3 -c 'import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute("PRAGMA user_version = 99"); c.commit(); c.close()' "$STATE/berth.db"
+  python3 -S -c 'import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute("PRAGMA user_version = 99"); c.commit(); c.close()' "$STATE/berth.db"
   refused_state_file "schema 99" "has schema version 99, newer than this berthd knows"
   rm -f "$STATE"/berth.db*
   mv "$keep"/berth.db* "$STATE"/

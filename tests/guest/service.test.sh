@@ -7,7 +7,7 @@ svc_field() { svc_json "$1" | jfield "$2"; }
 svc_running_is() { [ "$(svc_field "$1" runningCount)" == "$2" ] && [ "$(svc_field "$1" pendingCount)" == 0 ]; }
 # Live tasks berth started for the service, counted from the task table itself.
 svc_live_tasks() {
-  CTL --json ps | python3 -c 'import json,sys
+  CTL --json ps | python3 -S -c 'import json,sys
 ids = [t["taskId"] for t in json.load(sys.stdin) if t.get("startedBy") == "service:" + sys.argv[1]]
 print(len(ids))' "$1"
 }
@@ -50,9 +50,9 @@ test_service_rolling_update_never_drops_below_three_and_a_crashing_revision_roll
   CTL service update roll --task-definition svc-roll:2 || { fail "update refused"; return 1; }
   local i low=99 running done=no
   for i in $(seq 240); do
-    running=$(svc_json roll | python3 -c 'import json,sys; print(sum(1 for t in json.load(sys.stdin)["tasks"] if t["lastStatus"] == "RUNNING"))')
+    running=$(svc_json roll | python3 -S -c 'import json,sys; print(sum(1 for t in json.load(sys.stdin)["tasks"] if t["lastStatus"] == "RUNNING"))')
     (( running < low )) && low=$running
-    if [ "$(svc_field roll deployments.0.rolloutState)" == COMPLETED ] && [ "$(svc_json roll | python3 -c 'import json,sys; s=json.load(sys.stdin); print(all(t["taskDefinition"] == "svc-roll:2" for t in s["tasks"]) and len(s["tasks"]) == 3)')" == True ]; then
+    if [ "$(svc_field roll deployments.0.rolloutState)" == COMPLETED ] && [ "$(svc_json roll | python3 -S -c 'import json,sys; s=json.load(sys.stdin); print(all(t["taskDefinition"] == "svc-roll:2" for t in s["tasks"]) and len(s["tasks"]) == 3)')" == True ]; then
       done=yes; break
     fi
     sleep 1
