@@ -21,7 +21,7 @@ test_package_deb_installs_runs_a_task_is_removed_keeps_its_history_and_purges() 
   wait_for 30 systemctl is-active -q berthd || fail "berthd not active after install: $(journalctl -u berthd -n 15 --no-pager)"
   assert_eq enabled "$(systemctl is-enabled berthd)" "berthd enabled by the install"
   getent group berth >/dev/null || fail "no berth group after install"
-  assert_eq "0750 root:berth" "$(stat -c '%a %U:%G' /var/lib/berth)" "/var/lib/berth"
+  assert_eq "750 root:berth" "$(stat -c '%a %U:%G' /var/lib/berth)" "/var/lib/berth"
   # A task by the packaged binaries, on the system bus, its output shown as it comes.
   "$REPO/examples/make-busybox-image" /tmp/pkg-images >/dev/null || { fail "no busybox image"; return 1; }
   /usr/bin/berthctl image import --name busybox:latest /tmp/pkg-images/layout >/dev/null || { fail "import refused"; return 1; }
