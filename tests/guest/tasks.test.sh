@@ -25,8 +25,8 @@ register() {
 }
 
 task_json() { CTL --json describe "$1"; }
-# python3 -S: without site's imports, a third of its start under emulation, where the tests
-# call it in their polling loops.
+# python3 -S: without site's imports it starts sooner, and the tests call it in their
+# polling loops (unmeasured here).
 jfield() { python3 -S -c 'import json,sys; v=json.load(sys.stdin)
 for k in sys.argv[1].split("."): v=v[int(k)] if k.isdigit() else v[k]
 print(v)' "$1"; }
