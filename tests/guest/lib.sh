@@ -40,11 +40,11 @@ run_tests() {
     ( "$t"; rc=$?
       if [ ${#_fail_msgs[@]} -gt 0 ]; then printf 'assertion: %s\n' "${_fail_msgs[@]}"; exit 1; fi
       exit $rc ) > "/tmp/$t.log" 2>&1 &
-    local pid=$! limit=$((SECONDS + ${BERTH_TEST_TIMEOUT:-900}))
+    local pid=$! limit=$((SECONDS + ${BERTH_TEST_TIMEOUT:-1500}))
     while kill -0 "$pid" 2>/dev/null && (( SECONDS < limit )); do sleep 0.5; done
     if kill -0 "$pid" 2>/dev/null; then
       pkill -KILL -P "$pid"; kill -KILL "$pid"
-      echo "timed out after ${BERTH_TEST_TIMEOUT:-900}s (BERTH_TEST_TIMEOUT)" >> "/tmp/$t.log"
+      echo "timed out after ${BERTH_TEST_TIMEOUT:-1500}s (BERTH_TEST_TIMEOUT)" >> "/tmp/$t.log"
     fi
     if wait "$pid"; then
       passed=$((passed + 1)); echo "ok   $t ($((SECONDS - start))s)"
