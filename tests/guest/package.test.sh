@@ -1,6 +1,6 @@
 # berth's .deb as an operator installs it (issue 26): apt-get install in a guest where no berth
 # was installed before (tests/all runs this file first in a boot of its own), a task run by the
-# packaged berthd, remove, reinstall, purge.
+# packaged berthd, remove, reinstall, purge. Named test_0_ so a whole run takes it first.
 
 PKG_DIR=$REPO/target/packages
 
@@ -8,7 +8,7 @@ pkg_state() { dpkg-query -W -f '${db:Status-Abbrev}' berth 2>/dev/null | tr -d '
 # The tasks the packaged berthd reports: "ID DEFINITION STATUS" lines.
 pkg_tasks() { /usr/bin/berthctl ps --all | awk 'NR > 1 {print $1, $2, $3}'; }
 
-test_package_deb_installs_runs_a_task_is_removed_keeps_its_history_and_purges() {
+test_0_package_deb_installs_runs_a_task_is_removed_keeps_its_history_and_purges() {
   local deb
   deb=$(compgen -G "$PKG_DIR/berth_*.deb" | head -1)
   [ -n "$deb" ] || { fail "no .deb in $PKG_DIR (packaging/build deb)"; return 1; }
