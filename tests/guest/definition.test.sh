@@ -8,7 +8,7 @@ AGENT_DEFS=${BERTH_REALWORLD_DIR:-$REPO/../shared/realworld/taskdefs}/ecs-agent
 exit_code_of() {
   local id
   id=$(CTL run "$1" --wait --json | jfield taskId) || { echo "run-failed"; return 1; }
-  wait_for 120 status_is "$id" STOPPED || { echo "not-stopped"; CTL stop "$id" >/dev/null; return 1; }
+  wait_status 120 "$id" STOPPED || { echo "not-stopped"; CTL stop "$id" >/dev/null; return 1; }
   local code
   code=$(task_json "$id" | jfield "containers.$2.exitCode")
   [ "$code" == 42 ] || { echo "$code: $(task_json "$id" | jfield stoppedReason) $(CTL logs "$id" 2>&1 | tail -5)"; return 1; }
@@ -85,7 +85,7 @@ test_definition_volumes_bind_host_paths_read_only_and_share_task_volumes() {
     | CTL register - >/dev/null
   local id
   id=$(CTL run shared-vol --wait --json | jfield taskId)
-  wait_for 60 status_is "$id" STOPPED || fail "shared-vol did not stop"
+  wait_status 60 "$id" STOPPED || fail "shared-vol did not stop"
   assert_eq 42 "$(task_json "$id" | jfield containers.1.exitCode)" "reader saw the writer's file, read-only"
   [ ! -e "$STATE/tasks/$id/volumes" ] || fail "the task's volumes outlived it: $(ls "$STATE/tasks/$id/volumes")"
 }
@@ -108,7 +108,7 @@ d["family"] = "agent-devices"
 print(json.dumps(d))' "$AGENT_DEFS/linux-devices.json" | CTL register - >/dev/null || { fail "not registered"; return 1; }
   local id
   id=$(CTL run agent-devices) || { fail "run refused: $id"; return 1; }
-  wait_for 60 status_is "$id" STOPPED || fail "task with a missing device did not stop"
+  wait_status 60 "$id" STOPPED || fail "task with a missing device did not stop"
   assert_contains "$(task_json "$id" | jfield stoppedReason)" "linuxParameters.devices hostPath /dev/xvda" "stoppedReason"
   assert_eq TaskFailedToStart "$(task_json "$id" | jfield stopCode)" "stopCode"
 }
@@ -147,12 +147,12 @@ print(json.dumps({"family": "fields", "networkMode": "none", "containerDefinitio
 PY
   local id i names=(user-name user-uid-gid user-name-group workdir-env entrypoint)
   id=$(CTL run fields) || { fail "run: $id"; return 1; }
-  wait_for 180 status_is "$id" STOPPED || { fail "fields did not stop"; CTL stop "$id"; return 1; }
+  wait_status 180 "$id" STOPPED || { fail "fields did not stop"; CTL stop "$id"; return 1; }
   for i in "${!names[@]}"; do
     assert_eq 42 "$(task_json "$id" | jfield "containers.$i.exitCode")" "${names[$i]} ($(task_json "$id" | jfield stoppedReason))"
   done
   printf '{"family":"ghost-user","networkMode":"none","containerDefinitions":[{"name":"c","image":"busybox","memory":32,"user":"ghost"}]}' | CTL register - >/dev/null
   id=$(CTL run ghost-user) || { fail "run refused: $id"; return 1; }
-  wait_for 60 status_is "$id" STOPPED || fail "ghost-user did not stop"
+  wait_status 60 "$id" STOPPED || fail "ghost-user did not stop"
   assert_contains "$(task_json "$id" | jfield stoppedReason)" "ghost" "the unknown user is named"
 }

@@ -11,7 +11,7 @@ register_vm() { # NAME CONTAINER-JSON
 
 # Waits until the task is RUNNING; fails at once when it stopped instead.
 wait_running() { # ID SECONDS
-  wait_for "$2" eval 'status_is "'"$1"'" RUNNING || status_is "'"$1"'" STOPPED' || true
+  wait_status "$2" "$1" RUNNING || true
   status_is "$1" RUNNING || { fail "microVM task $1 not RUNNING: $(task_json "$1")"; return 1; }
 }
 
@@ -88,7 +88,7 @@ stop_vm_tasks() {
     status_is "$id" STOPPED || CTL stop "$id" >/dev/null 2>&1
   done
   for id in "$@"; do
-    wait_for 120 status_is "$id" STOPPED || fail "microVM task $id did not stop"
+    wait_status 120 "$id" STOPPED || fail "microVM task $id did not stop"
   done
 }
 
@@ -121,10 +121,10 @@ microvm_stop() {
   local old
   old=$(main_pid); kill -9 "$old"
   wait_new_berthd "$old" || return 1
-  wait_for 30 status_is "$a" RUNNING || fail "task $a not RUNNING after berthd's kill -9"
+  wait_status 30 "$a" RUNNING || fail "task $a not RUNNING after berthd's kill -9"
   assert_eq "$vmm" "$(vmm_pid "$a")" "the VMM across berthd's kill -9"
   CTL stop "$a" >/dev/null
-  wait_for 120 status_is "$a" STOPPED || fail "task $a did not stop"
+  wait_status 120 "$a" STOPPED || fail "task $a did not stop"
   assert_eq 137 "$(task_json "$a" | jfield containers.0.exitCode)" "exit code of a sleep killed after its 2 s stopTimeout"
 }
 
@@ -153,7 +153,7 @@ microvm_service() {
   frozen=$(svc_json vmsvc | jfield tasks.0.taskId)
   assert_eq microvm "$(task_json "$frozen" | jfield isolation)" "the service's task's isolation"
   kill -STOP "$(vmm_pid "$frozen")"
-  wait_for 90 status_is "$frozen" STOPPED || { fail "task $frozen not STOPPED after its VM froze"; return 1; }
+  wait_status 90 "$frozen" STOPPED || { fail "task $frozen not STOPPED after its VM froze"; return 1; }
   assert_contains "$(task_json "$frozen" | jfield stoppedReason)" "agent did not answer" "stoppedReason of a frozen VM's task"
   assert_eq TaskLost "$(task_json "$frozen" | jfield stopCode)" "stopCode of a task whose agent went silent"
   wait_for 10 eval '[ ! -d "$(dirname "$(task_cg "'"$frozen"'")")" ]' || fail "task $frozen's scope (and its frozen VMM) is still there"
@@ -162,7 +162,7 @@ microvm_service() {
   victim=$(svc_json vmsvc | jfield tasks.0.taskId)
   assert_eq microvm "$(task_json "$victim" | jfield isolation)" "the replacement's isolation"
   kill -9 "$(vmm_pid "$victim")"
-  wait_for 60 status_is "$victim" STOPPED || { fail "task $victim not STOPPED after its VMM was killed"; return 1; }
+  wait_status 60 "$victim" STOPPED || { fail "task $victim not STOPPED after its VMM was killed"; return 1; }
   assert_contains "$(task_json "$victim" | jfield stoppedReason)" "VMM (qemu-system-x86_64) exited" "stoppedReason"
   assert_eq TaskLost "$(task_json "$victim" | jfield stopCode)" "stopCode of a task whose VMM died"
   assert_eq 137 "$(task_json "$victim" | jfield containers.0.exitCode)" "exit code of a container whose VM died"

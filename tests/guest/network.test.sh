@@ -34,7 +34,7 @@ assert_no_task_network() { # what
 run_running() { # FAMILY -> task id, RUNNING
   local id
   id=$(CTL run "$1") || { fail "run $1: $id"; return 1; }
-  wait_for 90 status_is "$id" RUNNING || { fail "$1 not RUNNING: $(task_json "$id" | jfield stoppedReason)"; return 1; }
+  wait_status 90 "$id" RUNNING || { fail "$1 not RUNNING: $(task_json "$id" | jfield stoppedReason)"; return 1; }
   echo "$id"
 }
 
@@ -86,7 +86,7 @@ test_network_links_reach_the_linked_container_by_its_alias() {
      \"command\":[\"sh\",\"-c\",\"cat /etc/hosts; for i in \$(seq 100); do wget -qO- http://database/ && exit 0; sleep 0.2; done; exit 1\"]}]}"
   local id
   id=$(CTL run linked) || { fail "run: $id"; return 1; }
-  wait_for 90 status_is "$id" STOPPED || { fail "linked task did not stop"; stop_all "$id"; return 1; }
+  wait_status 90 "$id" STOPPED || { fail "linked task did not stop"; stop_all "$id"; return 1; }
   local logs
   logs=$(CTL logs "$id" client)
   assert_contains "$logs" "db-page" "the client's fetch from http://database/"
@@ -147,7 +147,7 @@ test_network_kill_9_keeps_ports_serving_with_no_duplicate_rule_and_a_stop_leaves
   old=$(main_pid)
   kill -KILL "$old"
   wait_new_berthd "$old" || return 1
-  wait_for 30 status_is "$id" RUNNING || fail "task not re-adopted"
+  wait_status 30 "$id" RUNNING || fail "task not re-adopted"
   assert_eq crash-page "$(page http://localhost:8081/)" "8081 after the restart"
   assert_eq crash-page "$(page "http://$GUEST_ADDR:$port/")" "the dynamic port after the restart"
   assert_eq "$rules_before" "$(published_rules)" "rules after the restart (none duplicated)"
@@ -195,6 +195,6 @@ print(json.dumps(d))' "${BERTH_REALWORLD_DIR:-$REPO/../shared/realworld/taskdefs
   done
   assert_eq foobar "$out" "what nc -l said through host port 5180"
   # nc -l answers once, then the essential container ends the task.
-  wait_for 60 status_is "$id" STOPPED || { fail "task did not stop after its one answer"; stop_all "$id"; }
+  wait_status 60 "$id" STOPPED || { fail "task did not stop after its one answer"; stop_all "$id"; }
   assert_no_task_network "after the task ended"
 }

@@ -32,7 +32,7 @@ test_observe_prometheus_sees_a_cpu_burning_container_above_0_3_cores() {
   start_prometheus || return 1
   register burn '{"name":"burn","image":"busybox","cpu":1024,"memory":32,"command":["sh","-c","while :; do :; done"]}' >/dev/null
   id=$(CTL run burn) || return 1
-  wait_for 60 status_is "$id" RUNNING || fail "burn not RUNNING"
+  wait_status 60 "$id" RUNNING || fail "burn not RUNNING"
   sleep 10
   body=$(curl -sf "http://$METRICS/metrics")
   check=$(printf '%s\n' "$body" | promtool check metrics 2>&1)
@@ -48,7 +48,7 @@ test_observe_prometheus_sees_a_cpu_burning_container_above_0_3_cores() {
   cpu=$(busctl get-property org.berth.Agent1 "/org/berth/Agent1/task/$id" org.berth.Agent1.Task CpuUsage | awk '{print $2}')
   python3 -S -c 'import sys; sys.exit(0 if float(sys.argv[1]) > 1 else 1)' "${cpu:-0}" || fail "CpuUsage $cpu s after 10 s of burning"
   CTL stop "$id" >/dev/null
-  wait_for 60 status_is "$id" STOPPED || fail "burn did not stop"
+  wait_status 60 "$id" STOPPED || fail "burn did not stop"
   assert_not_contains "$(curl -sf "http://$METRICS/metrics")" "task_id=\"$id\"" "series of a stopped task"
 }
 
@@ -63,7 +63,7 @@ test_observe_oom_kill_counts_for_the_container_while_the_task_runs_on() {
   assert_contains "$body" "berth_task_oom_kills_total{task_id=\"$id\",family=\"oomside\",revision=\"1\"} 1" "OOM kills in the task"
   assert_eq RUNNING "$(task_json "$id" | jfield lastStatus)" "the task after its non-essential container's OOM"
   CTL stop "$id" >/dev/null
-  wait_for 60 status_is "$id" STOPPED || fail "oomside did not stop"
+  wait_status 60 "$id" STOPPED || fail "oomside did not stop"
 }
 
 test_observe_task_state_changed_signals_a_short_tasks_whole_life() {
@@ -104,7 +104,7 @@ test_observe_ten_tasks_of_three_containers_in_promtool_top_and_the_launch_and_st
     ids+=("$id")
   done
   for id in "${ids[@]}"; do
-    wait_for 180 status_is "$id" RUNNING || fail "task $id not RUNNING"
+    wait_status 180 "$id" RUNNING || fail "task $id not RUNNING"
   done
   wait_for 5 eval '[ "$(metric_value berth_task_launch_duration_seconds_count)" == '"$((launches + 10))"' ]' \
     || fail "launch histogram count $(metric_value berth_task_launch_duration_seconds_count), want $((launches + 10))"
@@ -140,7 +140,7 @@ PY
 
   for id in "${ids[@]}"; do CTL stop "$id" >/dev/null; done
   for id in "${ids[@]}"; do
-    wait_for 120 status_is "$id" STOPPED || fail "task $id did not stop"
+    wait_status 120 "$id" STOPPED || fail "task $id did not stop"
   done
   wait_for 5 eval '[ "$(metric_value '"'"'berth_task_stops_total{reason="UserInitiated"}'"'"')" == '"$((stops + 10))"' ]' \
     || fail "UserInitiated stops $(metric_value 'berth_task_stops_total{reason="UserInitiated"}'), want $((stops + 10))"

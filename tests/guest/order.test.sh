@@ -31,7 +31,7 @@ test_order_containers_start_as_dependson_says_and_the_essential_exit_ends_the_ta
      "command":["sh","-c","trap \"exit 143\" TERM; echo side >> /l/order; sleep 1000 & wait"]}]}' | CTL register - >/dev/null || { fail "not registered"; return 1; }
   local id
   id=$(CTL run ordered) || { fail "run: $id"; return 1; }
-  wait_for 180 status_is "$id" STOPPED || { fail "ordered did not stop: $(task_json "$id")"; CTL stop "$id"; return 1; }
+  wait_status 180 "$id" STOPPED || { fail "ordered did not stop: $(task_json "$id")"; CTL stop "$id"; return 1; }
   assert_eq 42 "$(cfield "$id" 0 exitCode)" "main saw init, side, main in that order ($(CTL logs "$id" 2>&1 | tail -3))"
   assert_eq 0 "$(cfield "$id" 1 exitCode)" "init's exit code (a non-essential exit does not end the task)"
   assert_eq 143 "$(cfield "$id" 2 exitCode)" "side ended by SIGTERM when the essential main exited"
@@ -48,8 +48,8 @@ test_order_a_dependency_that_cannot_hold_or_times_out_stops_the_task_naming_it()
     {"name":"slow","image":"busybox","memory":32,"essential":false,"stopTimeout":2,"command":["sleep","1000"]}]}' | CTL register - >/dev/null
   local a b
   a=$(CTL run dep-fails) && b=$(CTL run dep-late) || { fail "run refused"; return 1; }
-  wait_for 120 status_is "$a" STOPPED || fail "dep-fails did not stop"
-  wait_for 120 status_is "$b" STOPPED || fail "dep-late did not stop"
+  wait_status 120 "$a" STOPPED || fail "dep-fails did not stop"
+  wait_status 120 "$b" STOPPED || fail "dep-late did not stop"
   assert_contains "$(task_json "$a" | jfield stoppedReason)" "container app: dependency migrate exited with code 3 (condition SUCCESS)" "dep-fails reason"
   assert_eq TaskFailedToStart "$(task_json "$a" | jfield stopCode)" "dep-fails stopCode"
   assert_contains "$(task_json "$b" | jfield stoppedReason)" "container app: dependency slow did not reach COMPLETE within 3 s (startTimeout)" "dep-late reason"
@@ -64,7 +64,7 @@ test_order_each_container_gets_its_own_stop_timeout_as_in_the_ecs_agents_test() 
   agent_def stop-timeout-dependson-start agent-stop-timeout || { fail "not registered"; return 1; }
   local id
   id=$(CTL run agent-stop-timeout) || { fail "run: $id"; return 1; }
-  wait_for 180 status_is "$id" STOPPED || { fail "did not stop"; CTL stop "$id"; return 1; }
+  wait_status 180 "$id" STOPPED || { fail "did not stop"; CTL stop "$id"; return 1; }
   assert_eq 0 "$(cfield "$id" 0 exitCode)" "parent ran its 10 s"
   assert_eq 137 "$(cfield "$id" 1 exitCode)" "dependency1 (stopTimeout 2) killed"
   assert_eq 0 "$(cfield "$id" 2 exitCode)" "dependency2 (stopTimeout 20) finished its sleep and trap"
@@ -96,7 +96,7 @@ test_order_health_checks_run_inside_the_container_and_a_healthy_dependency_start
   assert_eq '"HEALTHY"' "$(busctl get-property org.berth.Agent1 "$path" org.berth.Agent1.Task HealthStatus | cut -d' ' -f2)" "HealthStatus on D-Bus"
   assert_contains "$(busctl get-property org.berth.Agent1 "$path" org.berth.Agent1.Task ContainerHealth)" '"bad" "UNHEALTHY"' "ContainerHealth on D-Bus"
   CTL stop "$a" >/dev/null; CTL stop "$b" >/dev/null
-  wait_for 60 status_is "$b" STOPPED || fail "checked did not stop"
+  wait_status 60 "$b" STOPPED || fail "checked did not stop"
 }
 
 test_order_pid_and_ipc_mode_task_share_namespaces_and_host_shares_the_hosts() {
@@ -125,7 +125,7 @@ test_order_environment_files_and_the_default_seccomp_filter() {
   printf '{"family":"envfile-missing","networkMode":"none","containerDefinitions":[{"name":"c","image":"busybox","memory":32,"environmentFiles":[{"value":"/tmp/none.env","type":"s3"}]}]}' | CTL register - >/dev/null
   local id
   id=$(CTL run envfile-missing) || { fail "run refused: $id"; return 1; }
-  wait_for 60 status_is "$id" STOPPED || fail "the task with a missing environment file did not stop"
+  wait_status 60 "$id" STOPPED || fail "the task with a missing environment file did not stop"
   assert_contains "$(task_json "$id" | jfield stoppedReason)" "container c: environmentFiles[0] /tmp/none.env: No such file" "stoppedReason names the file"
   ! grep -q " $STATE/tasks/$id/" /proc/self/mountinfo || fail "a mount was left by the task that never started"
   [ ! -d "/sys/fs/cgroup/berth.slice/berth-$id.scope" ] || fail "a scope was left by the task that never started"

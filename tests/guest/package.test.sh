@@ -33,7 +33,7 @@ test_0_package_deb_installs_runs_a_task_is_removed_keeps_its_history_and_purges(
   printf '{"family":"pkg-idle","networkMode":"none","containerDefinitions":[{"name":"s","image":"busybox","memory":16,"stopTimeout":2,"command":["sleep","600"]}]}' \
     | /usr/bin/berthctl register - >/dev/null
   idle=$(/usr/bin/berthctl run pkg-idle) || { fail "pkg-idle refused: $idle"; return 1; }
-  wait_for 60 eval '[ "$(/usr/bin/berthctl --json describe '"$idle"' | jfield lastStatus)" == RUNNING ]' || fail "pkg-idle not RUNNING"
+  /usr/bin/berthctl wait --status RUNNING --timeout 60 "$idle" >/dev/null || fail "pkg-idle not RUNNING"
 
   # Removal stops the task (the ECS way: its reason is kept) and berthd, and keeps the state.
   out=$(DEBIAN_FRONTEND=noninteractive apt-get remove -y berth 2>&1) || fail "apt-get remove failed: $(tail -15 <<<"$out")"

@@ -30,7 +30,7 @@ assert_books_agree() { # what
 }
 
 stop_all() { for id in "$@"; do CTL stop "$id" >/dev/null 2>&1; done
-  for id in "$@"; do wait_for 60 status_is "$id" STOPPED || fail "task $id did not stop"; done; }
+  for id in "$@"; do wait_status 60 "$id" STOPPED || fail "task $id did not stop"; done; }
 
 main_pid() { systemctl show -p MainPID --value berthd; }
 bus_ready() { busctl get-property org.berth.Agent1 /org/berth/Agent1 org.berth.Agent1.Manager Version; }
@@ -88,7 +88,7 @@ test_capacity_memory_fills_then_refuses_with_the_numbers_and_a_stop_makes_room()
   assert_contains "$out" "RESOURCE:MEMORY: needs 300 MiB, $((remaining - n * 300)) MiB of $reg MiB remain" "refusal"
   assert_eq "$before" "$(CTL ps --all | wc -l)" "tasks after a refusal (nothing started)"
   CTL stop "${ids[0]}" >/dev/null
-  wait_for 60 status_is "${ids[0]}" STOPPED || fail "first task did not stop"
+  wait_status 60 "${ids[0]}" STOPPED || fail "first task did not stop"
   assert_eq "$((remaining - (n - 1) * 300))" "$(prop RemainingMemory)" "RemainingMemory after a stop"
   assert_books_agree "after a stop"
   id=$(CTL run fill) || fail "no room after a stop: $id"
@@ -103,7 +103,7 @@ test_capacity_second_task_on_host_port_8080_is_refused_naming_the_holder() {
   # The example web server, host networking, port 8080.
   CTL register "$REPO/examples/web-host.json" >/dev/null || return 1
   first=$(CTL run web-host) || { fail "first task refused: $first"; return 1; }
-  wait_for 60 status_is "$first" RUNNING || { fail "web-host not RUNNING: $(task_json "$first" | jfield stoppedReason)"; return 1; }
+  wait_status 60 "$first" RUNNING || { fail "web-host not RUNNING: $(task_json "$first" | jfield stoppedReason)"; return 1; }
   wait_for 30 curl -sf http://127.0.0.1:8080/etc/passwd || fail "nothing served on the host's port 8080"
   assert_contains "$(curl -sf http://127.0.0.1:8080/etc/passwd)" "root:x:0:0" "the image's /etc/passwd, served from the container"
   assert_eq "$(hostname)" "$(nsenter -t "$(container_pid "$first" httpd)" -u hostname)" "the container's hostname in host mode"
@@ -121,7 +121,7 @@ test_capacity_second_task_on_host_port_8080_is_refused_naming_the_holder() {
   assert_contains "$out2" "RESOURCE:PORTS: tcp/9580 reserved for the host" "metrics port refusal"
   # Freed by the stop: the next one fits.
   second=$(CTL run port8080) || fail "port not freed by the stop: $second"
-  wait_for 60 status_is "$second" RUNNING || fail "second task not RUNNING: $(task_json "$second" | jfield stoppedReason)"
+  wait_status 60 "$second" RUNNING || fail "second task not RUNNING: $(task_json "$second" | jfield stoppedReason)"
   stop_all "$second"
   assert_eq 0 "$(cap reservedPorts.tcp)" "reservedPorts.tcp after stops"
 }
@@ -136,7 +136,7 @@ test_restart_kill_9_readopts_17_running_tasks_and_records_3_exits_with_their_cod
   for ((i = 0; i < 17; i++)); do idle+=("$(CTL run idle)") || return 1; done
   for ((i = 0; i < 3; i++)); do trap+=("$(CTL run trapper)") || return 1; done
   for id in "${idle[@]}" "${trap[@]}"; do
-    wait_for 120 status_is "$id" RUNNING || { fail "task $id not RUNNING before the crash: $(task_json "$id") $(tail -5 "$STATE/tasks/$id/shim.log")"; stop_all "${idle[@]}" "${trap[@]}"; return 1; }
+    wait_status 120 "$id" RUNNING || { fail "task $id not RUNNING before the crash: $(task_json "$id") $(tail -5 "$STATE/tasks/$id/shim.log")"; stop_all "${idle[@]}" "${trap[@]}"; return 1; }
   done
   declare -A pid_before
   for id in "${idle[@]}"; do pid_before[$id]=$(container_pid "$id" s); done
@@ -156,12 +156,12 @@ test_restart_kill_9_readopts_17_running_tasks_and_records_3_exits_with_their_cod
   kill -KILL "$old"
   wait_new_berthd "$old" || return 1
   for id in "${idle[@]}"; do
-    wait_for 30 status_is "$id" RUNNING || fail "task $id not RUNNING after the restart: $(task_json "$id" | jfield stoppedReason)"
+    wait_status 30 "$id" RUNNING || fail "task $id not RUNNING after the restart: $(task_json "$id" | jfield stoppedReason)"
     assert_eq "${pid_before[$id]}" "$(container_pid "$id" s)" "task $id's container pid across the restart"
   done
   i=3
   for id in "${trap[@]}"; do
-    wait_for 30 status_is "$id" STOPPED || fail "task $id not STOPPED after the restart"
+    wait_status 30 "$id" STOPPED || fail "task $id not STOPPED after the restart"
     assert_eq "$i" "$(task_json "$id" | jfield containers.0.exitCode)" "exit code of task $id"
     assert_eq EssentialContainerExited "$(task_json "$id" | jfield stopCode)" "stopCode of task $id"
     assert_cleared "$id"
@@ -190,8 +190,8 @@ test_restart_kill_9_at_random_points_of_run_task_leaves_running_or_cleanly_stopp
   local ids
   ids=$(CTL --json ps --all | python3 -S -c 'import json,sys; print(" ".join(t["taskId"] for t in json.load(sys.stdin) if t["taskDefinition"].startswith("crashy:")))')
   for id in $ids; do
-    wait_for 60 eval 'status=$(task_json '"$id"' | jfield lastStatus); [ "$status" == RUNNING ] || [ "$status" == STOPPED ]' \
-      || fail "task $id neither RUNNING nor STOPPED: $(task_json "$id" | jfield lastStatus)"
+    wait_status 60 "$id" RUNNING 2>/dev/null; status=$(task_json "$id" | jfield lastStatus)
+    [ "$status" == RUNNING ] || [ "$status" == STOPPED ] || fail "task $id neither RUNNING nor STOPPED: $(task_json "$id" | jfield lastStatus)"
     status=$(task_json "$id" | jfield lastStatus)
     echo "task $id: $status $(task_json "$id" | jfield stoppedReason 2>/dev/null)"
     case $status in
@@ -218,7 +218,7 @@ test_restart_systemctl_restart_keeps_tasks_and_the_new_berthd_stops_them() {
   ensure_images || return 1
   register_sleeper kept 16
   a=$(CTL run kept) && b=$(CTL run kept) || return 1
-  for id in "$a" "$b"; do wait_for 60 status_is "$id" RUNNING || fail "task $id not RUNNING"; done
+  for id in "$a" "$b"; do wait_status 60 "$id" RUNNING || fail "task $id not RUNNING"; done
   pa=$(container_pid "$a" s)
   reserved=$(prop ReservedMemory)
   systemctl restart berthd || fail "systemctl restart failed"
@@ -227,7 +227,7 @@ test_restart_systemctl_restart_keeps_tasks_and_the_new_berthd_stops_them() {
   assert_eq "$pa" "$(container_pid "$a" s)" "task a's container pid"
   assert_eq "$reserved" "$(prop ReservedMemory)" "ReservedMemory after systemctl restart"
   json=$(CTL --json stop "$a")
-  wait_for 30 status_is "$a" STOPPED || fail "re-adopted task did not stop"
+  wait_status 30 "$a" STOPPED || fail "re-adopted task did not stop"
   assert_eq 137 "$(task_json "$a" | jfield containers.0.exitCode)" "exit code of sleep killed after stopTimeout 2"
   assert_cleared "$a"
   stop_all "$b"
@@ -238,7 +238,7 @@ test_restart_after_a_new_boot_tasks_are_stopped_as_host_restarted_and_capacity_i
   register_sleeper rebooted 16
   reserved0=$(prop ReservedMemory)
   a=$(CTL run rebooted) && b=$(CTL run rebooted) || return 1
-  for id in "$a" "$b"; do wait_for 60 status_is "$id" RUNNING || fail "task $id not RUNNING"; done
+  for id in "$a" "$b"; do wait_status 60 "$id" RUNNING || fail "task $id not RUNNING"; done
   systemctl stop berthd
   # A new boot has a new boot id; berthd keeps the one it last ran in. (The shims still run
   # here, which a real reboot would have ended: berthd must clear them itself.)

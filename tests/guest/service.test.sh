@@ -26,7 +26,7 @@ test_service_keeps_three_tasks_through_a_killed_task_and_a_kill_9_of_berthd() {
   victim=$(svc_json keep | jfield tasks.0.taskId)
   pid=$(container_pid "$victim" app) || { fail "no container pid for $victim"; return 1; }
   kill -9 "$pid"
-  wait_for 60 status_is "$victim" STOPPED || fail "killed task not STOPPED"
+  wait_status 60 "$victim" STOPPED || fail "killed task not STOPPED"
   wait_for 180 svc_running_is keep 3 || fail "count not back to 3: $(svc_json keep)"
   assert_contains "$(CTL service events keep)" "task $victim stopped" "the stop is an event"
   local old

@@ -25,12 +25,31 @@ register() {
 }
 
 task_json() { CTL --json describe "$1"; }
-# python3 -S: without site's imports it starts sooner, and the tests call it in their
-# polling loops (unmeasured here).
-jfield() { python3 -S -c 'import json,sys; v=json.load(sys.stdin)
-for k in sys.argv[1].split("."): v=v[int(k)] if k.isdigit() else v[k]
-print(v)' "$1"; }
+# jfield a.0.b: one field of the JSON on stdin. jq, not python3: under TCG python3 takes
+# 0.4 s to start, jq a few ms, and the tests call this in loops.
+jfield() {
+  local k p="" ks
+  IFS=. read -ra ks <<<"$1"
+  for k in "${ks[@]}"; do
+    if [[ $k =~ ^[0-9]+$ ]]; then p+="[$k]"; else p+="[\"$k\"]"; fi
+  done
+  jq -r ".$p"
+}
 status_is() { [ "$(task_json "$1" | jfield lastStatus)" == "$2" ]; }
+# wait_status SECONDS ID STATUS: until the task is STATUS (RUNNING or STOPPED), woken by
+# berthd's signals (berthctl wait), not by polling. Fails at once when the task stopped before
+# RUNNING; retries while berthd is away (a test restarting it).
+wait_status() {
+  local deadline=$((SECONDS + $1)) out
+  while :; do
+    out=$(CTL wait --status "$3" --timeout "$(( deadline - SECONDS > 1 ? deadline - SECONDS : 1 ))" "$2" 2>&1) && return 0
+    if [[ $out == *"will not be"* ]] || (( SECONDS >= deadline )); then
+      echo "wait_status: $out" >&2
+      return 1
+    fi
+    sleep 0.5
+  done
+}
 
 test_images_import_from_oci_layout_and_docker_archive_and_both_run() {
   ensure_images || return 1
@@ -40,7 +59,7 @@ test_images_import_from_oci_layout_and_docker_archive_and_both_run() {
   for img in busybox:latest busybox:archived; do
     register "img-${img#*:}" "{\"name\":\"c\",\"image\":\"$img\",\"memory\":32,\"command\":[\"sh\",\"-c\",\"echo ran from $img\"]}" >/dev/null
     id=$(CTL run "img-${img#*:}") || return 1
-    wait_for 60 status_is "$id" STOPPED || fail "task of $img did not stop"
+    wait_status 60 "$id" STOPPED || fail "task of $img did not stop"
     assert_contains "$(CTL logs "$id")" "ran from $img" "logs of the task on $img"
   done
 }
@@ -61,7 +80,7 @@ test_container_over_its_memory_is_oom_killed_and_a_neighbour_runs_on() {
   register sleeper '{"name":"s","image":"busybox","memory":32,"command":["sleep","600"]}' >/dev/null
   register hog '{"name":"hog","image":"busybox","memory":32,"command":["dd","if=/dev/zero","of=/dev/null","bs=200M","count=1"]}' >/dev/null
   neighbour=$(CTL run sleeper) || return 1
-  wait_for 60 status_is "$neighbour" RUNNING || fail "neighbour not RUNNING"
+  wait_status 60 "$neighbour" RUNNING || fail "neighbour not RUNNING"
   json=$(CTL --json run hog --wait)
   assert_eq 137 "$(echo "$json" | jfield containers.0.exitCode)" "exit code of the hog"
   assert_contains "$(echo "$json" | jfield stoppedReason)" "OutOfMemoryError" "stoppedReason"
@@ -74,7 +93,7 @@ test_task_cpu_512_is_half_a_cpu_in_cpu_max_and_in_use() {
   ensure_images || return 1
   register spin '{"name":"spin","image":"busybox","cpu":512,"memory":32,"command":["sh","-c","while :; do :; done"]}' '"cpu":"512"' >/dev/null
   id=$(CTL run spin) || return 1
-  wait_for 60 status_is "$id" RUNNING || fail "spin not RUNNING"
+  wait_status 60 "$id" RUNNING || fail "spin not RUNNING"
   assert_eq "50000 100000" "$(cat $(task_cg "$id")/cpu.max)" "task cpu.max"
   u0=$(awk '/^usage_usec/ {print $2}' $(task_cg "$id")/cpu.stat)
   sleep 5
@@ -84,14 +103,14 @@ test_task_cpu_512_is_half_a_cpu_in_cpu_max_and_in_use() {
   (( used <= 3000000 )) || fail "task used $used us of CPU in 5 s, more than about half a CPU"
   (( used >= 500000 )) || fail "task used only $used us of CPU in 5 s: the busy loop did not run"
   CTL stop "$id"
-  wait_for 60 status_is "$id" STOPPED || fail "spin did not stop"
+  wait_status 60 "$id" STOPPED || fail "spin did not stop"
 }
 
 test_memory_reservation_is_memory_low_and_limits_reach_the_container() {
   ensure_images || return 1
   register soft '{"name":"soft","image":"busybox","cpu":256,"memory":128,"memoryReservation":64,"command":["sleep","600"]},{"name":"heavy","image":"busybox","cpu":768,"memory":32,"essential":false,"command":["sleep","600"]}' >/dev/null
   id=$(CTL run soft) || return 1
-  wait_for 60 status_is "$id" RUNNING || fail "soft not RUNNING"
+  wait_status 60 "$id" RUNNING || fail "soft not RUNNING"
   assert_eq 67108864 "$(cat $(task_cg "$id")/soft/memory.low)" "container memory.low"
   assert_eq 134217728 "$(cat $(task_cg "$id")/soft/memory.max)" "container memory.max"
   w_soft=$(cat $(task_cg "$id")/soft/cpu.weight); w_heavy=$(cat $(task_cg "$id")/heavy/cpu.weight)
@@ -100,7 +119,7 @@ test_memory_reservation_is_memory_low_and_limits_reach_the_container() {
   assert_eq 0 "$(cat $(task_cg "$id")/memory.swap.max)" "task memory.swap.max"
   assert_eq 4096 "$(cat $(task_cg "$id")/pids.max)" "task pids.max"
   CTL stop "$id"
-  wait_for 60 status_is "$id" STOPPED || fail "soft did not stop"
+  wait_status 60 "$id" STOPPED || fail "soft did not stop"
   [ ! -d "$(task_cg "$id")" ] || fail "task cgroup still there after STOPPED"
   # The emptied scope is systemd's to collect, asynchronously.
   wait_for 10 eval '[ ! -d "$(dirname "$(task_cg "'"$id"'")")" ]' || fail "task scope cgroup still there after STOPPED"
@@ -110,7 +129,7 @@ test_task_is_a_systemd_scope_holding_its_shim_and_containers() {
   ensure_images || return 1
   register scoped '{"name":"main","image":"busybox","memory":32,"command":["sleep","600"]}' >/dev/null
   id=$(CTL run scoped) || return 1
-  wait_for 60 status_is "$id" RUNNING || fail "scoped not RUNNING"
+  wait_status 60 "$id" RUNNING || fail "scoped not RUNNING"
   assert_eq active "$(systemctl is-active "berth-$id.scope")" "systemctl is-active berth-$id.scope"
   assert_contains "$(systemctl show -p Slice --value "berth-$id.scope")" "berth.slice" "the scope's slice"
   assert_eq yes "$(systemctl show -p Delegate --value "berth-$id.scope")" "the scope's Delegate"
@@ -121,7 +140,7 @@ test_task_is_a_systemd_scope_holding_its_shim_and_containers() {
   assert_eq "" "$(cat "$scope/cgroup.procs")" "processes in the scope itself (leaves hold them)"
   [ -n "$(cat "$(task_cg "$id")/main/cgroup.procs")" ] || fail "no process in the container's cgroup"
   CTL stop "$id" >/dev/null
-  wait_for 60 status_is "$id" STOPPED || fail "scoped did not stop"
+  wait_status 60 "$id" STOPPED || fail "scoped did not stop"
   wait_for 10 eval '! systemctl is-active -q berth-'"$id"'.scope' || fail "scope still active after STOPPED"
 }
 
@@ -129,10 +148,10 @@ test_stop_kills_after_stop_timeout_when_sigterm_is_ignored() {
   ensure_images || return 1
   register deaf '{"name":"deaf","image":"busybox","memory":32,"stopTimeout":2,"command":["sleep","1000"]}' >/dev/null
   id=$(CTL run deaf) || return 1
-  wait_for 60 status_is "$id" RUNNING || fail "deaf not RUNNING"
+  wait_status 60 "$id" RUNNING || fail "deaf not RUNNING"
   start=$SECONDS
   CTL stop "$id" --reason "maintenance window"
-  wait_for 60 status_is "$id" STOPPED || fail "deaf did not stop"
+  wait_status 60 "$id" STOPPED || fail "deaf did not stop"
   took=$((SECONDS - start))
   json=$(task_json "$id")
   assert_eq 137 "$(echo "$json" | jfield containers.0.exitCode)" "exit code after SIGKILL"
@@ -146,10 +165,10 @@ test_stop_of_a_process_that_exits_on_sigterm_keeps_its_exit_code() {
   ensure_images || return 1
   register polite '{"name":"polite","image":"busybox","memory":32,"command":["sh","-c","trap \"exit 3\" TERM; while :; do sleep 1; done"]}' >/dev/null
   id=$(CTL run polite) || return 1
-  wait_for 60 status_is "$id" RUNNING || fail "polite not RUNNING"
+  wait_status 60 "$id" RUNNING || fail "polite not RUNNING"
   sleep 2
   CTL stop "$id"
-  wait_for 60 status_is "$id" STOPPED || fail "polite did not stop"
+  wait_status 60 "$id" STOPPED || fail "polite did not stop"
   assert_eq 3 "$(task_json "$id" | jfield containers.0.exitCode)" "exit code"
 }
 
@@ -162,6 +181,11 @@ test_missing_image_stops_the_task_with_cannot_pull() {
   assert_eq TaskFailedToStart "$(echo "$json" | jfield stopCode)" "stopCode"
   assert_contains "$(echo "$json" | jfield stoppedReason)" "CannotPullContainerError" "stoppedReason"
   assert_contains "$(echo "$json" | jfield stoppedReason)" "no-such-image:1" "stoppedReason"
+  # A script waiting for it to run is told at once that it never will, and why.
+  out=$(CTL wait --status RUNNING --timeout 60 "$id" 2>&1)
+  assert_eq 1 "$?" "berthctl wait --status RUNNING's exit status for a stopped task"
+  assert_contains "$out" "task $id is STOPPED and will not be RUNNING: CannotPullContainerError" "berthctl wait --status RUNNING"
+  assert_eq "$id STOPPED" "$(CTL wait "$id")" "berthctl wait (for STOPPED)"
 }
 
 test_logs_reach_the_file_and_the_journal_with_berth_fields() {
@@ -204,6 +228,6 @@ test_image_in_use_cannot_be_removed() {
   out=$(CTL image rm busybox:inuse 2>&1) && fail "rm of an image in use succeeded"
   assert_contains "$out" "$id" "refusal names the task"
   CTL stop "$id"
-  wait_for 60 status_is "$id" STOPPED || fail "inuse did not stop"
+  wait_status 60 "$id" STOPPED || fail "inuse did not stop"
   CTL image rm busybox:inuse || fail "rm after stop failed"
 }

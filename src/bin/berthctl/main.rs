@@ -15,6 +15,7 @@ mod images;
 mod services;
 mod tasks;
 mod top;
+mod wait;
 
 #[derive(Parser)]
 #[command(version, about = "berth: Amazon ECS for one Linux host (command line)")]
@@ -62,6 +63,17 @@ enum Command {
     },
     /// Show a task.
     Describe { task: String },
+    /// Wait until the tasks are STOPPED (or RUNNING); fails at once if a task stops before
+    /// it runs, and after --timeout seconds.
+    Wait {
+        #[arg(required = true)]
+        tasks: Vec<String>,
+        #[arg(long, value_enum, default_value = "STOPPED")]
+        status: wait::Target,
+        /// Give up after this many seconds (default: wait as long as it takes).
+        #[arg(long, value_name = "SECS")]
+        timeout: Option<u64>,
+    },
     /// Stop a task (SIGTERM, then SIGKILL after each container's stopTimeout).
     Stop {
         task: String,
@@ -205,6 +217,11 @@ async fn run(args: Args) -> anyhow::Result<u8> {
         }
         Command::Ps { all } => tasks::ps(&m, all, args.json).await?,
         Command::Describe { task } => tasks::show(&m, &task, args.json).await?,
+        Command::Wait {
+            tasks,
+            status,
+            timeout,
+        } => wait::run(&m, tasks, status, timeout, args.json).await?,
         Command::Stop { task, reason } => tasks::stop(&m, task, reason).await?,
         Command::Logs {
             task,

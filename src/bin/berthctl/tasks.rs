@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use berth::dbus::client::{ManagerProxy, TaskObjectProxy};
-use futures_util::StreamExt;
 use serde_json::Value;
 
 use crate::wire;
@@ -15,27 +14,11 @@ async fn describe(m: &ManagerProxy<'_>, id: &str) -> anyhow::Result<Value> {
     Ok(serde_json::from_str(&text)?)
 }
 
-/// Waits until the task is STOPPED; returns its description. Woken by TaskStateChanged
-/// (subscribed before the first look, so no stop falls between), with a slow poll besides in
-/// case the bus drops a signal.
+/// Waits until the task is STOPPED; returns its description.
 pub async fn wait_stopped(m: &ManagerProxy<'_>, id: &str) -> anyhow::Result<Value> {
-    let mut signals = m.receive_task_state_changed().await?;
-    loop {
-        let v = describe(m, id).await?;
-        if v["lastStatus"] == "STOPPED" {
-            return Ok(v);
-        }
-        let stopped = async {
-            while let Some(s) = signals.next().await {
-                if s.args()
-                    .is_ok_and(|a| a.id == id && a.last_status == "STOPPED")
-                {
-                    return;
-                }
-            }
-        };
-        let _ = tokio::time::timeout(Duration::from_secs(5), stopped).await;
-    }
+    let ids = [id.to_string()];
+    let mut tasks = crate::wait::until(m, &ids, crate::wait::Target::Stopped, None).await?;
+    tasks.pop().context("the daemon described no task")
 }
 
 /// The exit status `run --wait` ends with: the first essential container's exit code.
