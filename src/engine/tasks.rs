@@ -286,6 +286,21 @@ impl Engine {
     }
 
     fn apply_seen(&self, id: &str, seen: &crate::runtime::Seen) {
+        // STOPPED is shown only once what the task held on the host (its veth, port rules,
+        // mounts, cgroup) is gone, as ECS frees a task's resources before it says STOPPED: a
+        // client that sees STOPPED finds nothing of the task left. Released outside the lock,
+        // which a slow kill or unmount must not hold.
+        let stops = {
+            let state = self.lock();
+            let Some(task) = state.tasks.get(id) else {
+                return;
+            };
+            let mut probe = task.clone();
+            probe.apply(seen, now_us()) && probe.is_stopped()
+        };
+        if stops {
+            self.runtime.release(id);
+        }
         let mut state = self.lock();
         let State { tasks, books, .. } = &mut *state;
         let Some(task) = tasks.get_mut(id) else {
@@ -303,7 +318,9 @@ impl Engine {
         }
         drop(state);
         if task.is_stopped() {
-            self.runtime.release(id);
+            if !stops {
+                self.runtime.release(id);
+            }
             tracing::info!(task = %id, reason = ?task.stopped_reason, "task stopped");
             self.emit(Change::Capacity);
         }

@@ -4,20 +4,26 @@
 
 use std::fs::File;
 use std::io::Read;
+use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::ImageError;
+use crate::beneath;
 
-/// A blob in the spool directory, with its digest when the archive named it and it was
-/// verified (OCI); a docker-archive names files, whose digests are computed when stored.
+/// A blob in the spool directory (`path` relative to it), with the digest the archive names
+/// it by (OCI), checked when it is stored; a docker-archive names files, whose digests are
+/// computed when stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Blob {
     pub path: PathBuf,
     pub digest: Option<String>,
 }
+
+/// The most of an index, manifest or image config berth reads (they are a few KiB).
+pub const JSON_LIMIT: u64 = 16 << 20;
 
 /// An image found in an archive, its blobs still in the spool directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,39 +75,67 @@ struct DockerEntry {
 
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
-/// Finds the one image in the archive unpacked at `dir`.
-pub fn find(dir: &Path) -> Result<Found, ImageError> {
-    if dir.join("index.json").is_file() {
+/// Finds the one image in the archive unpacked beneath `dir` (the spool, opened), reading
+/// nothing through a link the archive made.
+pub fn find(dir: BorrowedFd<'_>) -> Result<Found, ImageError> {
+    let present = |name: &str| beneath::open_file(dir, Path::new(name)).is_ok();
+    if present("index.json") {
         find_oci(dir)
-    } else if dir.join("manifest.json").is_file() {
+    } else if present("manifest.json") {
         find_docker(dir)
     } else {
         Err(ImageError::UnknownFormat)
     }
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ImageError> {
-    let bytes = std::fs::read(path).map_err(|source| ImageError::Io {
-        action: "read",
-        path: path.to_owned(),
-        source,
-    })?;
-    serde_json::from_slice(&bytes).map_err(|source| ImageError::BadJson {
-        path: path.to_owned(),
+/// The bytes of the spooled file `rel`: a regular file beneath the spool, bounded.
+pub fn read_spooled(dir: BorrowedFd<'_>, rel: &Path) -> Result<Vec<u8>, ImageError> {
+    beneath::read_bounded(dir, rel, JSON_LIMIT).map_err(|source| ImageError::Archive {
+        path: rel.to_owned(),
         source,
     })
 }
 
-fn blob_path(dir: &Path, digest: &str) -> Result<PathBuf, ImageError> {
+fn parse<T: serde::de::DeserializeOwned>(rel: &Path, bytes: &[u8]) -> Result<T, ImageError> {
+    serde_json::from_slice(bytes).map_err(|source| ImageError::BadJson {
+        path: rel.to_owned(),
+        source,
+    })
+}
+
+/// A JSON blob named by its digest, checked against the bytes that are parsed.
+fn read_verified<T: serde::de::DeserializeOwned>(
+    dir: BorrowedFd<'_>,
+    digest: &str,
+) -> Result<T, ImageError> {
+    let rel = blob_path(digest)?;
+    let bytes = match beneath::read_bounded(dir, &rel, JSON_LIMIT) {
+        Err(beneath::BeneathError::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            return Err(ImageError::MissingBlob(digest.to_string()))
+        }
+        other => other.map_err(|source| ImageError::Archive {
+            path: rel.clone(),
+            source,
+        })?,
+    };
+    check(digest, &format!("sha256:{:x}", Sha256::digest(&bytes)))?;
+    parse(&rel, &bytes)
+}
+
+/// The spool-relative path of the blob `digest` names.
+fn blob_path(digest: &str) -> Result<PathBuf, ImageError> {
     let hex = digest
         .strip_prefix("sha256:")
         .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
         .ok_or_else(|| ImageError::BadDigest(digest.to_string()))?;
-    Ok(dir.join("blobs/sha256").join(hex))
+    Ok(Path::new("blobs/sha256").join(hex))
 }
 
-fn find_oci(dir: &Path) -> Result<Found, ImageError> {
-    let index: OciIndex = read_json(&dir.join("index.json"))?;
+fn find_oci(dir: BorrowedFd<'_>) -> Result<Found, ImageError> {
+    let rel = Path::new("index.json");
+    let index: OciIndex = parse(rel, &read_spooled(dir, rel)?)?;
     let mut desc = index
         .manifests
         .into_iter()
@@ -117,9 +151,7 @@ fn find_oci(dir: &Path) -> Result<Found, ImageError> {
         .as_deref()
         .is_some_and(|m| m.ends_with("image.index.v1+json") || m.contains("manifest.list"))
     {
-        let path = blob_path(dir, &desc.digest)?;
-        verify(&path, &desc.digest)?;
-        let nested: OciIndex = read_json(&path)?;
+        let nested: OciIndex = read_verified(dir, &desc.digest)?;
         desc = nested
             .manifests
             .into_iter()
@@ -131,14 +163,11 @@ fn find_oci(dir: &Path) -> Result<Found, ImageError> {
             .ok_or(ImageError::NoPlatform)?;
         name = name.or_else(|| desc.annotations.and_then(|mut a| a.remove(REF_NAME)));
     }
-    let manifest_path = blob_path(dir, &desc.digest)?;
-    verify(&manifest_path, &desc.digest)?;
-    let manifest: OciManifest = read_json(&manifest_path)?;
+    let manifest: OciManifest = read_verified(dir, &desc.digest)?;
+    // Checked when stored, hashed from the descriptor they are then read from.
     let verified = |d: &Descriptor| -> Result<Blob, ImageError> {
-        let path = blob_path(dir, &d.digest)?;
-        verify(&path, &d.digest)?;
         Ok(Blob {
-            path,
+            path: blob_path(&d.digest)?,
             digest: Some(d.digest.clone()),
         })
     };
@@ -156,15 +185,16 @@ fn find_oci(dir: &Path) -> Result<Found, ImageError> {
     })
 }
 
-fn find_docker(dir: &Path) -> Result<Found, ImageError> {
-    let entries: Vec<DockerEntry> = read_json(&dir.join("manifest.json"))?;
+fn find_docker(dir: BorrowedFd<'_>) -> Result<Found, ImageError> {
+    let rel = Path::new("manifest.json");
+    let entries: Vec<DockerEntry> = parse(rel, &read_spooled(dir, rel)?)?;
     let entry = entries.into_iter().next().ok_or(ImageError::Empty)?;
     let inside = |rel: &str| -> Result<Blob, ImageError> {
         if rel.split('/').any(|c| c == "..") || rel.starts_with('/') {
             return Err(ImageError::BadDigest(rel.to_string()));
         }
         Ok(Blob {
-            path: dir.join(rel),
+            path: PathBuf::from(rel),
             digest: None,
         })
     };
@@ -179,14 +209,13 @@ fn find_docker(dir: &Path) -> Result<Found, ImageError> {
     })
 }
 
-/// `sha256:<hex>` of the file at `path`.
-pub fn digest_of(path: &Path) -> Result<String, ImageError> {
+/// `sha256:<hex>` of what `f` holds from where it stands; `shown` names it in errors.
+pub fn digest_of(f: &mut File, shown: &Path) -> Result<String, ImageError> {
     let io_err = |source| ImageError::Io {
         action: "read",
-        path: path.to_owned(),
+        path: shown.to_owned(),
         source,
     };
-    let mut f = File::open(path).map_err(io_err)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {
@@ -199,15 +228,12 @@ pub fn digest_of(path: &Path) -> Result<String, ImageError> {
     Ok(format!("sha256:{:x}", h.finalize()))
 }
 
-fn verify(path: &Path, expected: &str) -> Result<(), ImageError> {
-    if !path.is_file() {
-        return Err(ImageError::MissingBlob(expected.to_string()));
-    }
-    let got = digest_of(path)?;
+/// A blob whose content hashed to `got` where `expected` was named.
+pub fn check(expected: &str, got: &str) -> Result<(), ImageError> {
     if got != expected {
         return Err(ImageError::DigestMismatch {
             expected: expected.to_string(),
-            got,
+            got: got.to_string(),
         });
     }
     Ok(())

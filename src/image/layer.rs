@@ -4,10 +4,14 @@
 //! Needs root (device nodes, ownership), which berthd has.
 
 use std::fs::File;
-use std::io::{BufReader, Read};
-use std::path::{Component, Path, PathBuf};
+use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::path::{Path, PathBuf};
 
 use flate2::read::GzDecoder;
+use xattr::FileExt;
+
+use crate::beneath::{self, BeneathError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LayerError {
@@ -28,37 +32,49 @@ pub enum LayerError {
     },
     #[error("layer {layer}: entry {entry} leaves the layer directory")]
     Escapes { layer: PathBuf, entry: String },
+    #[error("layer {layer}: entry {entry} is refused")]
+    Refused {
+        layer: PathBuf,
+        entry: String,
+        #[source]
+        source: BeneathError,
+    },
 }
 
 const WHITEOUT: &str = ".wh.";
 const OPAQUE: &str = ".wh..wh..opq";
 
-/// Unpacks the (optionally gzip-compressed) layer tarball at `blob` into `dest`, which must not
-/// exist yet; a half-written unpack never appears at `dest` (it is built beside and renamed).
-pub fn unpack(blob: &Path, dest: &Path) -> Result<(), LayerError> {
+/// Unpacks the (optionally gzip-compressed) layer tarball `blob` (read from this descriptor,
+/// the one its digest was computed from; `shown` names it in errors) into `dest`, which must
+/// not exist yet; a half-written unpack never appears at `dest` (it is built beside and renamed).
+pub fn unpack(mut blob: File, shown: &Path, dest: &Path) -> Result<(), LayerError> {
     let read_err = |source| LayerError::Read {
-        path: blob.to_owned(),
+        path: shown.to_owned(),
         source,
     };
-    let mut file = BufReader::new(File::open(blob).map_err(read_err)?);
+    blob.seek(SeekFrom::Start(0)).map_err(read_err)?;
     let mut magic = [0u8; 4];
-    let n = read_prefix(&mut file, &mut magic).map_err(read_err)?;
-    let file = File::open(blob).map_err(read_err)?;
+    let n = read_prefix(&mut blob, &mut magic).map_err(read_err)?;
+    blob.seek(SeekFrom::Start(0)).map_err(read_err)?;
     let reader: Box<dyn Read> = match &magic[..n] {
-        [0x1f, 0x8b, ..] => Box::new(GzDecoder::new(BufReader::new(file))),
+        [0x1f, 0x8b, ..] => Box::new(GzDecoder::new(BufReader::new(blob))),
         [0x28, 0xb5, 0x2f, 0xfd] => {
             return Err(LayerError::Zstd {
-                path: blob.to_owned(),
+                path: shown.to_owned(),
             })
         }
-        _ => Box::new(BufReader::new(file)),
+        _ => Box::new(BufReader::new(blob)),
     };
     let tmp = dest.with_extension("unpacking");
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(read_err)?;
     }
     std::fs::create_dir_all(&tmp).map_err(read_err)?;
-    unpack_stream(reader, &tmp, blob)?;
+    let result = unpack_stream(reader, &tmp, shown);
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    result?;
     std::fs::rename(&tmp, dest).map_err(read_err)
 }
 
@@ -79,15 +95,13 @@ fn unpack_stream(reader: impl Read, dest: &Path, blob: &Path) -> Result<(), Laye
     archive.set_preserve_ownerships(true);
     archive.set_unpack_xattrs(true);
     archive.set_overwrite(true);
-    let entries = archive.entries().map_err(|source| LayerError::Read {
+    let read_err = |source| LayerError::Read {
         path: blob.to_owned(),
         source,
-    })?;
-    for entry in entries {
-        let mut entry = entry.map_err(|source| LayerError::Read {
-            path: blob.to_owned(),
-            source,
-        })?;
+    };
+    let root = beneath::open_root(dest).map_err(|e| read_err(std::io::Error::other(e)))?;
+    for entry in archive.entries().map_err(read_err)? {
+        let mut entry = entry.map_err(read_err)?;
         let raw = entry.path().map(|p| p.into_owned()).unwrap_or_default();
         let shown = raw.display().to_string();
         let entry_err = |source| LayerError::Entry {
@@ -109,14 +123,23 @@ fn unpack_stream(reader: impl Read, dest: &Path, blob: &Path) -> Result<(), Laye
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let parent = dest.join(rel.parent().unwrap_or(Path::new("")));
+        let parent = rel.parent().unwrap_or(Path::new(""));
+        // Whiteouts are berth's own writes: beneath the layer, through no link the layer made.
+        let refused = |source: BeneathError| LayerError::Refused {
+            layer: blob.to_owned(),
+            entry: shown.clone(),
+            source,
+        };
         if name == OPAQUE {
-            std::fs::create_dir_all(&parent).map_err(entry_err)?;
-            xattr::set(&parent, "trusted.overlay.opaque", b"y").map_err(entry_err)?;
+            let dir = File::from(beneath::dir(root.as_fd(), parent, true).map_err(refused)?);
+            dir.set_xattr("trusted.overlay.opaque", b"y")
+                .map_err(entry_err)?;
         } else if let Some(hidden) = name.strip_prefix(WHITEOUT) {
-            std::fs::create_dir_all(&parent).map_err(entry_err)?;
-            whiteout(&parent.join(hidden)).map_err(entry_err)?;
+            let dir = beneath::dir(root.as_fd(), parent, true).map_err(refused)?;
+            whiteout(dir.as_fd(), hidden).map_err(entry_err)?;
         } else {
+            // tar refuses an entry whose parent (links resolved) is outside `dest`, and a
+            // hard link whose target is.
             entry.unpack_in(dest).map_err(entry_err)?;
         }
     }
@@ -125,68 +148,24 @@ fn unpack_stream(reader: impl Read, dest: &Path, blob: &Path) -> Result<(), Laye
 
 /// The path inside the layer (empty for its root), or None when it would leave it (`..`).
 fn contained(raw: &Path) -> Option<PathBuf> {
-    let mut out = PathBuf::new();
-    for c in raw.components() {
-        match c {
-            Component::Normal(n) => out.push(n),
-            Component::CurDir | Component::RootDir => {}
-            Component::ParentDir | Component::Prefix(_) => return None,
-        }
-    }
-    Some(out)
+    beneath::components(raw)
+        .ok()
+        .map(|parts| parts.into_iter().collect())
 }
 
-fn whiteout(path: &Path) -> std::io::Result<()> {
-    use nix::sys::stat::{mknod, Mode, SFlag};
-    if path.symlink_metadata().is_ok() {
-        if path.is_dir() {
-            std::fs::remove_dir_all(path)?;
-        } else {
-            std::fs::remove_file(path)?;
-        }
-    }
-    mknod(path, SFlag::S_IFCHR, Mode::empty(), 0).map_err(std::io::Error::from)
+/// `name` in `dir` becomes the 0:0 character device overlayfs reads as "deleted".
+fn whiteout(dir: BorrowedFd<'_>, name: &str) -> std::io::Result<()> {
+    use nix::sys::stat::{mknodat, Mode, SFlag};
+    beneath::remove(dir, std::ffi::OsStr::new(name))?;
+    mknodat(
+        Some(dir.as_raw_fd()),
+        name,
+        SFlag::S_IFCHR,
+        Mode::empty(),
+        0,
+    )
+    .map_err(std::io::Error::from)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn plain_and_gzip_layers_unpack_the_same() {
-        let d = tempfile::tempdir().unwrap();
-        let data = crate::image::tests::tar_of(&[("etc/hostname", "box\n"), ("./bin/sh", "#!")]);
-        std::fs::write(d.path().join("plain"), &data).unwrap();
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        std::io::Write::write_all(&mut gz, &data).unwrap();
-        std::fs::write(d.path().join("gz"), gz.finish().unwrap()).unwrap();
-        for name in ["plain", "gz"] {
-            let out = d.path().join(format!("{name}.out"));
-            unpack(&d.path().join(name), &out).unwrap();
-            assert_eq!(
-                std::fs::read_to_string(out.join("etc/hostname")).unwrap(),
-                "box\n"
-            );
-            assert!(out.join("bin/sh").exists());
-        }
-    }
-
-    #[test]
-    fn zstd_layer_is_refused_with_advice() {
-        let d = tempfile::tempdir().unwrap();
-        std::fs::write(d.path().join("z"), [0x28, 0xb5, 0x2f, 0xfd, 0, 0]).unwrap();
-        let e = unpack(&d.path().join("z"), &d.path().join("out")).unwrap_err();
-        assert!(e.to_string().contains("zstd"), "{e}");
-        assert!(!d.path().join("out").exists());
-    }
-
-    #[test]
-    fn parent_dir_entries_are_refused() {
-        assert_eq!(contained(Path::new("../etc/passwd")), None);
-        assert_eq!(contained(Path::new("./")), Some(PathBuf::new()));
-        assert_eq!(
-            contained(Path::new("/./usr/bin")),
-            Some(PathBuf::from("usr/bin"))
-        );
-    }
-}
+mod tests;

@@ -11,9 +11,14 @@ mod import;
 mod layer;
 pub mod reference;
 
+use std::fs::File;
 use std::io::Read;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+
+use sha2::{Digest, Sha256};
 
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +45,12 @@ pub enum ImageError {
         path: PathBuf,
         #[source]
         source: serde_json::Error,
+    },
+    #[error("the archive's {path} is refused")]
+    Archive {
+        path: PathBuf,
+        #[source]
+        source: crate::beneath::BeneathError,
     },
     #[error("{0} is not a sha256 digest berth accepts")]
     BadDigest(String),
@@ -190,13 +201,23 @@ impl ImageStore {
         tar::Archive::new(archive)
             .unpack(spool)
             .map_err(io_err("unpack the archive into", spool))?;
-        let found = import::find(spool)?;
+        let spool_fd = crate::beneath::open_root(spool).map_err(|source| ImageError::Archive {
+            path: spool.to_owned(),
+            source,
+        })?;
+        let found = import::find(spool_fd.as_fd())?;
         let name = name
             .map(str::to_string)
             .or(found.name.clone())
             .ok_or(ImageError::NoName)?;
         let config_path = &found.config.path;
-        let config_bytes = std::fs::read(config_path).map_err(io_err("read", config_path))?;
+        let config_bytes = import::read_spooled(spool_fd.as_fd(), config_path)?;
+        if let Some(expected) = &found.config.digest {
+            import::check(
+                expected,
+                &format!("sha256:{:x}", Sha256::digest(&config_bytes)),
+            )?;
+        }
         let parsed = config::parse(&config_bytes).map_err(|source| ImageError::BadJson {
             path: config_path.clone(),
             source,
@@ -209,16 +230,16 @@ impl ImageStore {
         if os != "linux" || arch != "amd64" {
             return Err(ImageError::WrongPlatform { os, arch });
         }
-        let id = self.keep_blob(&found.config)?.0;
+        let id = self.keep_blob(spool_fd.as_fd(), spool, &found.config)?.0;
         let mut layers = Vec::new();
         let mut size = config_bytes.len() as u64;
         for blob in &found.layers {
-            let (digest, bytes) = self.keep_blob(blob)?;
+            let (digest, bytes, file) = self.keep_blob(spool_fd.as_fd(), spool, blob)?;
             size += bytes;
             let dir = self.layer_dir(&digest);
             if !dir.is_dir() {
                 tracing::info!(layer = %digest, "unpacking layer");
-                layer::unpack(&self.blob_path(&digest), &dir)?;
+                layer::unpack(file, &self.blob_path(&digest), &dir)?;
             }
             layers.push(digest);
         }
@@ -236,22 +257,53 @@ impl ImageStore {
         self.root.join("blobs/sha256").join(hex(digest))
     }
 
-    /// Moves a spooled blob into the store under its digest (hashed here unless the import
-    /// already verified it); returns the digest and size.
-    fn keep_blob(&self, blob: &import::Blob) -> Result<(String, u64), ImageError> {
-        let spooled = &blob.path;
-        let digest = match &blob.digest {
-            Some(d) => d.clone(),
-            None => import::digest_of(spooled)?,
-        };
-        let dest = self.blob_path(&digest);
-        let size = std::fs::metadata(spooled)
-            .map_err(io_err("read", spooled))?
-            .len();
-        if !dest.exists() {
-            std::fs::rename(spooled, &dest).map_err(io_err("store blob", &dest))?;
+    /// Moves a spooled blob (a regular file beneath the spool, reached through no link) into
+    /// the store under its digest, hashed from the descriptor that is returned, so what is
+    /// unpacked is what was hashed. Returns the digest, the size and that descriptor.
+    fn keep_blob(
+        &self,
+        spool_fd: BorrowedFd<'_>,
+        spool: &Path,
+        blob: &import::Blob,
+    ) -> Result<(String, u64, File), ImageError> {
+        let rel = &blob.path;
+        let mut file =
+            crate::beneath::open_file(spool_fd, rel).map_err(|source| match &source {
+                crate::beneath::BeneathError::Io { source: e, .. }
+                    if e.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    ImageError::MissingBlob(
+                        blob.digest
+                            .clone()
+                            .unwrap_or_else(|| rel.display().to_string()),
+                    )
+                }
+                _ => ImageError::Archive {
+                    path: rel.clone(),
+                    source,
+                },
+            })?;
+        let got = import::digest_of(&mut file, rel)?;
+        if let Some(expected) = &blob.digest {
+            import::check(expected, &got)?;
         }
-        Ok((digest, size))
+        let meta = file.metadata().map_err(io_err("read", rel))?;
+        let dest = self.blob_path(&got);
+        if !dest.exists() {
+            let spooled = spool.join(rel);
+            std::fs::rename(&spooled, &dest).map_err(io_err("store blob", &dest))?;
+            // The name moved is the file hashed: nothing swapped it between.
+            let moved = std::fs::symlink_metadata(&dest).map_err(io_err("read", &dest))?;
+            if (moved.dev(), moved.ino()) != (meta.dev(), meta.ino()) {
+                let _ = std::fs::remove_file(&dest);
+                return Err(ImageError::Io {
+                    action: "store blob",
+                    path: dest,
+                    source: std::io::Error::other("the spooled file changed while it was hashed"),
+                });
+            }
+        }
+        Ok((got, meta.len(), file))
     }
 
     /// Removes the image named `name` and every blob and layer no other image uses.

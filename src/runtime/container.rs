@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::io::{Read, Seek, SeekFrom};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -115,15 +116,32 @@ impl ContainerRuntime {
         self.config.tasks_dir.join(id)
     }
 
-    /// The account files of the top-most layer that has them.
+    /// The account files of the top-most layer that has them, read beneath the layer (an
+    /// image's `etc/passwd -> /etc/shadow` reads nothing of the host's) and bounded in size.
     fn accounts(&self, image: &ImageRecord) -> Accounts {
+        const LIMIT: u64 = 4 << 20;
+        let read = |layer: &str, file: &str| {
+            let dir = self.images.layer_dir(layer);
+            let root = crate::beneath::open_root(&dir).ok()?;
+            match crate::beneath::read_bounded(root.as_fd(), Path::new(file), LIMIT) {
+                Ok(bytes) => Some(String::from_utf8_lossy(&bytes).into_owned()),
+                Err(crate::beneath::BeneathError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    None
+                }
+                Err(e) => {
+                    tracing::warn!(layer, "the image's {file} is not used: {e}");
+                    None
+                }
+            }
+        };
         let find = |file: &str| {
             image
                 .layers
                 .iter()
                 .rev()
-                .map(|l| self.images.layer_dir(l).join(file))
-                .find_map(|p| std::fs::read_to_string(p).ok())
+                .find_map(|l| read(l, file))
                 .unwrap_or_default()
         };
         Accounts {

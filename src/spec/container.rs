@@ -153,7 +153,7 @@ pub fn validate(
         entry_point: walk::strings(r, c, path, "entryPoint"),
         command: walk::strings(r, c, path, "command"),
         environment,
-        working_directory: walk::string(r, c, path, "workingDirectory"),
+        working_directory: working_directory(r, c, path),
         user: walk::string(r, c, path, "user"),
         port_mappings,
         stop_timeout: walk::integer(r, c, path, "stopTimeout"),
@@ -172,6 +172,19 @@ pub fn validate(
         health_check: order::health_check(r, c, path),
     };
     Some(def)
+}
+
+/// Docker's rule (an absolute path), and no `..`: berthd makes a missing working directory
+/// in the container's root filesystem, from the host's side.
+fn working_directory(r: &mut Report, c: &Map<String, Value>, path: &str) -> Option<String> {
+    let dir = walk::string(r, c, path, "workingDirectory")?;
+    if !crate::spec::is_inside_path(&dir) {
+        r.problem(
+            join(path, "workingDirectory"),
+            format!("{dir:?} must be an absolute path without `..` components"),
+        );
+    }
+    Some(dir)
 }
 
 fn environment(r: &mut Report, c: &Map<String, Value>, path: &str) -> Vec<(String, String)> {

@@ -65,3 +65,9 @@ pub fn parse(text: &str) -> Result<Validated, SpecError> {
 
 #[cfg(test)]
 mod tests;
+
+/// An absolute path in a container that stays inside it however it is joined to the root
+/// filesystem: it starts with `/` and has no `..` component.
+pub fn is_inside_path(p: &str) -> bool {
+    p.starts_with('/') && !p.split('/').any(|c| c == "..")
+}

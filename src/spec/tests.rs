@@ -154,3 +154,20 @@ fn host_ports_known_before_start_follow_the_network_mode() {
     assert_eq!(ports("bridge"), vec![(Protocol::Udp, 53)]);
     assert_eq!(ports("none"), vec![]);
 }
+
+#[test]
+fn a_working_directory_that_is_relative_or_climbs_is_refused_naming_the_field() {
+    for dir in ["../../etc/cron.d", "/srv/../../etc", "srv"] {
+        let p = problems(&format!(
+            r#"{{"family":"w","containerDefinitions":[{{"name":"a","image":"busybox","memory":64,"workingDirectory":"{dir}"}}]}}"#
+        ));
+        assert_eq!(
+            p,
+            [format!("containerDefinitions[0].workingDirectory: {dir:?} must be an absolute path without `..` components")]
+        );
+    }
+    assert!(parse(
+        r#"{"family":"w","containerDefinitions":[{"name":"a","image":"busybox","memory":64,"workingDirectory":"/srv/app"}]}"#
+    )
+    .is_ok());
+}

@@ -224,6 +224,13 @@ fn mount_rootfs(c: &ContainerPlan) -> Result<(), String> {
 /// Docker makes a missing working directory (an image without `/tmp`, say); so does berth,
 /// in the container's own upper layer, never through a symbolic link of the image's.
 fn make_workdir(c: &ContainerPlan) -> Result<(), String> {
+    // An image's WorkingDir is the image author's word: `..` would climb out of the rootfs.
+    if !crate::spec::is_inside_path(&c.cwd) {
+        return Err(format!(
+            "working directory {:?} is not an absolute path inside the container",
+            c.cwd
+        ));
+    }
     let mut dir = c.rootfs.clone();
     for part in std::path::Path::new(&c.cwd).components().skip(1) {
         dir.push(part);
