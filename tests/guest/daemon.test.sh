@@ -13,7 +13,9 @@ install_berthd() {
   systemd-sysusers
   mkdir -p /etc/berth
   # The autoscaler samples every 2 s over 10 s here, so the service tests see it act in time.
-  printf 'memory_reserve_mib = %s\nmetrics_listen = "%s"\nautoscale_interval_secs = 2\nautoscale_window_secs = 10\n' \
+  # A container without stopTimeout gets 5 s from SIGTERM to SIGKILL, not the production 30:
+  # `sleep` as a container's PID 1 ignores SIGTERM, and each stop of one waited the whole 30.
+  printf 'memory_reserve_mib = %s\nmetrics_listen = "%s"\nautoscale_interval_secs = 2\nautoscale_window_secs = 10\ncontainer_stop_timeout_secs = 5\n' \
     "$RESERVE" "$METRICS" > /etc/berth/berthd.toml
   # MicroVMs: the cloud kernel shared from the host, the agent stripped by bench/stage (the
   # debug build's own is 200 MB of debug info), and time for a boot nested in emulation.

@@ -100,9 +100,11 @@ cpu_snapshot() {
 # cpu_report BEFORE AFTER: "cpu: tests 12.3s berthd 4.0s tasks 8.1s system 3.0s kernel 2.2s idle 30.1s"
 cpu_report() {
   local a=($1) b=($2)
-  awk -v r=$((b[0]-a[0])) -v d=$((b[1]-a[1])) -v t=$((b[2]-a[2])) -v s=$((b[3]-a[3])) \
+  awk -v r=$((b[0]-a[0])) -v d=$((b[1]-a[1])) -v d1=$((b[1])) -v t=$((b[2]-a[2])) -v s=$((b[3]-a[3])) \
       -v busy=$((b[5]-a[5])) -v idle=$((b[6]-a[6])) 'BEGIN {
-    other = s - r - d; kern = busy - s - t; if (kern < 0) kern = 0
+    # A restarted berthd is a new cgroup: its count started again from 0.
+    if (d < 0) d = d1; other = s - r - d; if (other < 0) other = 0
+    kern = busy - s - t; if (kern < 0) kern = 0
     printf "cpu: tests %.1fs berthd %.1fs tasks %.1fs system %.1fs kernel %.1fs idle %.1fs\n",
       r/1000, d/1000, t/1000, other/1000, kern/1000, idle/1000 }'
 }
