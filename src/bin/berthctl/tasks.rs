@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::wire;
 
-async fn describe(m: &ManagerProxy<'_>, id: &str) -> anyhow::Result<Value> {
+pub(crate) async fn describe(m: &ManagerProxy<'_>, id: &str) -> anyhow::Result<Value> {
     let text = m.describe_task(id.to_string()).await.map_err(wire)?;
     Ok(serde_json::from_str(&text)?)
 }

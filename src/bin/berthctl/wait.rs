@@ -8,7 +8,7 @@ use berth::dbus::client::ManagerProxy;
 use futures_util::StreamExt;
 use serde_json::Value;
 
-use crate::wire;
+use crate::tasks::describe;
 
 /// The status waited for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -45,11 +45,6 @@ fn verdict(target: Target, last_status: &str) -> Verdict {
         }
         _ => Verdict::NotYet,
     }
-}
-
-async fn describe(m: &ManagerProxy<'_>, id: &str) -> anyhow::Result<Value> {
-    let text = m.describe_task(id.to_string()).await.map_err(wire)?;
-    Ok(serde_json::from_str(&text)?)
 }
 
 /// Waits until every task in `ids` has reached `target`; returns their descriptions in order.
