@@ -13,6 +13,7 @@ pub mod fsutil;
 pub mod host;
 pub mod image;
 pub mod metrics;
+pub mod names;
 pub mod network;
 pub mod runtime;
 pub mod service;

@@ -30,6 +30,11 @@ impl CgroupTree {
         }
     }
 
+    /// The cgroup v2 hierarchy's mount point.
+    pub fn mount(&self) -> &Path {
+        &self.mount
+    }
+
     pub fn slice(&self) -> &str {
         &self.slice
     }
@@ -60,7 +65,7 @@ impl CgroupTree {
         self.scope(id).join("shim")
     }
 
-    /// Ids of the tasks that have a scope cgroup now.
+    /// Ids of the tasks that have a scope cgroup now; a scope named otherwise is not a task's.
     pub fn scoped_tasks(&self) -> Vec<String> {
         let Ok(rd) = std::fs::read_dir(self.slice_dir()) else {
             return Vec::new();
@@ -71,7 +76,7 @@ impl CgroupTree {
                 let id = name
                     .strip_prefix(SCOPE_PREFIX)?
                     .strip_suffix(SCOPE_SUFFIX)?;
-                Some(id.to_string())
+                crate::names::is_task_id(id).then(|| id.to_string())
             })
             .collect()
     }
@@ -104,11 +109,18 @@ mod tests {
     fn scoped_tasks_are_read_from_the_slice() {
         let d = tempfile::tempdir().unwrap();
         let t = CgroupTree::new(d.path(), "berth.slice");
-        for name in ["berth-a1.scope", "berth-b2.scope", "other.scope"] {
+        let (a, b) = ("a1".repeat(16), "b2".repeat(16));
+        for name in [
+            format!("berth-{a}.scope"),
+            format!("berth-{b}.scope"),
+            "other.scope".into(),
+            "berth-...scope".into(),
+            "berth-a1.scope".into(),
+        ] {
             std::fs::create_dir_all(t.slice_dir().join(name)).unwrap();
         }
         let mut ids = t.scoped_tasks();
         ids.sort();
-        assert_eq!(ids, vec!["a1", "b2"]);
+        assert_eq!(ids, vec![a, b]);
     }
 }

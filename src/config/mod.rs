@@ -108,6 +108,16 @@ pub struct Config {
     pub vm_agent_timeout_secs: u64,
     /// The guest agent binary; unset: `berth-agent` beside berthd.
     pub vm_agent: Option<PathBuf>,
+    /// May the `berth` group run `privileged` containers? (Root always may.)
+    pub group_privileged: bool,
+    /// May the group share the host's network, pid or ipc namespace?
+    pub group_host_namespaces: bool,
+    /// Directories the group's host volumes must be beneath; unset: any path.
+    pub group_host_paths: Option<Vec<String>>,
+    /// May the group give containers host devices?
+    pub group_devices: bool,
+    /// Capabilities the group may add; unset: any.
+    pub group_capabilities: Option<Vec<String>>,
 }
 
 /// How microVMs run guest code.
@@ -170,11 +180,28 @@ impl Default for Config {
             vm_boot_timeout_secs: 300,
             vm_agent_timeout_secs: 60,
             vm_agent: None,
+            // Root-equivalent by default, as Docker's group is; the README says so.
+            group_privileged: true,
+            group_host_namespaces: true,
+            group_host_paths: None,
+            group_devices: true,
+            group_capabilities: None,
         }
     }
 }
 
 impl Config {
+    /// What the `berth` group may ask for, from the `group_*` keys.
+    pub fn group_policy(&self) -> crate::spec::policy::GroupPolicy {
+        crate::spec::policy::GroupPolicy {
+            privileged: self.group_privileged,
+            host_namespaces: self.group_host_namespaces,
+            host_paths: self.group_host_paths.clone(),
+            devices: self.group_devices,
+            capabilities: self.group_capabilities.clone(),
+        }
+    }
+
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),

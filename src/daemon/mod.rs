@@ -188,7 +188,10 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         source,
     };
     let conn = dbus::builder(&config.bus)
-        .serve_at(dbus::MANAGER_PATH, Manager::new(engine.clone()))
+        .serve_at(
+            dbus::MANAGER_PATH,
+            Manager::new(engine.clone(), config.group_policy()),
+        )
         .name(dbus::BUS_NAME)
         .build()
         .await

@@ -14,14 +14,38 @@ use super::usage;
 use super::{BerthError, MANAGER_PATH};
 use crate::autoscale::Policies;
 use crate::engine::{Engine, ServiceSpec};
+use crate::spec::policy::GroupPolicy;
 
 pub struct Manager {
     engine: Engine,
+    group: GroupPolicy,
 }
 
 impl Manager {
-    pub fn new(engine: Engine) -> Manager {
-        Manager { engine }
+    pub fn new(engine: Engine, group: GroupPolicy) -> Manager {
+        Manager { engine, group }
+    }
+
+    /// Refuses a caller other than root a definition the group policy keeps from the group.
+    fn check_group(&self, uid: u32, def: &crate::spec::TaskDefinition) -> Result<(), BerthError> {
+        let refused = crate::spec::policy::refusals(def, &self.group);
+        if uid == 0 || refused.is_empty() {
+            return Ok(());
+        }
+        Err(BerthError::AccessDenied(format!(
+            "berthd's config keeps from the berth group (uid {uid}): {}; root may, or the \
+             operator may allow it with the key named in /etc/berth/berthd.toml",
+            refused.join("; ")
+        )))
+    }
+
+    /// [`Manager::check_group`] for a registered definition; one that does not exist is left
+    /// for the call itself to report.
+    fn check_group_ref(&self, uid: u32, reference: &str) -> Result<(), BerthError> {
+        match self.engine.describe_definition(reference) {
+            Ok(reg) => self.check_group(uid, &reg.definition),
+            Err(_) => Ok(()),
+        }
     }
 }
 
@@ -63,7 +87,10 @@ impl Manager {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(String, Vec<String>), BerthError> {
-        require_admin(conn, &hdr).await?;
+        let uid = require_admin(conn, &hdr).await?;
+        if let Ok(v) = crate::spec::parse(&json) {
+            self.check_group(uid, &v.definition)?;
+        }
         let reg = self.engine.register_definition(&json)?;
         tracing::info!(task_definition = %reg.reference(), "registered");
         Ok((reg.reference(), reg.ignored))
@@ -75,9 +102,17 @@ impl Manager {
     }
 
     /// The task definition as registered (JSON), with `family`, `revision`, `status`.
-    async fn describe_task_definition(&self, reference: String) -> Result<String, BerthError> {
+    async fn describe_task_definition(
+        &self,
+        reference: String,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<String, BerthError> {
         let reg = self.engine.describe_definition(&reference)?;
         let mut json = reg.json.clone();
+        if !super::access::may_caller_change(conn, &hdr).await {
+            super::access::redact_definition(&mut json);
+        }
         if let Some(obj) = json.as_object_mut() {
             obj.insert("revision".into(), reg.revision.into());
             obj.insert(
@@ -114,7 +149,8 @@ impl Manager {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<OwnedObjectPath, BerthError> {
-        require_admin(conn, &hdr).await?;
+        let uid = require_admin(conn, &hdr).await?;
+        self.check_group_ref(uid, &task_definition)?;
         let s = self.engine.create_service(&ServiceSpec {
             name,
             task_definition,
@@ -140,7 +176,8 @@ impl Manager {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<OwnedObjectPath, BerthError> {
-        require_admin(conn, &hdr).await?;
+        let uid = require_admin(conn, &hdr).await?;
+        self.check_group_ref(uid, &task_definition)?;
         let isolation = isolation_option("CreateServiceWith", &options)?;
         let s = self.engine.create_service(&ServiceSpec {
             name,
@@ -163,7 +200,10 @@ impl Manager {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(), BerthError> {
-        require_admin(conn, &hdr).await?;
+        let uid = require_admin(conn, &hdr).await?;
+        if !task_definition.is_empty() {
+            self.check_group_ref(uid, &task_definition)?;
+        }
         let desired = match desired {
             -1 => None,
             d => Some(u32::try_from(d).map_err(|_| {
@@ -238,8 +278,14 @@ impl Manager {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(String, OwnedObjectPath), BerthError> {
-        require_admin(conn, &hdr).await?;
-        let task = self.engine.run_task(&task_definition)?;
+        let uid = require_admin(conn, &hdr).await?;
+        self.check_group_ref(uid, &task_definition)?;
+        // Planning a task writes its bundle and spawns its shim: blocking work, kept off the
+        // async workers that serve the bus and /metrics.
+        let engine = self.engine.clone();
+        let task = tokio::task::spawn_blocking(move || engine.run_task(&task_definition))
+            .await
+            .map_err(|e| BerthError::Failed(format!("RunTask stopped: {e}")))??;
         tracing::info!(task = %task.id, task_definition = %task.task_definition, "task created");
         Ok((task.id.clone(), task_path(&task.id)?))
     }
@@ -255,9 +301,15 @@ impl Manager {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(String, OwnedObjectPath), BerthError> {
-        require_admin(conn, &hdr).await?;
+        let uid = require_admin(conn, &hdr).await?;
+        self.check_group_ref(uid, &task_definition)?;
         let isolation = isolation_option("RunTaskWith", &options)?;
-        let task = self.engine.run_task_as(&task_definition, None, isolation)?;
+        let engine = self.engine.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            engine.run_task_as(&task_definition, None, isolation)
+        })
+        .await
+        .map_err(|e| BerthError::Failed(format!("RunTaskWith stopped: {e}")))??;
         tracing::info!(task = %task.id, task_definition = %task.task_definition,
             isolation = task.isolation.as_str(), "task created");
         Ok((task.id.clone(), task_path(&task.id)?))

@@ -37,6 +37,11 @@ fn chain(name: &str, hook: Option<(&str, i32)>) -> Value {
     json!({"add": {"chain": c}})
 }
 
+fn filter_chain(name: &str, hook: &str) -> Value {
+    json!({"add": {"chain": {"family": FAMILY, "table": TABLE, "name": name,
+        "type": "filter", "hook": hook, "prio": 0, "policy": "accept"}}})
+}
+
 fn rule(chain: &str, expr: Vec<Value>, comment: Option<String>) -> Value {
     let mut r = json!({"family": FAMILY, "table": TABLE, "chain": chain, "expr": expr});
     if let Some(c) = comment {
@@ -77,6 +82,14 @@ pub fn setup(bridge: &str, subnet: Subnet) -> Value {
         )
     };
     let jump = json!({"jump": {"target": PUBLISH}});
+    let from_bridge = || matches("==", meta("iifname"), json!(bridge));
+    let to_loopback = || {
+        matches(
+            "==",
+            payload("ip", "daddr"),
+            json!({"prefix": {"addr": "127.0.0.0", "len": 8}}),
+        )
+    };
     json!({"nftables": [
         {"add": {"table": {"family": FAMILY, "name": TABLE}}},
         chain(PUBLISH, None),
@@ -84,7 +97,8 @@ pub fn setup(bridge: &str, subnet: Subnet) -> Value {
         chain("prerouting", Some(("prerouting", -100))),
         chain("output", Some(("output", -100))),
         chain("postrouting", Some(("postrouting", 100))),
-        flush("prerouting"), flush("output"), flush("postrouting"),
+        filter_chain("input", "input"),
+        flush("prerouting"), flush("output"), flush("postrouting"), flush("input"),
         rule("prerouting", vec![to_local(), jump.clone()], None),
         rule("output", vec![to_local(), jump], None),
         // Leaving the host: the tasks' addresses are private to it.
@@ -99,6 +113,14 @@ pub fn setup(bridge: &str, subnet: Subnet) -> Value {
             matches("==", payload("ip", "saddr"), json!({"prefix": {"addr": "127.0.0.0", "len": 8}})),
             masquerade.clone(),
         ], None),
+        // route_localnet lets the bridge carry localhost:PORT to a task, and so would let a
+        // task reach what the host serves on 127.0.0.1 alone (CVE-2020-8558's hole): from the
+        // bridge, only the answers and the forwards berth made get to 127.0.0.0/8.
+        rule("input", vec![from_bridge(), to_loopback(),
+            matches("in", json!({"ct": {"key": "status"}}), json!("dnat")), json!({"accept": null})], None),
+        rule("input", vec![from_bridge(), to_loopback(),
+            matches("in", json!({"ct": {"key": "state"}}), json!(["established", "related"])), json!({"accept": null})], None),
+        rule("input", vec![from_bridge(), to_loopback(), json!({"drop": null})], None),
         // A task reaching another's published port on the host: the answer must come back
         // through the host, not straight across the bridge.
         rule("postrouting", vec![
@@ -233,5 +255,32 @@ mod tests {
         ));
         assert!(text.contains("\"masquerade\":null"), "{text}");
         assert!(text.contains("172.29.0.0"), "{text}");
+    }
+
+    #[test]
+    fn from_the_bridge_loopback_takes_only_forwards_and_answers() {
+        let doc = setup("berth0", "172.29.0.0/16".parse().unwrap());
+        let input: Vec<&Value> = doc["nftables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|x| x["add"]["rule"].as_object().map(|_| &x["add"]["rule"]))
+            .filter(|r| r["chain"] == "input")
+            .collect();
+        assert_eq!(input.len(), 3);
+        let last = input[2]["expr"].to_string();
+        assert!(
+            last.contains("\"drop\":null") && last.contains("127.0.0.0") && last.contains("berth0"),
+            "{last}"
+        );
+        assert!(input[0]["expr"].to_string().contains("dnat"));
+        let chain = doc["nftables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["add"]["chain"]["name"] == "input")
+            .unwrap();
+        assert_eq!(chain["add"]["chain"]["type"], "filter");
+        assert_eq!(chain["add"]["chain"]["hook"], "input");
     }
 }

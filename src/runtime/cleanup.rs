@@ -9,11 +9,13 @@ use std::path::{Path, PathBuf};
 use nix::mount::{umount2, MntFlags};
 use nix::unistd::Pid;
 
-/// A running `berthd shim TASK_DIR` process.
+use crate::cgroup::CgroupTree;
+
+/// A running `berthd shim TASK_DIR` process and the task it runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct ShimProcess {
     pub pid: Pid,
-    pub task_dir: PathBuf,
+    pub task_id: String,
 }
 
 /// The task directory of a shim's command line, NUL-separated: `berth-shim TASK_DIR`,
@@ -35,25 +37,73 @@ pub(super) fn shim_task_dir(cmdline: &[u8]) -> Option<PathBuf> {
     }
 }
 
-/// The shim `pid` runs for, if `pid` is alive and a shim (pids are reused).
-pub(super) fn shim_of(pid: Pid) -> Option<PathBuf> {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .ok()
-        .and_then(|c| shim_task_dir(&c))
+/// The task a shim command line runs, when it names a task directory right under
+/// `tasks_dir` by a task id.
+pub(super) fn shim_task(cmdline: &[u8], tasks_dir: &Path) -> Option<String> {
+    let dir = shim_task_dir(cmdline)?;
+    if dir.parent()? != tasks_dir {
+        return None;
+    }
+    let id = dir.file_name()?.to_str()?;
+    crate::names::is_task_id(id).then(|| id.to_string())
 }
 
-/// Every shim running on the host.
-pub(super) fn shims() -> Vec<ShimProcess> {
-    let Ok(rd) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    rd.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter_map(|raw| {
-            let pid = Pid::from_raw(raw);
-            shim_of(pid).map(|task_dir| ShimProcess { pid, task_dir })
-        })
+/// The processes of cgroup `dir` (absolute).
+fn procs(dir: &Path) -> Vec<Pid> {
+    std::fs::read_to_string(dir.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse::<i32>().ok())
+        .map(Pid::from_raw)
         .collect()
+}
+
+fn cmdline(pid: Pid) -> Vec<u8> {
+    std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default()
+}
+
+/// berthd's own cgroup, absolute: a shim it started sits there until systemd moves it into
+/// its scope, and stays there when berthd died in between.
+fn own_cgroup(tree: &CgroupTree) -> Option<PathBuf> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let rel = text.lines().find_map(|l| l.strip_prefix("0::"))?;
+    Some(tree.mount().join(rel.trim_start_matches('/')))
+}
+
+/// The shims of task `only` (or of every task), found only where root alone can put a
+/// process: the root and `shim` leaf of each task's scope, and berthd's own service cgroup.
+/// A process anywhere else whose command line imitates a shim is not one, and the task id
+/// comes from the scope's name or is checked to be one.
+pub(super) fn shims(tree: &CgroupTree, tasks_dir: &Path, only: Option<&str>) -> Vec<ShimProcess> {
+    let mut found = Vec::new();
+    let ids = match only {
+        Some(id) => vec![id.to_string()],
+        None => tree.scoped_tasks(),
+    };
+    for id in ids.into_iter().filter(|i| crate::names::is_task_id(i)) {
+        for dir in [tree.shim(&id), tree.scope(&id)] {
+            for pid in procs(&dir) {
+                if shim_task(&cmdline(pid), tasks_dir).as_deref() == Some(id.as_str()) {
+                    found.push(ShimProcess {
+                        pid,
+                        task_id: id.clone(),
+                    });
+                }
+            }
+        }
+    }
+    let me = Pid::this();
+    for pid in own_cgroup(tree).map(|d| procs(&d)).unwrap_or_default() {
+        if pid == me {
+            continue;
+        }
+        if let Some(task_id) = shim_task(&cmdline(pid), tasks_dir) {
+            if only.is_none_or(|o| o == task_id) {
+                found.push(ShimProcess { pid, task_id });
+            }
+        }
+    }
+    found
 }
 
 /// The start every libcontainer id of a task's containers shares: 12 hex digits of the task

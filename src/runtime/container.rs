@@ -112,8 +112,14 @@ impl ContainerRuntime {
         }
     }
 
+    /// Ids reach here from the engine's books only; one of another shape names no directory
+    /// of berth's (it maps to an empty name beneath `tasks/`, which holds no task).
     fn task_dir(&self, id: &str) -> PathBuf {
-        self.config.tasks_dir.join(id)
+        if crate::names::is_task_id(id) {
+            self.config.tasks_dir.join(id)
+        } else {
+            self.config.tasks_dir.join("invalid-task-id")
+        }
     }
 
     /// The account files of the top-most layer that has them, read beneath the layer (an
@@ -173,7 +179,10 @@ impl ContainerRuntime {
             let with_files = envfiles::merge(c)?;
             let c = &with_files;
             let image = self.images.get(&c.image)?;
-            let cdir = dir.join("containers").join(&c.name);
+            // Checked at registration; checked again where it becomes a path.
+            let cdir = dir
+                .join("containers")
+                .join(crate::names::segment("container", &c.name)?);
             let bundle_dir = cdir.join("bundle");
             std::fs::create_dir_all(&bundle_dir).map_err(io("create", &bundle_dir))?;
             let rootfs = cdir.join("rootfs");
@@ -256,20 +265,19 @@ impl ContainerRuntime {
         })
     }
 
-    /// The task's shim, if it runs: the pid it recorded, or (in the moment before it records
-    /// it, or after berthd died mid-launch) the process whose command line names the task.
+    /// The task's shim, if it runs: found in the task's scope (or, in the moment before
+    /// systemd moves it there, in berthd's own cgroup), never by a command line alone. The
+    /// pid it recorded is preferred when it is among them (pids are reused).
     fn shim_pid(&self, id: &str) -> Option<Pid> {
-        let dir = self.task_dir(id);
-        match StatusDir::new(&dir).shim() {
-            Some(s) => {
-                let pid = Pid::from_raw(s.pid as i32);
-                (cleanup::shim_of(pid).as_deref() == Some(dir.as_path())).then_some(pid)
-            }
-            None => cleanup::shims()
-                .into_iter()
-                .find(|s| s.task_dir == dir)
-                .map(|s| s.pid),
-        }
+        let found = cleanup::shims(&self.tree, &self.config.tasks_dir, Some(id));
+        let recorded = StatusDir::new(&self.task_dir(id))
+            .shim()
+            .map(|s| Pid::from_raw(s.pid as i32));
+        found
+            .iter()
+            .find(|s| Some(s.pid) == recorded)
+            .or(found.first())
+            .map(|s| s.pid)
     }
 
     /// libcontainer state directories of the task's containers.
@@ -296,6 +304,13 @@ impl Runtime for ContainerRuntime {
 
     fn launch(&self, launch: &Launch) -> Result<(), LaunchError> {
         let planning = std::time::Instant::now();
+        if !crate::names::is_task_id(launch.task_id) {
+            return Err(crate::names::NameError {
+                what: "task id".into(),
+                name: launch.task_id.chars().take(80).collect(),
+            }
+            .into());
+        }
         let dir = self.task_dir(launch.task_id);
         std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
         let plan = self.plan(launch, &dir)?;
@@ -392,16 +407,18 @@ impl Runtime for ContainerRuntime {
 
     fn sweep(&self, live: &BTreeSet<String>) {
         let tasks_dir = &self.config.tasks_dir;
+        // A task id, or nothing: a directory named otherwise beneath tasks/ is no task's.
         let task_of = |p: &Path| -> Option<String> {
             let rel = p.strip_prefix(tasks_dir).ok()?;
-            Some(rel.components().next()?.as_os_str().to_str()?.to_string())
+            let id = rel.components().next()?.as_os_str().to_str()?;
+            crate::names::is_task_id(id).then(|| id.to_string())
         };
         let mut orphans = BTreeSet::new();
-        for s in cleanup::shims() {
-            if let Some(id) = task_of(&s.task_dir).filter(|i| !live.contains(i)) {
-                tracing::warn!(pid = %s.pid, task = %id, "killing the shim of a task berth does not run");
+        for s in cleanup::shims(&self.tree, tasks_dir, None) {
+            if !live.contains(&s.task_id) {
+                tracing::warn!(pid = %s.pid, task = %s.task_id, "killing the shim of a task berth does not run");
                 let _ = kill(s.pid, Signal::SIGKILL);
-                orphans.insert(id);
+                orphans.insert(s.task_id);
             }
         }
         let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();

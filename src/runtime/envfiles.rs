@@ -5,8 +5,13 @@
 use super::LaunchError;
 use crate::spec::ContainerDefinition;
 
+/// Larger files are refused: an environment file is a few lines.
+const MAX_BYTES: u64 = 1 << 20;
+
 /// Lines of one file: `#` comments and blank lines skipped, no quoting (ECS and Docker take
-/// the value as it stands); a line without `=` is an error naming it.
+/// the value as it stands); a line without `=` is an error naming its number. Never its text:
+/// the reason becomes the task's, which every local user may read, and the file may be one
+/// of secrets (or not an environment file at all, such as `/etc/shadow`).
 pub fn parse(text: &str) -> Result<Vec<(String, String)>, String> {
     let mut out = Vec::new();
     for (n, line) in text.lines().enumerate() {
@@ -16,7 +21,12 @@ pub fn parse(text: &str) -> Result<Vec<(String, String)>, String> {
         }
         match trimmed.split_once('=') {
             Some((k, v)) if !k.trim().is_empty() => out.push((k.trim().to_string(), v.to_string())),
-            _ => return Err(format!("line {}: \"{line}\" is not VAR=VALUE", n + 1)),
+            _ => {
+                return Err(format!(
+                    "line {} is not VAR=VALUE (its text is not shown: it may be a secret)",
+                    n + 1
+                ))
+            }
         }
     }
     Ok(out)
@@ -34,12 +44,36 @@ pub fn merge(c: &ContainerDefinition) -> Result<ContainerDefinition, LaunchError
             container: c.name.clone(),
             what: format!("environmentFiles[{i}] {path}: {why}"),
         };
-        let text = std::fs::read_to_string(path).map_err(|e| refused(e.to_string()))?;
+        let text = read(path).map_err(refused)?;
         env.extend(parse(&text).map_err(refused)?);
     }
     env.extend(c.environment.iter().cloned());
     out.environment = env;
     Ok(out)
+}
+
+/// A regular file's text, at most [`MAX_BYTES`]; a FIFO or a device would stall the launch or
+/// read without end.
+fn read(path: &str) -> Result<String, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    let meta = f.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("is not a regular file".into());
+    }
+    if meta.len() > MAX_BYTES {
+        return Err(format!("is over {MAX_BYTES} bytes"));
+    }
+    let mut bytes = Vec::new();
+    f.take(MAX_BYTES)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    String::from_utf8(bytes).map_err(|_| "is not UTF-8 text".to_string())
 }
 
 #[cfg(test)]
@@ -58,10 +92,9 @@ mod tests {
                 ("D".to_string(), String::new()),
             ]
         );
-        assert_eq!(
-            parse("A=1\nnot a pair").unwrap_err(),
-            "line 2: \"not a pair\" is not VAR=VALUE"
-        );
+        let e = parse("A=1\nroot:$y$j9T$secret-hash:19000:0:99999:7:::").unwrap_err();
+        assert!(e.starts_with("line 2 is not VAR=VALUE"), "{e}");
+        assert!(!e.contains("secret-hash") && !e.contains("root"), "{e}");
     }
 
     #[test]
@@ -87,6 +120,9 @@ mod tests {
                 ("B".to_string(), "definition".to_string()),
             ]
         );
+        c.environment_files = vec!["/dev/null".into()];
+        let e = merge(&c).unwrap_err().to_string();
+        assert!(e.contains("/dev/null: is not a regular file"), "{e}");
         c.environment_files = vec!["/nonexistent/x.env".into()];
         let e = merge(&c).unwrap_err().to_string();
         assert!(

@@ -43,6 +43,8 @@ pub enum LaunchError {
     Host { container: String, what: String },
     #[error("CannotCreateContainerError: network: {0}")]
     Network(#[from] crate::network::NetworkError),
+    #[error("CannotCreateContainerError: {0}")]
+    Name(#[from] crate::names::NameError),
     #[error("CannotCreateContainerError: cannot {action} {path}: {source}")]
     Io {
         action: &'static str,

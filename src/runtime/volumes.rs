@@ -31,8 +31,10 @@ pub fn prepare(
     for v in &def.volumes {
         let dir = match &v.source {
             VolumeSource::HostPath(p) => PathBuf::from(p),
-            VolumeSource::Task | VolumeSource::TaskTmpfs => task_dir.join("volumes").join(&v.name),
-            VolumeSource::Shared => shared_dir.join(&v.name),
+            VolumeSource::Task | VolumeSource::TaskTmpfs => task_dir
+                .join("volumes")
+                .join(crate::names::segment("volume", &v.name)?),
+            VolumeSource::Shared => shared_dir.join(crate::names::segment("volume", &v.name)?),
         };
         // Docker and ECS make a missing host path; so does berth. (A host file binds as is.)
         if !dir.exists() {

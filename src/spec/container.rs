@@ -68,13 +68,6 @@ const IGNORED: &[(&str, &str)] = &[
     ("versionConsistency", "images are imported, not pulled"),
 ];
 
-fn valid_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 255
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-}
-
 fn valid_image(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 255
@@ -93,7 +86,7 @@ pub fn validate(
     let name = walk::string(r, c, path, "name");
     match &name {
         None if walk::get(c, "name").is_none() => r.problem(join(path, "name"), "is required"),
-        Some(n) if !valid_name(n) => r.problem(
+        Some(n) if !crate::names::is_ecs_name(n) => r.problem(
             join(path, "name"),
             format!("\"{n}\" must be 1-255 letters, digits, hyphens or underscores"),
         ),

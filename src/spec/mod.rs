@@ -7,6 +7,7 @@
 mod container;
 mod model;
 pub mod order;
+pub mod policy;
 pub mod sandbox;
 mod task;
 mod units;

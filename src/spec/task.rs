@@ -145,18 +145,10 @@ fn family(r: &mut Report, obj: &Map<String, Value>) -> Option<String> {
     let f = walk::string(r, obj, "", "family");
     match &f {
         None => r.problem("family", "is required"),
-        Some(f)
-            if f.is_empty()
-                || f.len() > 255
-                || !f
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') =>
-        {
-            r.problem(
-                "family",
-                format!("\"{f}\" must be 1-255 letters, digits, hyphens or underscores"),
-            )
-        }
+        Some(f) if !crate::names::is_ecs_name(f) => r.problem(
+            "family",
+            format!("\"{f}\" must be 1-255 letters, digits, hyphens or underscores"),
+        ),
         _ => {}
     }
     f

@@ -107,6 +107,11 @@ pub fn task_volumes(r: &mut Report, obj: &Map<String, Value>) -> (Vec<Volume>, H
                 join(&p, "name"),
                 format!("volume \"{n}\" is declared twice"),
             ),
+            // A task or shared volume is a directory by this name.
+            Some(n) if !crate::names::is_ecs_name(&n) => r.problem(
+                join(&p, "name"),
+                format!("\"{n}\" must be 1-255 letters, digits, hyphens or underscores"),
+            ),
             Some(name) => out.push(Volume { name, source }),
             None => r.problem(join(&p, "name"), "is required"),
         }
@@ -210,5 +215,20 @@ mod tests {
         let f = volumes_from(&mut r, c.as_object().unwrap(), "c");
         assert_eq!(f[0].source_container, "a");
         assert!(!f[0].read_only);
+    }
+
+    #[test]
+    fn a_volume_name_that_would_climb_out_of_its_directory_is_refused() {
+        let v: Value = serde_json::from_str(
+            r#"{"volumes":[{"name":"../../../etc","dockerVolumeConfiguration":{"scope":"shared","autoprovision":true}},
+            {"name":"a/b"},{"name":".."}]}"#,
+        )
+        .unwrap();
+        let mut r = Report::default();
+        let (_, _) = task_volumes(&mut r, v.as_object().unwrap());
+        let text: Vec<String> = r.problems.iter().map(|p| format!("{p:?}")).collect();
+        assert_eq!(r.problems.len(), 3, "{text:?}");
+        assert!(text[0].contains("volumes[0].name"), "{text:?}");
+        assert!(text[0].contains("letters, digits"), "{text:?}");
     }
 }

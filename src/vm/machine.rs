@@ -33,6 +33,8 @@ pub enum MachineError {
         secs: u64,
         console: String,
     },
+    #[error("{vmm}: the agent took no message for {secs}s")]
+    NotReading { vmm: String, secs: u64 },
     #[error("{vmm}: {source}{console}")]
     Agent {
         vmm: String,
@@ -50,9 +52,23 @@ pub struct Machine {
     console_log: std::path::PathBuf,
 }
 
-/// The last `n` lines of the guest's console, as an error's tail.
+/// How long a send may wait for the guest to take it: a guest that stops reading its port must
+/// not hold the shim (a send that timed out leaves the stream cut mid-frame: the VM is lost).
+const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+/// How much of the console is read for an error's tail.
+const CONSOLE_TAIL_BYTES: u64 = 64 << 10;
+
+/// The last `n` lines of the guest's console, as an error's tail. Only its end is read: the
+/// guest writes the file and may have made it large.
 fn console_tail(path: &Path, n: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+    use std::io::{Read, Seek, SeekFrom};
+    let mut bytes = Vec::new();
+    if let Ok(mut f) = std::fs::File::open(path) {
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        let _ = f.seek(SeekFrom::Start(len.saturating_sub(CONSOLE_TAIL_BYTES)));
+        let _ = f.take(CONSOLE_TAIL_BYTES).read_to_end(&mut bytes);
+    }
+    let text = String::from_utf8_lossy(&bytes);
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     if lines.is_empty() {
         return String::new();
@@ -115,6 +131,7 @@ pub fn boot(
     let _ = chan.set_read_timeout(Some(remaining.max(Duration::from_millis(1))));
     let hello = protocol::greet(&mut chan).map_err(|e| m.agent_error(e, timeout))?;
     let _ = chan.set_read_timeout(None);
+    let _ = chan.set_write_timeout(Some(SEND_TIMEOUT));
     m.chan = Some(chan);
     Ok((m, hello))
 }
@@ -208,19 +225,50 @@ impl Machine {
             Some(chan) => protocol::write_frame(chan, msg),
             None => Err(ProtocolError::Closed),
         };
-        sent.map_err(|e| self.agent_error(e, Duration::ZERO))
+        sent.map_err(|e| match e {
+            ProtocolError::Io(io)
+                if matches!(
+                    io.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                MachineError::NotReading {
+                    vmm: self.vmm.clone(),
+                    secs: SEND_TIMEOUT.as_secs(),
+                }
+            }
+            e => self.agent_error(e, Duration::ZERO),
+        })
     }
 
-    /// The agent's next message, waiting at most `timeout`.
+    /// The agent's next message, whole within `timeout`: a guest that sends a frame a byte
+    /// at a time gets `timeout` for all of it, not for each byte.
     pub fn receive(&mut self, timeout: Duration) -> Result<AgentMessage, MachineError> {
         let got = match self.chan.as_mut() {
             Some(chan) => {
-                let _ = chan.set_read_timeout(Some(timeout.max(Duration::from_millis(1))));
-                protocol::read_frame(chan)
+                let mut r = Deadline {
+                    chan,
+                    until: Instant::now() + timeout,
+                };
+                protocol::read_frame_limited(&mut r, protocol::MAX_AGENT_FRAME)
             }
             None => Err(ProtocolError::Closed),
         };
         got.map_err(|e| self.agent_error(e, timeout))
+    }
+
+    /// Empties the console log once it is past `max` bytes: the guest writes it, and must not
+    /// fill the host's disk with it. (QEMU appends to it, so it goes on at the new end.)
+    pub fn bound_console(&self, max: u64) {
+        let big = std::fs::metadata(&self.console_log).is_ok_and(|m| m.len() > max);
+        if big {
+            if let Ok(f) = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&self.console_log)
+            {
+                let _ = f.set_len(0);
+            }
+        }
     }
 
     /// The agent's channel, to poll beside other descriptors.
@@ -260,6 +308,23 @@ impl Machine {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+}
+
+/// Reads from the channel until a deadline, whatever the number of reads it takes.
+struct Deadline<'a> {
+    chan: &'a mut UnixStream,
+    until: Instant,
+}
+
+impl std::io::Read for Deadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        self.chan.set_read_timeout(Some(left))?;
+        std::io::Read::read(self.chan, buf)
     }
 }
 

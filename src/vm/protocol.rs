@@ -13,6 +13,9 @@ pub const VERSION: u32 = 2;
 /// Larger frames are refused: nothing berth sends comes near it, and a corrupt length must not
 /// make either side allocate gigabytes.
 pub const MAX_FRAME: u32 = 16 << 20;
+/// The host reads the agent's frames under a smaller bound: the largest it sends is a chunk of
+/// output (256 KiB of text, escaped), and the guest is not trusted with the host's memory.
+pub const MAX_AGENT_FRAME: u32 = 4 << 20;
 
 /// What the host says to the agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -117,7 +120,7 @@ pub enum ProtocolError {
     Io(#[from] std::io::Error),
     #[error("control channel closed by the other side")]
     Closed,
-    #[error("control channel: frame of {0} bytes is over the {MAX_FRAME}-byte limit")]
+    #[error("control channel: frame of {0} bytes is over the limit")]
     TooLarge(u32),
     #[error("control channel: unreadable message: {0}")]
     Malformed(#[from] serde_json::Error),
@@ -147,6 +150,14 @@ pub fn write_frame<W: Write, T: Serialize>(w: &mut W, msg: &T) -> Result<(), Pro
 }
 
 pub fn read_frame<R: Read, T: DeserializeOwned>(r: &mut R) -> Result<T, ProtocolError> {
+    read_frame_limited(r, MAX_FRAME)
+}
+
+/// A frame of at most `limit` bytes; a longer one is refused before anything is allocated.
+pub fn read_frame_limited<R: Read, T: DeserializeOwned>(
+    r: &mut R,
+    limit: u32,
+) -> Result<T, ProtocolError> {
     let mut len = [0u8; 4];
     if let Err(e) = r.read_exact(&mut len) {
         return Err(match e.kind() {
@@ -155,7 +166,7 @@ pub fn read_frame<R: Read, T: DeserializeOwned>(r: &mut R) -> Result<T, Protocol
         });
     }
     let len = u32::from_be_bytes(len);
-    if len > MAX_FRAME {
+    if len > limit {
         return Err(ProtocolError::TooLarge(len));
     }
     let mut body = vec![0u8; len as usize];

@@ -90,6 +90,17 @@ test_non_member_is_refused_a_manager_call_and_root_is_not() {
   assert_contains "$out" "s \"" "tester reading Version"
   out=$(busctl call org.berth.Agent1 /org/berth/Agent1 org.berth.Agent1.Manager RegisterTaskDefinition s "$DEF" 2>&1)
   assert_contains "$out" "skeleton:" "root's RegisterTaskDefinition"
+  # Environment values and files are root's and the group's to read.
+  echo '{"family":"with-secret","containerDefinitions":[{"name":"a","image":"busybox","memory":16,
+    "environment":[{"name":"DB_PASSWORD","value":"hunter2"}],"environmentFiles":[{"type":"s3","value":"/etc/app/secret.env"}]}]}' \
+    | "$BIN/berthctl" register - >/dev/null || fail "with-secret not registered"
+  out=$(runuser -u tester -- busctl --json=short call org.berth.Agent1 /org/berth/Agent1 org.berth.Agent1.Manager DescribeTaskDefinition s with-secret 2>&1)
+  assert_contains "$out" "DB_PASSWORD" "tester's DescribeTaskDefinition keeps the variable's name"
+  assert_not_contains "$out" "hunter2" "tester's DescribeTaskDefinition"
+  assert_not_contains "$out" "secret.env" "tester's DescribeTaskDefinition"
+  assert_contains "$out" "hidden" "tester's DescribeTaskDefinition says what it hid"
+  out=$(busctl --json=short call org.berth.Agent1 /org/berth/Agent1 org.berth.Agent1.Manager DescribeTaskDefinition s with-secret 2>&1)
+  assert_contains "$out" "hunter2" "root's DescribeTaskDefinition"
 }
 
 test_berth_group_member_may_change_state() {
@@ -97,6 +108,22 @@ test_berth_group_member_may_change_state() {
   id deployer >/dev/null 2>&1 || useradd --create-home -G berth deployer
   out=$(runuser -u deployer -- busctl call org.berth.Agent1 /org/berth/Agent1 org.berth.Agent1.Manager RegisterTaskDefinition s "$DEF" 2>&1)
   assert_contains "$out" "skeleton:" "berth member's RegisterTaskDefinition"
+  # The operator's limits on the group: refused to the member, naming the field and the key;
+  # root is not limited, and what root registered the member still may not run.
+  local priv='{"family":"priv","containerDefinitions":[{"name":"a","image":"busybox","memory":16,"privileged":true,"command":["true"]}]}'
+  printf 'group_privileged = false\ngroup_host_paths = ["/srv/berth"]\n' >> /etc/berth/berthd.toml
+  systemctl restart berthd
+  out=$(runuser -u deployer -- busctl call org.berth.Agent1 /org/berth/Agent1 org.berth.Agent1.Manager RegisterTaskDefinition s "$priv" 2>&1)
+  assert_contains "$out" "containerDefinitions[0].privileged: (group_privileged)" "the member's privileged definition"
+  out=$(busctl call org.berth.Agent1 /org/berth/Agent1 org.berth.Agent1.Manager RegisterTaskDefinition s "$priv" 2>&1)
+  assert_contains "$out" "priv:" "root's privileged definition"
+  out=$(runuser -u deployer -- busctl call org.berth.Agent1 /org/berth/Agent1 org.berth.Agent1.Manager RunTask s priv 2>&1)
+  assert_contains "$out" "group_privileged" "the member's run of root's privileged definition"
+  local hostvol='{"family":"hostvol","volumes":[{"name":"etc","host":{"sourcePath":"/etc"}}],"containerDefinitions":[{"name":"a","image":"busybox","memory":16}]}'
+  out=$(runuser -u deployer -- busctl call org.berth.Agent1 /org/berth/Agent1 org.berth.Agent1.Manager RegisterTaskDefinition s "$hostvol" 2>&1)
+  assert_contains "$out" "volumes[0].host.sourcePath /etc: not beneath /srv/berth (group_host_paths)" "the member's host volume"
+  sed -i '/^group_/d' /etc/berth/berthd.toml
+  systemctl restart berthd
 }
 
 test_daemon_checks_credentials_on_a_bus_without_policy() {
@@ -141,6 +168,48 @@ test_metrics_pass_promtool_and_show_capacity() {
   assert_contains "$body" "berth_host_memory_bytes{state=\"registered\"} $mem_bytes" "metrics"
   assert_contains "$body" "berth_host_cpu_units{state=\"remaining\"} $(prop RemainingCpu)" "metrics"
   assert_contains "$body" "berth_build_info{version=" "metrics"
+}
+
+# Twenty clients that connect to /metrics and trickle their headers a line a second (as
+# slowloris does) neither keep a scrape from its answer nor stay connected past the server's
+# 10 s header timeout.
+test_metrics_slow_clients_do_not_block_a_scrape_and_are_cut_off() {
+  ensure_running || return 1
+  rm -f /tmp/slow-clients.ready
+  python3 -S -c '
+import socket, sys, time
+ss = [socket.create_connection(("127.0.0.1", 9580)) for _ in range(20)]
+for s in ss:
+    s.sendall(b"GET /metrics HTTP/1.1\r\n")
+open("/tmp/slow-clients.ready", "w").close()
+start = time.time()
+while ss and time.time() - start < 60:
+    time.sleep(1)
+    for s in list(ss):
+        try:
+            if s.recv(4096, socket.MSG_DONTWAIT) == b"":
+                ss.remove(s)
+                continue
+        except BlockingIOError:
+            pass
+        except OSError:
+            ss.remove(s)
+            continue
+        try:
+            s.sendall(b"X-Slow: 1\r\n")
+        except OSError:
+            ss.remove(s)
+print("open", len(ss), "after", int(time.time() - start))
+' > /tmp/slow-clients.out 2>&1 &
+  local slow=$!
+  wait_for 30 test -e /tmp/slow-clients.ready || fail "the slow clients did not connect"
+  curl -sf -m 5 "http://$METRICS/metrics" | grep -q '^berth_host_cpu_units' \
+    || fail "a scrape beside 20 slow clients got no answer within 5 s"
+  wait "$slow"
+  out=$(cat /tmp/slow-clients.out)
+  assert_contains "$out" "open 0 after" "the slow clients, 60 s on"
+  local after=${out##* }
+  [ "${after:-99}" -le 30 ] || fail "the slow clients were cut off only after ${after}s (header timeout 10 s): $out"
 }
 
 test_zz_systemctl_stop_is_quick_and_complete() {

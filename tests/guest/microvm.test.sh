@@ -177,3 +177,55 @@ vm_svc_task_besides() { # ID...
 ids = [t["taskId"] for t in json.load(sys.stdin) if t["taskDefinition"].startswith("vm-svc:") and t["taskId"] not in sys.argv[1:]]
 print(ids[0] if ids else "")' "$@"
 }
+
+# berthd restarted with VMM PATH in its config, or with the default one when PATH is empty.
+with_vmm() { # PATH
+  sed -i '/^vmm = /d' /etc/berth/berthd.toml
+  [ -z "$1" ] || echo "vmm = \"$1\"" >> /etc/berth/berthd.toml
+  systemctl restart berthd && wait_for 30 bus_ready
+}
+
+# A guest taken over by its task's code, played by tests/guest/hostile-vmm in QEMU's place (no
+# boot): names that climb out of the task directory, replays, unasked answers and floods
+# reach no file of the host's, and a guest that stops listening cannot keep its task running.
+test_microvm_a_hostile_guest_writes_nothing_outside_its_task_and_cannot_refuse_a_stop() {
+  ensure_images || return 1
+  HOSTILE=$(mktemp -d /tmp/hostile.XXXXXX)
+  cp "$REPO/tests/guest/hostile-vmm" "$HOSTILE/" && chmod 755 "$HOSTILE"
+  echo names > "$HOSTILE/hostile-mode"
+  with_vmm "$HOSTILE/hostile-vmm" || fail "berthd did not restart with the hostile VMM"
+  hostile_guest; rc=$?
+  with_vmm "" || fail "berthd did not restart with its own VMM"
+  rm -rf "$HOSTILE"
+  return $rc
+}
+
+hostile_guest() {
+  register_vm vm-hostile '{"name":"c","image":"busybox","memory":64,"stopTimeout":2,"command":["true"]}' >/dev/null
+  local json id b dir
+  json=$(CTL --json run --isolation microvm --wait vm-hostile)
+  id=$(echo "$json" | jfield taskId)
+  [ -n "$id" ] || { fail "the hostile guest's task did not run: $json"; return 1; }
+  dir=/var/lib/berth/tasks/$id
+  assert_eq 3 "$(echo "$json" | jfield containers.0.exitCode)" "exit code: the one exit reported after the start, not the 99 before it nor the 4 after"
+  local f
+  for f in /tmp/hostile-started /tmp/hostile-exit /tmp/hostile-usage /var/lib/berth/tmp; do
+    [ -z "$(ls -d "$f"* 2>/dev/null)" ] || fail "the guest made $(ls -d "$f"* | head -3) on the host"
+  done
+  assert_eq "" "$(ls "$dir/status" | grep -v -e '^c\.' -e '^shim\.json$' -e '^done\.json$' -e '^failed\.json$')" "status files of names outside the plan"
+  assert_contains "$(CTL logs "$id" c)" "hello from a hostile guest" "the container's own output in its log"
+  assert_not_contains "$(CTL logs "$id" c)" "forged" "the container's log"
+  assert_eq "" "$(ls "$dir/logs" | grep -v '^c\.log$')" "log files of names outside the plan"
+  local size
+  size=$(stat -c %s "$dir/console.log")
+  [ "$size" -le $((4 << 20)) ] || fail "a console log of $size bytes: the guest's flood was not bounded at 4 MiB"
+  assert_contains "$(cat "$dir/shim.log")" "dropped the agent's started for" "the shim's account of what it dropped"
+  # A guest that never reads again, and talks on so it never seems lost, is still stopped.
+  echo deaf > "$HOSTILE/hostile-mode"
+  b=$(CTL run --isolation microvm vm-hostile) || return 1
+  wait_status 60 "$b" RUNNING || { fail "the deaf guest's task is not RUNNING: $(task_json "$b")"; return 1; }
+  CTL stop "$b" >/dev/null
+  wait_status 90 "$b" STOPPED || { fail "the task of a guest that ignores its stop did not stop"; CTL stop "$b" >/dev/null; return 1; }
+  assert_eq 137 "$(task_json "$b" | jfield containers.0.exitCode)" "exit code of a container whose VM was killed"
+  assert_contains "$(task_json "$b")" "did not end its containers within 32s of the stop" "the reason"
+}

@@ -198,3 +198,29 @@ print(json.dumps(d))' "${BERTH_REALWORLD_DIR:-$REPO/../shared/realworld/taskdefs
   wait_status 60 "$id" STOPPED || { fail "task did not stop after its one answer"; stop_all "$id"; }
   assert_no_task_network "after the task ended"
 }
+
+# CVE-2020-8558's attack on berth's bridge (route_localnet is on there for localhost:PORT): a
+# task that routes 127.0.0.1 out of its eth0 to the bridge reaches a server the host bound to
+# 127.0.0.1 alone, unless berth's input rules drop it. Proved both ways: blocked with berth's
+# rules, reached once the test takes them out (then a restart of berthd puts them back).
+test_network_a_container_cannot_reach_a_server_the_host_bound_to_127_0_0_1() {
+  ensure_images || return 1
+  mkdir -p /tmp/loopback-only && echo host-secret > /tmp/loopback-only/secret
+  python3 -m http.server 18081 --bind 127.0.0.1 --directory /tmp/loopback-only >/dev/null 2>&1 &
+  local server=$! id
+  net_register '{"family":"loopback-attack","containerDefinitions":[{"name":"a","image":"busybox","memory":32,"stopTimeout":2,
+    "linuxParameters":{"capabilities":{"add":["NET_ADMIN"]}},
+    "systemControls":[{"namespace":"net.ipv4.conf.all.route_localnet","value":"1"}],
+    "command":["sh","-c","gw=$(ip route | awk \"/default/ {print \\$3}\"); ip addr del 127.0.0.1/8 dev lo; ip route add 127.0.0.1/32 via $gw dev eth0; while true; do if wget -q -T 2 -O - http://127.0.0.1:18081/secret; then echo REACHED; else echo blocked; fi; sleep 1; done"]}]}'
+  id=$(run_running loopback-attack) || { kill "$server"; return 1; }
+  wait_for 60 page http://127.0.0.1:18081/secret || fail "the host's loopback server did not start"
+  wait_for 60 eval '[ "$(CTL logs "'"$id"'" a | grep -c blocked)" -ge 2 ]' || fail "no attempt seen: $(CTL logs "$id" a | tail -3)"
+  assert_not_contains "$(CTL logs "$id" a)" "host-secret" "what the container read from the host's 127.0.0.1:18081"
+  nft flush chain ip berth input
+  wait_for 60 eval 'CTL logs "'"$id"'" a | grep -q host-secret' \
+    || fail "without berth's input rules the attack did not get through either (the test proves nothing): $(CTL logs "$id" a | tail -3)"
+  stop_all "$id"
+  kill "$server"
+  systemctl restart berthd && wait_for 30 bus_ready || fail "berthd did not come back"
+  assert_contains "$(nft list chain ip berth input)" "drop" "berth's input rules after its restart"
+}

@@ -214,15 +214,33 @@ test_restart_kill_9_at_random_points_of_run_task_leaves_running_or_cleanly_stopp
   stop_all $(for id in $ids; do status_is "$id" RUNNING && echo "$id"; done)
 }
 
-test_restart_systemctl_restart_keeps_tasks_and_the_new_berthd_stops_them() {
+# A local user's process whose command line reads as a shim's: of a task directory `tasks/..`
+# (a berthd that trusted /proc/*/cmdline took `..` for a task and cleared tasks/../volumes,
+# every shared volume) and of a task id berth never made. Both run on, and nothing of berth's
+# moves.
+fake_shim() { # TASK_DIR
+  setpriv --reuid=65534 --regid=65534 --clear-groups \
+    bash -c 'exec -a /usr/bin/berthd tail -f /dev/null shim "$0"' "$1" >/dev/null 2>&1 &
+  echo $!
+}
+
+test_restart_systemctl_restart_keeps_tasks_ignores_processes_posing_as_shims_and_the_new_berthd_stops_them() {
   ensure_images || return 1
   register_sleeper kept 16
   a=$(CTL run kept) && b=$(CTL run kept) || return 1
   for id in "$a" "$b"; do wait_status 60 "$id" RUNNING || fail "task $id not RUNNING"; done
   pa=$(container_pid "$a" s)
   reserved=$(prop ReservedMemory)
+  mkdir -p "$STATE/volumes/kept-data" && echo precious > "$STATE/volumes/kept-data/file"
+  local f1 f2
+  f1=$(fake_shim "$STATE/tasks/..") f2=$(fake_shim "$STATE/tasks/0123456789abcdef0123456789abcdef")
+  wait_for 10 eval 'tr "\0" " " < /proc/'"$f2"'/cmdline | grep -q "shim $STATE/tasks/0123"' || fail "the second fake shim did not start"
   systemctl restart berthd || fail "systemctl restart failed"
   wait_for 30 bus_ready || fail "berthd not back on the bus"
+  kill -0 "$f1" 2>/dev/null || fail "berthd killed a user's process posing as the shim of tasks/.."
+  kill -0 "$f2" 2>/dev/null || fail "berthd killed a user's process posing as the shim of a task it never made"
+  assert_eq precious "$(cat "$STATE/volumes/kept-data/file" 2>&1)" "a shared volume's file after berthd met a process posing as the shim of tasks/.."
+  kill "$f1" "$f2" 2>/dev/null; rm -rf "$STATE/volumes/kept-data"
   assert_eq RUNNING "$(task_json "$a" | jfield lastStatus)" "task a after systemctl restart"
   assert_eq "$pa" "$(container_pid "$a" s)" "task a's container pid"
   assert_eq "$reserved" "$(prop ReservedMemory)" "ReservedMemory after systemctl restart"

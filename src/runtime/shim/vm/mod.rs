@@ -8,6 +8,7 @@
 mod guest_config;
 mod order;
 mod relay;
+mod vet;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::{AsFd, OwnedFd};
@@ -34,6 +35,14 @@ use relay::{Heartbeat, Output};
 const POWER_OFF_WAIT: Duration = Duration::from_secs(30);
 /// How often the agent is pinged (its answer carries the containers' usage).
 const PING_INTERVAL: Duration = Duration::from_secs(5);
+/// Past the longest stopTimeout, how long the agent gets to report the exits of a stop before
+/// the VM is killed: a guest that ignores the stop must not keep its task running.
+const STOP_GRACE: Duration = Duration::from_secs(30);
+/// Frames taken from the agent in one second; past it the shim reads no more until the next
+/// second (the guest waits, as a writer to a full pipe does).
+const MAX_FRAMES_PER_SEC: u32 = 1000;
+/// The console log is emptied past this size.
+const MAX_CONSOLE_BYTES: u64 = 4 << 20;
 
 struct VmShim<'a> {
     plan: &'a Plan,
@@ -55,6 +64,10 @@ struct VmShim<'a> {
     exit_codes: BTreeMap<String, i32>,
     checks: BTreeMap<String, order::VmCheck>,
     clock: Instant,
+    /// When a stop began, the time by which the agent must have reported every exit.
+    stop_deadline: Option<Instant>,
+    /// The agent's messages refused (names outside the plan, replays, unasked answers).
+    dropped: u64,
 }
 
 /// The whole life of a microVM task's shim. Returns when the task has ended.
@@ -81,6 +94,8 @@ pub(super) fn run(
         exit_codes: BTreeMap::new(),
         checks: BTreeMap::new(),
         clock: Instant::now(),
+        stop_deadline: None,
+        dropped: 0,
     };
     let mut machine = match shim.boot(vm) {
         Ok(m) => m,
@@ -186,6 +201,7 @@ impl VmShim<'_> {
         // take as long as a boot, and is allowed as long.
         let busy_timeout = timeout.max(Duration::from_secs(vm.boot_timeout_secs));
         let mut heartbeat = Heartbeat::new(Instant::now(), PING_INTERVAL);
+        let mut frames = (Instant::now(), 0u32);
         // A stop that came during the boot: no container starts.
         self.signals(m, sigfd);
         loop {
@@ -197,7 +213,18 @@ impl VmShim<'_> {
             if let Some(status) = m.exited() {
                 return self.lost(self.vmm_gone(m, status));
             }
+            m.bound_console(MAX_CONSOLE_BYTES);
             let now = Instant::now();
+            if self.stop_deadline.is_some_and(|d| now >= d) {
+                self.hung = true;
+                return self.lost(format!(
+                    "the microVM's agent did not end its containers within {}s of the stop; \
+                     its VMM ({}) was killed{}",
+                    self.stop_wait().as_secs(),
+                    self.vmm_name(),
+                    m.console()
+                ));
+            }
             let limit = if self.creating() {
                 busy_timeout
             } else {
@@ -216,14 +243,23 @@ impl VmShim<'_> {
             }
             if let Some(seq) = heartbeat.ping_due(now) {
                 if let Err(e) = m.send(&HostMessage::Ping { seq }) {
-                    eprintln!("berth-shim: {e}");
+                    // Cut mid-frame or refused: the channel cannot be spoken on again.
+                    self.hung = true;
+                    return self.lost(format!(
+                        "the microVM's agent stopped taking messages ({e}); its VMM ({}) was killed",
+                        self.vmm_name()
+                    ));
                 }
             }
-            let (signal, message) = wait(m, sigfd);
+            if now.duration_since(frames.0) >= Duration::from_secs(1) {
+                frames = (now, 0);
+            }
+            let (signal, message) = wait(m, sigfd, frames.1 < MAX_FRAMES_PER_SEC);
             if signal {
                 self.signals(m, sigfd);
             }
             if message {
+                frames.1 += 1;
                 match m.receive(timeout) {
                     Ok(msg) => {
                         heartbeat.heard(Instant::now());
@@ -280,13 +316,56 @@ impl VmShim<'_> {
         if !self.stopping {
             self.stopping = true;
             self.waiting.clear();
+            let now = Instant::now();
+            self.stop_deadline = Some(now + self.stop_wait());
             if let Err(e) = m.send(&HostMessage::Stop) {
+                // A guest that does not take the stop is not waited for.
                 eprintln!("berth-shim: {e}");
+                self.stop_deadline = Some(now);
             }
         }
     }
 
+    /// How long a stop may take: the longest stopTimeout, then the grace.
+    fn stop_wait(&self) -> Duration {
+        let longest = self
+            .plan
+            .containers
+            .iter()
+            .map(|c| c.stop_timeout_secs)
+            .max()
+            .unwrap_or(0);
+        Duration::from_secs(longest) + STOP_GRACE
+    }
+
+    /// Counts a refused message; says so for the first ones and then at each power of two.
+    fn drop_message(&mut self, why: &str) {
+        self.dropped += 1;
+        if self.dropped <= 10 || self.dropped.is_power_of_two() {
+            eprintln!(
+                "berth-shim: dropped the agent's {why} ({} dropped so far)",
+                self.dropped
+            );
+        }
+    }
+
     fn heard(&mut self, m: &mut Machine, msg: AgentMessage) -> Result<(), ShimError> {
+        let asked: BTreeSet<String> = self
+            .checks
+            .iter()
+            .filter(|(_, c)| c.in_flight())
+            .map(|(n, _)| n.clone())
+            .collect();
+        let known = vet::Known {
+            requested: &self.requested,
+            started: &self.started,
+            ended: &self.ended,
+            asked: &asked,
+        };
+        if let Some(why) = vet::refusal(&msg, &known) {
+            self.drop_message(&why);
+            return Ok(());
+        }
         match msg {
             AgentMessage::Started { name, pid } => {
                 self.started.insert(name.clone());
@@ -302,6 +381,7 @@ impl VmShim<'_> {
                 self.output.write(self.plan, &name, stderr, &data);
             }
             AgentMessage::Pong { usage, .. } => {
+                let usage = vet::usage_of_started(usage, &self.started);
                 if let Err(e) = report::write_guest_usage(&self.task_dir, &usage) {
                     eprintln!("berth-shim: usage: {e}");
                 }
@@ -332,7 +412,9 @@ impl VmShim<'_> {
                     .map_err(ShimError::Status)?;
                 self.stop(m);
             }
-            other => eprintln!("berth-shim: unexpected from the agent: {other:?}"),
+            AgentMessage::PoweringOff
+            | AgentMessage::Hello { .. }
+            | AgentMessage::Refused { .. } => {}
         }
         Ok(())
     }
@@ -389,10 +471,10 @@ fn oom_note(task_cgroup: &Path) -> String {
     )
 }
 
-/// Waits up to 250 ms for a signal or a word from the agent; says which came.
-fn wait(m: &Machine, sigfd: &OwnedFd) -> (bool, bool) {
+/// Waits up to 250 ms for a signal or (when `listen`) a word from the agent; says which came.
+fn wait(m: &Machine, sigfd: &OwnedFd, listen: bool) -> (bool, bool) {
     let mut fds = vec![PollFd::new(sigfd.as_fd(), PollFlags::POLLIN)];
-    if let Some(c) = m.channel() {
+    if let Some(c) = m.channel().filter(|_| listen) {
         fds.push(PollFd::new(c, PollFlags::POLLIN));
     }
     let _ = poll(&mut fds, PollTimeout::from(250u16));

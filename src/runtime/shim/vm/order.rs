@@ -22,6 +22,13 @@ pub(super) struct VmCheck {
     in_flight: bool,
 }
 
+impl VmCheck {
+    /// Sent to the agent, its answer not yet back: only then is an answer taken.
+    pub(super) fn in_flight(&self) -> bool {
+        self.in_flight
+    }
+}
+
 /// A container waiting for its turn, with what the agent gets of it.
 pub(super) struct Waiting {
     pub plan: ContainerPlan,

@@ -1,0 +1,162 @@
+//! What an operator lets the `berth` group ask of berthd. Without limits the group is
+//! root-equivalent, as Docker's is: a member may run a privileged container, share the
+//! host's namespaces, bind any host path or device. These keys of berthd's config take each
+//! of those away from callers other than root; every refusal names the field and the key.
+//! Pure: a task definition and the policy in, the refusals out.
+
+use std::path::{Component, Path};
+
+use super::{NetworkMode, SharedNamespace, TaskDefinition};
+
+/// The `group_*` keys of berthd.toml, as read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupPolicy {
+    /// `group_privileged`: `privileged: true` containers.
+    pub privileged: bool,
+    /// `group_host_namespaces`: `networkMode`, `pidMode` or `ipcMode` `host`.
+    pub host_namespaces: bool,
+    /// `group_host_paths`: host volumes only beneath these directories (unset: any).
+    pub host_paths: Option<Vec<String>>,
+    /// `group_devices`: `linuxParameters.devices`.
+    pub devices: bool,
+    /// `group_capabilities`: the capabilities `linuxParameters.capabilities.add` may name
+    /// (unset: any).
+    pub capabilities: Option<Vec<String>>,
+}
+
+impl Default for GroupPolicy {
+    /// Everything allowed: berth's group is root-equivalent until the operator says otherwise.
+    fn default() -> Self {
+        GroupPolicy {
+            privileged: true,
+            host_namespaces: true,
+            host_paths: None,
+            devices: true,
+            capabilities: None,
+        }
+    }
+}
+
+/// Each thing in `def` the policy keeps from the group, as "FIELD: why (KEY)".
+pub fn refusals(def: &TaskDefinition, p: &GroupPolicy) -> Vec<String> {
+    let mut out = Vec::new();
+    if !p.host_namespaces {
+        let host = Some(SharedNamespace::Host);
+        for (field, on) in [
+            ("networkMode", def.network_mode == NetworkMode::Host),
+            ("pidMode", def.pid_mode == host),
+            ("ipcMode", def.ipc_mode == host),
+        ] {
+            if on {
+                out.push(format!(
+                    "{field} host: the host's namespaces (group_host_namespaces)"
+                ));
+            }
+        }
+    }
+    if let Some(allowed) = &p.host_paths {
+        for (i, v) in def.volumes.iter().enumerate() {
+            if let super::volumes::VolumeSource::HostPath(path) = &v.source {
+                if !beneath_any(path, allowed) {
+                    out.push(format!(
+                        "volumes[{i}].host.sourcePath {path}: not beneath {} (group_host_paths)",
+                        allowed.join(", ")
+                    ));
+                }
+            }
+        }
+    }
+    for (i, c) in def.containers.iter().enumerate() {
+        let at = format!("containerDefinitions[{i}]");
+        if !p.privileged && c.sandbox.privileged {
+            out.push(format!("{at}.privileged: (group_privileged)"));
+        }
+        if !p.devices && !c.sandbox.devices.is_empty() {
+            out.push(format!(
+                "{at}.linuxParameters.devices: host devices (group_devices)"
+            ));
+        }
+        if let Some(allowed) = &p.capabilities {
+            for cap in &c.sandbox.cap_add {
+                let bare = cap.strip_prefix("CAP_").unwrap_or(cap);
+                if !allowed
+                    .iter()
+                    .any(|a| a.strip_prefix("CAP_").unwrap_or(a) == bare)
+                {
+                    out.push(format!(
+                        "{at}.linuxParameters.capabilities.add {cap}: not in group_capabilities"
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `path` is one of `dirs` or beneath one, compared by components; a path with `..` is
+/// beneath nothing.
+fn beneath_any(path: &str, dirs: &[String]) -> bool {
+    let p = Path::new(path);
+    if p.components().any(|c| c == Component::ParentDir) || !p.is_absolute() {
+        return false;
+    }
+    dirs.iter().any(|d| p.starts_with(Path::new(d)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn def(json: &str) -> TaskDefinition {
+        crate::spec::parse(json).unwrap().definition
+    }
+
+    const WIDE: &str = r#"{"family":"f","networkMode":"host","pidMode":"host",
+        "volumes":[{"name":"etc","host":{"sourcePath":"/etc"}},{"name":"data","host":{"sourcePath":"/srv/data/app"}},
+                   {"name":"sneaky","host":{"sourcePath":"/srv/data/../../etc"}}],
+        "containerDefinitions":[{"name":"a","image":"b","memory":32,"privileged":true,
+          "linuxParameters":{"devices":[{"hostPath":"/dev/fuse"}],"capabilities":{"add":["NET_ADMIN","CAP_NET_BIND_SERVICE"]}}}]}"#;
+
+    #[test]
+    fn by_default_the_group_may_ask_for_anything() {
+        assert!(refusals(&def(WIDE), &GroupPolicy::default()).is_empty());
+    }
+
+    #[test]
+    fn each_limit_names_the_field_and_its_key() {
+        let p = GroupPolicy {
+            privileged: false,
+            host_namespaces: false,
+            host_paths: Some(vec!["/srv/data".into()]),
+            devices: false,
+            capabilities: Some(vec!["NET_BIND_SERVICE".into()]),
+        };
+        let r = refusals(&def(WIDE), &p);
+        let has = |s: &str| r.iter().any(|x| x.contains(s));
+        assert!(has("networkMode host") && has("pidMode host"), "{r:?}");
+        assert!(!has("ipcMode"), "{r:?}");
+        assert!(
+            has("volumes[0].host.sourcePath /etc: not beneath /srv/data"),
+            "{r:?}"
+        );
+        assert!(!has("volumes[1]"), "{r:?}");
+        assert!(
+            has("volumes[2].host.sourcePath /srv/data/../../etc"),
+            "{r:?}"
+        );
+        assert!(
+            has("containerDefinitions[0].privileged: (group_privileged)"),
+            "{r:?}"
+        );
+        assert!(
+            has("containerDefinitions[0].linuxParameters.devices"),
+            "{r:?}"
+        );
+        assert!(
+            has("capabilities.add NET_ADMIN: not in group_capabilities"),
+            "{r:?}"
+        );
+        assert!(!has("CAP_NET_BIND_SERVICE"), "{r:?}");
+        assert_eq!(r.len(), 7, "{r:?}");
+    }
+}
