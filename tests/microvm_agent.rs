@@ -206,8 +206,8 @@ fn the_agent_boots_as_pid_1_runs_stops_and_oom_kills_containers_and_powers_off()
     let qemu = Qemu {
         binary: "qemu-system-x86_64".into(),
     };
-    let (mut m, hello) =
-        machine::boot(&qemu, &vm, Duration::from_secs(120)).unwrap_or_else(|e| panic!("{e}"));
+    let (mut m, hello) = machine::boot(&qemu, &vm, Duration::from_secs(120), &mut || false)
+        .unwrap_or_else(|e| panic!("{e}"));
     let AgentMessage::Hello {
         version,
         kernel,

@@ -33,6 +33,8 @@ pub enum MachineError {
         secs: u64,
         console: String,
     },
+    #[error("{vmm}: stopped before its agent answered")]
+    Stopped { vmm: String },
     #[error("{vmm}: the agent took no message for {secs}s")]
     NotReading { vmm: String, secs: u64 },
     #[error("{vmm}: {source}{console}")]
@@ -77,11 +79,14 @@ fn console_tail(path: &Path, n: usize) -> String {
     format!("; guest console ({}):\n  {tail}", path.display())
 }
 
-/// Starts the VMM and waits for the agent's hello.
+/// Starts the VMM and waits for the agent's hello. `stop` is asked every 250 ms: once it says
+/// yes the VMM is killed and the boot ends with [`MachineError::Stopped`] (a task stopped
+/// while its VM boots waits for nothing).
 pub fn boot(
     vmm: &dyn Vmm,
     vm: &VmSpec,
     timeout: Duration,
+    stop: &mut dyn FnMut() -> bool,
 ) -> Result<(Machine, AgentMessage), MachineError> {
     let name = vmm.name().to_string();
     let argv = vmm.command(vm);
@@ -126,10 +131,17 @@ pub fn boot(
         console_log: vm.console_log.clone(),
     };
     let deadline = Instant::now() + timeout;
-    let mut chan = m.connect(&vm.agent_socket, deadline, timeout)?;
+    let mut chan = m.connect(&vm.agent_socket, deadline, timeout, stop)?;
+    let hello = HostMessage::Hello {
+        version: protocol::VERSION,
+    };
+    protocol::write_frame(&mut chan, &hello).map_err(|e| m.agent_error(e, timeout))?;
+    m.await_answer(&chan, deadline, timeout, stop)?;
     let remaining = deadline.saturating_duration_since(Instant::now());
     let _ = chan.set_read_timeout(Some(remaining.max(Duration::from_millis(1))));
-    let hello = protocol::greet(&mut chan).map_err(|e| m.agent_error(e, timeout))?;
+    let hello = protocol::read_frame(&mut chan)
+        .and_then(protocol::hello_of)
+        .map_err(|e| m.agent_error(e, timeout))?;
     let _ = chan.set_read_timeout(None);
     let _ = chan.set_write_timeout(Some(SEND_TIMEOUT));
     m.chan = Some(chan);
@@ -142,16 +154,54 @@ impl Machine {
         socket: &Path,
         deadline: Instant,
         timeout: Duration,
+        stop: &mut dyn FnMut() -> bool,
     ) -> Result<UnixStream, MachineError> {
         loop {
             if let Ok(s) = UnixStream::connect(socket) {
                 return Ok(s);
             }
             self.check_alive()?;
+            self.check_stop(stop)?;
             if Instant::now() >= deadline {
                 return Err(self.timeout(timeout));
             }
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the VMM when `stop` says so.
+    fn check_stop(&mut self, stop: &mut dyn FnMut() -> bool) -> Result<(), MachineError> {
+        if !stop() {
+            return Ok(());
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        Err(MachineError::Stopped {
+            vmm: self.vmm.clone(),
+        })
+    }
+
+    /// Waits until the agent has something to say, the VMM dies, `stop` says so, or the
+    /// deadline passes.
+    fn await_answer(
+        &mut self,
+        chan: &UnixStream,
+        deadline: Instant,
+        timeout: Duration,
+        stop: &mut dyn FnMut() -> bool,
+    ) -> Result<(), MachineError> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        loop {
+            let mut fds = [PollFd::new(chan.as_fd(), PollFlags::POLLIN)];
+            let _ = poll(&mut fds, PollTimeout::from(250u16));
+            if fds[0].revents().is_some_and(|r| !r.is_empty()) {
+                return Ok(());
+            }
+            self.check_alive()?;
+            self.check_stop(stop)?;
+            if Instant::now() >= deadline {
+                return Err(self.timeout(timeout));
+            }
         }
     }
 

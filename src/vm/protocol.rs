@@ -180,7 +180,12 @@ pub fn read_frame_limited<R: Read, T: DeserializeOwned>(
 /// The host's side of the greeting: says its version, returns the agent's hello.
 pub fn greet<S: Read + Write>(s: &mut S) -> Result<AgentMessage, ProtocolError> {
     write_frame(s, &HostMessage::Hello { version: VERSION })?;
-    match read_frame::<_, AgentMessage>(s)? {
+    hello_of(read_frame::<_, AgentMessage>(s)?)
+}
+
+/// The agent's first message, taken when it is a hello of this protocol version.
+pub fn hello_of(msg: AgentMessage) -> Result<AgentMessage, ProtocolError> {
+    match msg {
         hello @ AgentMessage::Hello { version, .. } if version == VERSION => Ok(hello),
         AgentMessage::Hello { version, .. } => Err(ProtocolError::Version {
             agent: version,

@@ -21,14 +21,15 @@ assert_not_contains() {
 }
 
 # wait_for SECONDS CMD...: retries CMD until it succeeds, first after 0.2 s, then less often
-# (at most every 1.6 s): under TCG a check (berthctl, curl) costs 0.2-0.6 s of CPU that the
-# system under test needs.
+# (at most every 1.6 s, or WAIT_PAUSE_MAX seconds where a wait is known to be long, as a
+# nested boot is): under TCG a check (berthctl, curl) costs 0.2-0.6 s of CPU that the system
+# under test needs.
 wait_for() {
   local deadline=$((SECONDS + $1)) pause=0.2; shift
   until "$@" >/dev/null 2>&1; do
     (( SECONDS >= deadline )) && return 1
     sleep "$pause"
-    case $pause in 0.2) pause=0.4 ;; 0.4) pause=0.8 ;; *) pause=1.6 ;; esac
+    case $pause in 0.2) pause=0.4 ;; 0.4) pause=0.8 ;; 0.8) pause=1.6 ;; *) pause=${WAIT_PAUSE_MAX:-1.6} ;; esac
   done
 }
 

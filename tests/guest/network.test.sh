@@ -200,27 +200,35 @@ print(json.dumps(d))' "${BERTH_REALWORLD_DIR:-$REPO/../shared/realworld/taskdefs
 }
 
 # CVE-2020-8558's attack on berth's bridge (route_localnet is on there for localhost:PORT): a
-# task that routes 127.0.0.1 out of its eth0 to the bridge reaches a server the host bound to
-# 127.0.0.1 alone, unless berth's input rules drop it. Proved both ways: blocked with berth's
-# rules, reached once the test takes them out (then a restart of berthd puts them back).
-test_network_a_container_cannot_reach_a_server_the_host_bound_to_127_0_0_1() {
-  ensure_images || return 1
+# neighbour on the bridge that routes 127.0.0.1 to the bridge's address reaches a server the
+# host bound to 127.0.0.1 alone, unless berth's input rules drop it. The neighbour is a network
+# namespace plugged into the bridge as a task's is, with the guest's own ip and curl (what a
+# container with NET_ADMIN could do). Proved both ways: blocked with berth's rules, reached
+# once the test takes them out (then a restart of berthd puts them back).
+attacker() { ip netns exec berth-attacker "$@"; }
+loopback_secret() { attacker curl -sf -m 3 http://127.0.0.1:18081/secret; }
+
+test_network_a_neighbour_on_the_bridge_cannot_reach_a_server_the_host_bound_to_127_0_0_1() {
+  ensure_running
+  ip link show berth0 >/dev/null 2>&1 || { fail "no berth0 bridge"; return 1; }
   mkdir -p /tmp/loopback-only && echo host-secret > /tmp/loopback-only/secret
   python3 -m http.server 18081 --bind 127.0.0.1 --directory /tmp/loopback-only >/dev/null 2>&1 &
-  local server=$! id
-  net_register '{"family":"loopback-attack","containerDefinitions":[{"name":"a","image":"busybox","memory":32,"stopTimeout":2,
-    "linuxParameters":{"capabilities":{"add":["NET_ADMIN"]}},
-    "systemControls":[{"namespace":"net.ipv4.conf.all.route_localnet","value":"1"}],
-    "command":["sh","-c","gw=$(ip route | awk \"/default/ {print \\$3}\"); ip addr del 127.0.0.1/8 dev lo; ip route add 127.0.0.1/32 via $gw dev eth0; while true; do if wget -q -T 2 -O - http://127.0.0.1:18081/secret; then echo REACHED; else echo blocked; fi; sleep 1; done"]}]}'
-  id=$(run_running loopback-attack) || { kill "$server"; return 1; }
+  local server=$!
+  ip netns add berth-attacker && ip link add atk0 type veth peer name atk1 \
+    && ip link set atk1 master berth0 up && ip link set atk0 netns berth-attacker \
+    && attacker ip addr add 172.29.255.250/16 dev atk0 && attacker ip link set atk0 up \
+    && attacker sysctl -qw net.ipv4.conf.all.route_localnet=1 \
+    && attacker ip route add 127.0.0.1/32 via "$BRIDGE_GW" dev atk0 \
+    || fail "cannot plug the neighbour into the bridge"
   wait_for 60 page http://127.0.0.1:18081/secret || fail "the host's loopback server did not start"
-  wait_for 60 eval '[ "$(CTL logs "'"$id"'" a | grep -c blocked)" -ge 2 ]' || fail "no attempt seen: $(CTL logs "$id" a | tail -3)"
-  assert_not_contains "$(CTL logs "$id" a)" "host-secret" "what the container read from the host's 127.0.0.1:18081"
+  attacker ping -c 1 -W 5 "$BRIDGE_GW" >/dev/null || fail "the neighbour does not reach the bridge"
+  out=$(loopback_secret 2>&1)
+  assert_not_contains "$out" "host-secret" "what the neighbour read from the host's 127.0.0.1:18081"
   nft flush chain ip berth input
-  wait_for 60 eval 'CTL logs "'"$id"'" a | grep -q host-secret' \
-    || fail "without berth's input rules the attack did not get through either (the test proves nothing): $(CTL logs "$id" a | tail -3)"
-  stop_all "$id"
+  wait_for 20 loopback_secret \
+    || fail "without berth's input rules the attack did not get through either (the test proves nothing)"
   kill "$server"
+  ip netns del berth-attacker; ip link del atk1 2>/dev/null
   systemctl restart berthd && wait_for 30 bus_ready || fail "berthd did not come back"
   assert_contains "$(nft list chain ip berth input)" "drop" "berth's input rules after its restart"
 }

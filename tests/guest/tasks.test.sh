@@ -231,3 +231,23 @@ test_image_in_use_cannot_be_removed() {
   wait_status 60 "$id" STOPPED || fail "inuse did not stop"
   CTL image rm busybox:inuse || fail "rm after stop failed"
 }
+
+# Images are hostile input: each of these layers reaches through a link (or `..`) for a
+# directory of the host's. Each import is refused naming the entry, and the directory is as
+# it was: its file there, not linked again, nothing planted.
+test_images_a_malicious_layer_is_refused_and_the_host_is_unchanged() {
+  ensure_running
+  local victim=/tmp/victim kind out d
+  rm -rf "$victim" && mkdir -p "$victim" && echo precious > "$victim/precious"
+  d=$(mktemp -d)
+  for kind in link-whiteout link-write opaque hardlink dotdot; do
+    "$REPO/tests/guest/make-evil-image" "$d/$kind.tar" "$kind" "$victim" || { fail "cannot make the $kind image"; continue; }
+    out=$(CTL image import "$d/$kind.tar" 2>&1) && fail "the $kind image was imported: $out"
+    assert_contains "$out" "layer" "the refusal of the $kind image names its layer: $out"
+    assert_eq precious "$(cat "$victim/precious" 2>&1)" "$victim/precious after the $kind image"
+    assert_eq 1 "$(stat -c %h "$victim/precious")" "links to $victim/precious after the $kind image"
+    assert_eq "precious" "$(ls "$victim")" "what $victim holds after the $kind image"
+    assert_not_contains "$(CTL image ls)" "evil:$kind" "image ls after the $kind image"
+  done
+  rm -rf "$d" "$victim"
+}

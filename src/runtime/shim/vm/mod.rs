@@ -97,8 +97,10 @@ pub(super) fn run(
         stop_deadline: None,
         dropped: 0,
     };
-    let mut machine = match shim.boot(vm) {
-        Ok(m) => m,
+    let mut machine = match shim.boot(vm, sigfd) {
+        Ok(Some(m)) => m,
+        // Stopped while it booted: nothing ran, nothing to report but the stop.
+        Ok(None) => return Ok(()),
         Err(reason) => return shim.fail(reason),
     };
     for c in &plan.containers {
@@ -125,7 +127,7 @@ pub(super) fn run(
 impl VmShim<'_> {
     /// Everything before the agent's hello: the scope, the task's cgroup, the kernel, the
     /// initramfs, the layer disks, the VMM.
-    fn boot(&mut self, vm: &VmPlan) -> Result<Machine, String> {
+    fn boot(&mut self, vm: &VmPlan, sigfd: &OwnedFd) -> Result<Option<Machine>, String> {
         gate::wait()?;
         let p = self.plan;
         start::settle(p)?;
@@ -157,13 +159,19 @@ impl VmShim<'_> {
             binary: vm.vmm.clone(),
         };
         let timeout = Duration::from_secs(vm.boot_timeout_secs);
-        let (m, _hello) = machine::boot(&qemu, &spec, timeout).map_err(|e| {
-            format!(
+        let mut stop = || {
+            signals::drain(sigfd)
+                .iter()
+                .any(|s| *s == libc::SIGTERM || *s == libc::SIGINT)
+        };
+        match machine::boot(&qemu, &spec, timeout, &mut stop) {
+            Ok((m, _hello)) => Ok(Some(m)),
+            Err(machine::MachineError::Stopped { .. }) => Ok(None),
+            Err(e) => Err(format!(
                 "CannotStartContainerError: microVM: {e}{}",
                 oom_note(&p.task_cgroup)
-            )
-        })?;
-        Ok(m)
+            )),
+        }
     }
 
     /// Records the task's failure against the first container not yet ended (before any
