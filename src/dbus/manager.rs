@@ -203,6 +203,11 @@ impl Manager {
         let uid = require_admin(conn, &hdr).await?;
         if !task_definition.is_empty() {
             self.check_group_ref(uid, &task_definition)?;
+        } else if let Ok(s) = self.engine.service(&name) {
+            // Scaling root's service up runs more of what root registered: the same limits.
+            if let Some(d) = s.deployments.first() {
+                self.check_group_ref(uid, &d.task_definition)?;
+            }
         }
         let desired = match desired {
             -1 => None,

@@ -75,23 +75,14 @@ fn own_cgroup(tree: &CgroupTree) -> Option<PathBuf> {
 /// A process anywhere else whose command line imitates a shim is not one, and the task id
 /// comes from the scope's name or is checked to be one.
 pub(super) fn shims(tree: &CgroupTree, tasks_dir: &Path, only: Option<&str>) -> Vec<ShimProcess> {
-    let mut found = Vec::new();
-    let ids = match only {
-        Some(id) => vec![id.to_string()],
-        None => tree.scoped_tasks(),
-    };
-    for id in ids.into_iter().filter(|i| crate::names::is_task_id(i)) {
-        for dir in [tree.shim(&id), tree.scope(&id)] {
-            for pid in procs(&dir) {
-                if shim_task(&cmdline(pid), tasks_dir).as_deref() == Some(id.as_str()) {
-                    found.push(ShimProcess {
-                        pid,
-                        task_id: id.clone(),
-                    });
-                }
-            }
+    let mut found: Vec<ShimProcess> = Vec::new();
+    let mut add = |pid: Pid, task_id: String| {
+        if !found.iter().any(|s| s.pid == pid) {
+            found.push(ShimProcess { pid, task_id });
         }
-    }
+    };
+    // Read in the order a shim moves (berthd's cgroup, the scope, its leaf), so one that
+    // moves while they are read is seen in the next place rather than missed.
     let me = Pid::this();
     for pid in own_cgroup(tree).map(|d| procs(&d)).unwrap_or_default() {
         if pid == me {
@@ -99,7 +90,20 @@ pub(super) fn shims(tree: &CgroupTree, tasks_dir: &Path, only: Option<&str>) -> 
         }
         if let Some(task_id) = shim_task(&cmdline(pid), tasks_dir) {
             if only.is_none_or(|o| o == task_id) {
-                found.push(ShimProcess { pid, task_id });
+                add(pid, task_id);
+            }
+        }
+    }
+    let ids = match only {
+        Some(id) => vec![id.to_string()],
+        None => tree.scoped_tasks(),
+    };
+    for id in ids.into_iter().filter(|i| crate::names::is_task_id(i)) {
+        for dir in [tree.scope(&id), tree.shim(&id)] {
+            for pid in procs(&dir) {
+                if shim_task(&cmdline(pid), tasks_dir).as_deref() == Some(id.as_str()) {
+                    add(pid, id.clone());
+                }
             }
         }
     }

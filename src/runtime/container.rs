@@ -266,18 +266,20 @@ impl ContainerRuntime {
     }
 
     /// The task's shim, if it runs: found in the task's scope (or, in the moment before
-    /// systemd moves it there, in berthd's own cgroup), never by a command line alone. The
-    /// pid it recorded is preferred when it is among them (pids are reused).
+    /// systemd moves it there, in berthd's own cgroup), never by a command line alone; once
+    /// it has recorded its pid, that pid among them (pids are reused).
     fn shim_pid(&self, id: &str) -> Option<Pid> {
         let found = cleanup::shims(&self.tree, &self.config.tasks_dir, Some(id));
         let recorded = StatusDir::new(&self.task_dir(id))
             .shim()
             .map(|s| Pid::from_raw(s.pid as i32));
-        found
-            .iter()
-            .find(|s| Some(s.pid) == recorded)
-            .or(found.first())
-            .map(|s| s.pid)
+        // With a record, only the recorded pid is the shim: a task's namespace holder is a
+        // fork of its shim (same command line, same leaf) and outlives a shim that died.
+        match recorded {
+            Some(r) => found.iter().find(|s| s.pid == r),
+            None => found.first(),
+        }
+        .map(|s| s.pid)
     }
 
     /// libcontainer state directories of the task's containers.

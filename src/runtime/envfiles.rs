@@ -52,20 +52,25 @@ pub fn merge(c: &ContainerDefinition) -> Result<ContainerDefinition, LaunchError
     Ok(out)
 }
 
-/// A regular file's text, at most [`MAX_BYTES`]; a FIFO or a device would stall the launch or
-/// read without end.
+/// A regular file's text, at most [`MAX_BYTES`]. What the path names is looked at through an
+/// `O_PATH` descriptor before anything opens it for reading: opening a FIFO would stall the
+/// launch, and opening some devices acts (a watchdog arms, a tape rewinds).
 fn read(path: &str) -> Result<String, String> {
     use std::io::Read;
+    use std::os::fd::AsRawFd;
     use std::os::unix::fs::OpenOptionsExt;
-    let f = std::fs::OpenOptions::new()
+    let handle = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
         .open(path)
         .map_err(|e| e.to_string())?;
-    let meta = f.metadata().map_err(|e| e.to_string())?;
+    let meta = handle.metadata().map_err(|e| e.to_string())?;
     if !meta.is_file() {
         return Err("is not a regular file".into());
     }
+    // The same file, not whatever the path names by now.
+    let f = std::fs::File::open(format!("/proc/self/fd/{}", handle.as_raw_fd()))
+        .map_err(|e| e.to_string())?;
     if meta.len() > MAX_BYTES {
         return Err(format!("is over {MAX_BYTES} bytes"));
     }

@@ -68,6 +68,17 @@ pub fn refusals(def: &TaskDefinition, p: &GroupPolicy) -> Vec<String> {
     }
     for (i, c) in def.containers.iter().enumerate() {
         let at = format!("containerDefinitions[{i}]");
+        // berthd reads environment files as root: they are host paths like any other.
+        if let Some(allowed) = &p.host_paths {
+            for (j, path) in c.environment_files.iter().enumerate() {
+                if !beneath_any(path, allowed) {
+                    out.push(format!(
+                        "{at}.environmentFiles[{j}] {path}: not beneath {} (group_host_paths)",
+                        allowed.join(", ")
+                    ));
+                }
+            }
+        }
         if !p.privileged && c.sandbox.privileged {
             out.push(format!("{at}.privileged: (group_privileged)"));
         }
@@ -115,6 +126,7 @@ mod tests {
         "volumes":[{"name":"etc","host":{"sourcePath":"/etc"}},{"name":"data","host":{"sourcePath":"/srv/data/app"}},
                    {"name":"sneaky","host":{"sourcePath":"/srv/data/../../etc"}}],
         "containerDefinitions":[{"name":"a","image":"b","memory":32,"privileged":true,
+          "environmentFiles":[{"type":"s3","value":"/root/.aws/credentials"}],
           "linuxParameters":{"devices":[{"hostPath":"/dev/fuse"}],"capabilities":{"add":["NET_ADMIN","CAP_NET_BIND_SERVICE"]}}}]}"#;
 
     #[test]
@@ -157,6 +169,10 @@ mod tests {
             "{r:?}"
         );
         assert!(!has("CAP_NET_BIND_SERVICE"), "{r:?}");
-        assert_eq!(r.len(), 7, "{r:?}");
+        assert!(
+            has("environmentFiles[0] /root/.aws/credentials: not beneath /srv/data"),
+            "{r:?}"
+        );
+        assert_eq!(r.len(), 8, "{r:?}");
     }
 }

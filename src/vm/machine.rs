@@ -137,11 +137,15 @@ pub fn boot(
     };
     protocol::write_frame(&mut chan, &hello).map_err(|e| m.agent_error(e, timeout))?;
     m.await_answer(&chan, deadline, timeout, stop)?;
-    let remaining = deadline.saturating_duration_since(Instant::now());
-    let _ = chan.set_read_timeout(Some(remaining.max(Duration::from_millis(1))));
-    let hello = protocol::read_frame(&mut chan)
-        .and_then(protocol::hello_of)
-        .map_err(|e| m.agent_error(e, timeout))?;
+    let hello = protocol::read_frame_limited(
+        &mut Deadline {
+            chan: &mut chan,
+            until: deadline,
+        },
+        protocol::MAX_AGENT_FRAME,
+    )
+    .and_then(protocol::hello_of)
+    .map_err(|e| m.agent_error(e, timeout))?;
     let _ = chan.set_read_timeout(None);
     let _ = chan.set_write_timeout(Some(SEND_TIMEOUT));
     m.chan = Some(chan);

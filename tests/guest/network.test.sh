@@ -221,7 +221,6 @@ test_network_a_neighbour_on_the_bridge_cannot_reach_a_server_the_host_bound_to_1
     && attacker ip route add 127.0.0.1/32 via "$BRIDGE_GW" dev atk0 \
     || fail "cannot plug the neighbour into the bridge"
   wait_for 60 page http://127.0.0.1:18081/secret || fail "the host's loopback server did not start"
-  attacker ping -c 1 -W 5 "$BRIDGE_GW" >/dev/null || fail "the neighbour does not reach the bridge"
   out=$(loopback_secret 2>&1)
   assert_not_contains "$out" "host-secret" "what the neighbour read from the host's 127.0.0.1:18081"
   nft flush chain ip berth input

@@ -325,7 +325,8 @@ impl VmShim<'_> {
             self.stopping = true;
             self.waiting.clear();
             let now = Instant::now();
-            self.stop_deadline = Some(now + self.stop_wait());
+            // A stopTimeout past any clock's reach waits as long as a clock can.
+            self.stop_deadline = now.checked_add(self.stop_wait());
             if let Err(e) = m.send(&HostMessage::Stop) {
                 // A guest that does not take the stop is not waited for.
                 eprintln!("berth-shim: {e}");
@@ -343,7 +344,7 @@ impl VmShim<'_> {
             .map(|c| c.stop_timeout_secs)
             .max()
             .unwrap_or(0);
-        Duration::from_secs(longest) + STOP_GRACE
+        Duration::from_secs(longest).saturating_add(STOP_GRACE)
     }
 
     /// Counts a refused message; says so for the first ones and then at each power of two.
