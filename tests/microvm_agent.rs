@@ -202,6 +202,14 @@ fn the_agent_boots_as_pid_1_runs_stops_and_oom_kills_containers_and_powers_off()
             read_only: true,
         }],
         cgroup: None,
+        // As root, the VMM runs as nobody, as berth runs it as berth-vmm: it reaches the
+        // kernel, disks and socket in this 0700 directory only through what is handed to it.
+        run_as: if nix::unistd::geteuid().is_root() {
+            berth::vm::jail::resolve("nobody").unwrap_or_else(|e| panic!("{e}"))
+        } else {
+            None
+        },
+        agent_fd: None,
     };
     let qemu = Qemu {
         binary: "qemu-system-x86_64".into(),
@@ -217,6 +225,16 @@ fn the_agent_boots_as_pid_1_runs_stops_and_oom_kills_containers_and_powers_off()
         panic!("no hello: {hello:?}");
     };
     assert_eq!(version, VERSION);
+    if let Some(who) = &vm.run_as {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", m.pid())).unwrap();
+        let uids = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+        let want = who.uid.to_string();
+        assert!(
+            uids.split_whitespace().skip(1).all(|u| u == want),
+            "the VMM runs as {} (uid {want}): {uids}",
+            who.user
+        );
+    }
     assert_eq!(kernel, k.release, "the agent runs on the cloud kernel");
     for m in ["virtio_ring", "virtio", "virtio_mmio", "virtio_console"] {
         assert!(

@@ -108,6 +108,9 @@ pub struct Config {
     pub vm_agent_timeout_secs: u64,
     /// The guest agent binary; unset: `berth-agent` beside berthd.
     pub vm_agent: Option<PathBuf>,
+    /// The user a microVM's VMM runs as (`root` keeps it root: a guest that breaks into its
+    /// VMM then owns the host).
+    pub vmm_user: String,
     /// May the `berth` group run `privileged` containers? (Root always may.)
     pub group_privileged: bool,
     /// May the group share the host's network, pid or ipc namespace?
@@ -180,6 +183,7 @@ impl Default for Config {
             vm_boot_timeout_secs: 300,
             vm_agent_timeout_secs: 60,
             vm_agent: None,
+            vmm_user: "berth-vmm".into(),
             // Root-equivalent by default, as Docker's group is; the README says so.
             group_privileged: true,
             group_host_namespaces: true,

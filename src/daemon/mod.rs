@@ -108,10 +108,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let tree = CgroupTree::new(&config.cgroup_mount, &config.slice);
     tracing::info!(slice = %tree.slice_dir().display(), "tasks run in scopes of this slice");
 
-    std::fs::create_dir_all(&config.state_dir).map_err(|source| DaemonError::StateDir {
-        path: config.state_dir.clone(),
-        source,
-    })?;
+    private_state_dir(&config.state_dir)?;
     let resources = host::read_resources(Path::new("/proc"), Path::new("/sys"))?;
     let store = Store::open(&config.state_dir)?;
     let images = Arc::new(ImageStore::open(&config.state_dir.join("images"))?);
@@ -142,6 +139,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
                     None => agent_exe()?,
                 },
                 cache_dir: config.state_dir.join("vm"),
+                vmm_user: config.vmm_user.clone(),
             },
             scopes,
             init_binary: config.init_binary.clone(),
@@ -216,6 +214,28 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     follow_task.abort();
     if let Some(w) = watchdog {
         w.abort();
+    }
+    Ok(())
+}
+
+/// The state directory, made if missing, closed to other users: it holds task logs, the
+/// definitions' environment and the images (berth's tmpfiles entry makes it 0750 root:berth;
+/// a directory made here by hand or by `create_dir_all` would be 0755).
+fn private_state_dir(dir: &Path) -> Result<(), DaemonError> {
+    use std::os::unix::fs::PermissionsExt;
+    let err = |source| DaemonError::StateDir {
+        path: dir.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(err)?;
+    let mode = std::fs::metadata(dir).map_err(err)?.permissions().mode() & 0o7777;
+    if mode & 0o007 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode & !0o007))
+            .map_err(err)?;
+        tracing::warn!(
+            dir = %dir.display(),
+            "the state directory was open to every user (mode {mode:o}): closed it to others"
+        );
     }
     Ok(())
 }

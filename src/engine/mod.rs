@@ -232,6 +232,7 @@ pub(crate) fn test_engine(dir: &std::path::Path) -> Engine {
                 agent_timeout_secs: 10,
                 agent: "/bin/false".into(),
                 cache_dir: dir.join("vm"),
+                vmm_user: "root".into(),
             },
             scopes: Default::default(),
             init_binary: "/bin/false".into(),

@@ -252,14 +252,18 @@ impl ContainerRuntime {
                 pids_max: self.config.pids_max,
             },
             runtime_root: self.config.runtime_dir.clone(),
-            vm: launch.vm.map(|size| {
-                microvm::plan(
-                    &self.config.vm,
-                    size,
-                    &self.config.runtime_dir,
-                    launch.task_id,
-                )
-            }),
+            vm: launch
+                .vm
+                .map(|size| {
+                    microvm::plan(
+                        &self.config.vm,
+                        size,
+                        &self.config.runtime_dir,
+                        launch.task_id,
+                    )
+                })
+                .transpose()
+                .map_err(LaunchError::Vm)?,
             containers,
             shared_namespaces: shared_namespaces(def),
         })
@@ -356,15 +360,19 @@ impl Runtime for ContainerRuntime {
     fn observe(&self, task_id: &str) -> Seen {
         // A task re-adopted after a restart is watched from its first observation.
         self.watch_status(task_id);
-        let report = StatusDir::new(&self.task_dir(task_id)).observe();
+        // Whether the shim lives is asked before its files are read: a shim seen dead then
+        // wrote everything it will, so the read holds its last exits. Asked after, a shim
+        // that wrote a container's exit and `done` between the two looked like one that
+        // died without them (its last container's exit code lost, the task called lost).
         let ours = self
             .spawned
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .contains(task_id);
+        let holder_alive = ours || self.shim_pid(task_id).is_some();
         Seen {
-            report,
-            holder_alive: ours || self.shim_pid(task_id).is_some(),
+            report: StatusDir::new(&self.task_dir(task_id)).observe(),
+            holder_alive,
         }
     }
 

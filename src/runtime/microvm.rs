@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 
 use super::plan::VmPlan;
 use crate::config::VmAccel;
-use crate::vm::kernel;
 use crate::vm::sizing::VmSize;
 use crate::vm::vmm::{tsc_khz, Accel};
+use crate::vm::{jail, kernel};
 
 /// The daemon's microVM settings.
 #[derive(Debug, Clone)]
@@ -23,6 +23,8 @@ pub struct VmSettings {
     pub agent: PathBuf,
     /// `<state_dir>/vm`: the agent's initramfs and the layers' disks.
     pub cache_dir: PathBuf,
+    /// `vmm_user`: who the VMM runs as.
+    pub vmm_user: String,
 }
 
 /// Why this host cannot run a microVM task now, with the fix; `Ok` when it can.
@@ -44,7 +46,7 @@ pub fn check(s: &VmSettings) -> Result<(), String> {
     if s.accel == VmAccel::Kvm && !kvm_usable() {
         return Err("vm_accel is kvm but /dev/kvm cannot be opened read-write".into());
     }
-    Ok(())
+    jail::resolve(&s.vmm_user).map(|_| ())
 }
 
 fn kvm_usable() -> bool {
@@ -75,9 +77,14 @@ pub fn accel(setting: VmAccel) -> Accel {
     }
 }
 
-/// The VM part of a task's plan.
-pub fn plan(s: &VmSettings, size: &VmSize, runtime_dir: &Path, task_id: &str) -> VmPlan {
-    VmPlan {
+/// The VM part of a task's plan; an error names a `vmm_user` that does not exist.
+pub fn plan(
+    s: &VmSettings,
+    size: &VmSize,
+    runtime_dir: &Path,
+    task_id: &str,
+) -> Result<VmPlan, String> {
+    Ok(VmPlan {
         vmm: s.vmm.clone(),
         accel: accel(s.accel),
         kernel_dir: s.kernel_dir.clone(),
@@ -88,7 +95,8 @@ pub fn plan(s: &VmSettings, size: &VmSize, runtime_dir: &Path, task_id: &str) ->
         boot_timeout_secs: s.boot_timeout_secs,
         agent_timeout_secs: s.agent_timeout_secs,
         socket: runtime_dir.join(format!("{}.vm", &task_id[..12.min(task_id.len())])),
-    }
+        run_as: jail::resolve(&s.vmm_user)?,
+    })
 }
 
 /// What a microVM's agent reports of a container, as berth shows a cgroup.
@@ -117,6 +125,7 @@ mod tests {
             agent_timeout_secs: 60,
             agent: dir.join("berth-agent"),
             cache_dir: dir.join("vm"),
+            vmm_user: "root".into(),
         }
     }
 
@@ -153,9 +162,27 @@ mod tests {
             },
             Path::new("/run/berth"),
             "0123456789abcdef0123",
-        );
+        )
+        .unwrap();
+        assert_eq!(p.run_as, None, "vmm_user root: the VMM stays root");
         assert_eq!(p.socket, PathBuf::from("/run/berth/0123456789ab.vm"));
         assert_eq!((p.vcpus, p.memory_mib), (2, 512));
         assert!(matches!(p.accel, Accel::Tcg { .. }));
+    }
+
+    #[test]
+    fn a_missing_vmm_user_is_refused_at_check_and_plan() {
+        let d = tempfile::tempdir().unwrap();
+        let mut s = settings(d.path());
+        s.vmm_user = "berth-no-such-user".into();
+        let size = VmSize {
+            vcpus: 1,
+            memory_mib: 128,
+        };
+        let e = plan(&s, &size, Path::new("/run/berth"), "0123456789ab").unwrap_err();
+        assert!(
+            e.contains("vmm_user berth-no-such-user: no such user"),
+            "{e}"
+        );
     }
 }

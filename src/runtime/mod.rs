@@ -45,6 +45,8 @@ pub enum LaunchError {
     Network(#[from] crate::network::NetworkError),
     #[error("CannotCreateContainerError: {0}")]
     Name(#[from] crate::names::NameError),
+    #[error("CannotStartContainerError: microVM: {0}")]
+    Vm(String),
     #[error("CannotCreateContainerError: cannot {action} {path}: {source}")]
     Io {
         action: &'static str,

@@ -54,6 +54,9 @@ pub struct VmPlan {
     pub agent_timeout_secs: u64,
     /// The agent channel's Unix socket (short: it must fit a socket address).
     pub socket: PathBuf,
+    /// The unprivileged user the VMM runs as (`vmm_user`); `None`: root.
+    #[serde(default)]
+    pub run_as: Option<crate::vm::jail::RunAs>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

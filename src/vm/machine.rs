@@ -10,6 +10,7 @@ use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use super::jail;
 use super::protocol::{self, AgentMessage, HostMessage, ProtocolError};
 use super::vmm::{VmSpec, Vmm};
 
@@ -32,6 +33,12 @@ pub enum MachineError {
         vmm: String,
         secs: u64,
         console: String,
+    },
+    #[error("{vmm}: {source}")]
+    Jail {
+        vmm: String,
+        #[source]
+        source: jail::JailError,
     },
     #[error("{vmm}: stopped before its agent answered")]
     Stopped { vmm: String },
@@ -89,41 +96,7 @@ pub fn boot(
     stop: &mut dyn FnMut() -> bool,
 ) -> Result<(Machine, AgentMessage), MachineError> {
     let name = vmm.name().to_string();
-    let argv = vmm.command(vm);
-    let _ = std::fs::remove_file(&vm.agent_socket);
-    let spawn_err = |source| MachineError::Spawn {
-        vmm: name.clone(),
-        source,
-    };
-    let mut command = Command::new(&argv[0]);
-    command
-        .args(&argv[1..])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    // Opened here, written in the child: the VMM is in its cgroup before it runs at all.
-    let procs = match &vm.cgroup {
-        Some(dir) => Some(
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(dir.join("cgroup.procs"))
-                .map_err(spawn_err)?,
-        ),
-        None => None,
-    };
-    if let Some(fd) = procs.as_ref().map(|f| f.as_raw_fd()) {
-        // SAFETY: write(2) on an open descriptor is async-signal-safe.
-        unsafe {
-            command.pre_exec(move || {
-                if libc::write(fd, b"0".as_ptr().cast(), 1) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            })
-        };
-    }
-    let child = command.spawn().map_err(spawn_err)?;
-    drop(procs);
+    let child = spawn(&name, vmm, vm)?;
     let mut m = Machine {
         vmm: name,
         child,
@@ -150,6 +123,62 @@ pub fn boot(
     let _ = chan.set_write_timeout(Some(SEND_TIMEOUT));
     m.chan = Some(chan);
     Ok((m, hello))
+}
+
+/// Starts the VMM in its cgroup and, with a [`VmSpec::run_as`], as that user with what it
+/// needs handed over.
+fn spawn(name: &str, vmm: &dyn Vmm, vm: &VmSpec) -> Result<Child, MachineError> {
+    let spawn_err = |source| MachineError::Spawn {
+        vmm: name.to_string(),
+        source,
+    };
+    let handed = match &vm.run_as {
+        Some(who) => Some(jail::hand(vm, who).map_err(|e| MachineError::Jail {
+            vmm: name.to_string(),
+            source: e,
+        })?),
+        None => {
+            let _ = std::fs::remove_file(&vm.agent_socket);
+            None
+        }
+    };
+    let argv = vmm.command(handed.as_ref().map_or(vm, |h| &h.spec));
+    let mut command = Command::new(&argv[0]);
+    command
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    // Opened here, written in the child: the VMM is in its cgroup before it runs at all.
+    let procs = match &vm.cgroup {
+        Some(dir) => Some(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(dir.join("cgroup.procs"))
+                .map_err(spawn_err)?,
+        ),
+        None => None,
+    };
+    let procs_fd = procs.as_ref().map(|f| f.as_raw_fd());
+    let handed_fds = handed.as_ref().map(|h| h.raw_fds()).unwrap_or_default();
+    let who = vm.run_as.clone();
+    // SAFETY: write(2) on an open descriptor and jail::enter's calls are async-signal-safe;
+    // the closure allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            if let Some(fd) = procs_fd {
+                if libc::write(fd, b"0".as_ptr().cast(), 1) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            match &who {
+                Some(w) => jail::enter(&handed_fds, w),
+                None => Ok(()),
+            }
+        })
+    };
+    // The descriptors handed over close here, once the VMM holds its own.
+    command.spawn().map_err(spawn_err)
 }
 
 impl Machine {

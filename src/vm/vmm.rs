@@ -37,6 +37,11 @@ pub struct VmSpec {
     pub disks: Vec<Disk>,
     /// The cgroup the VMM runs in (its `cgroup.procs`, joined before exec).
     pub cgroup: Option<PathBuf>,
+    /// The unprivileged user the VMM runs as; `None`: root.
+    pub run_as: Option<super::jail::RunAs>,
+    /// The agent's socket as an inherited, listening descriptor (a VMM that runs as another
+    /// user cannot create the socket in berth's runtime directory).
+    pub agent_fd: Option<i32>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -130,12 +135,10 @@ impl Vmm for Qemu {
         a.push("-serial".into());
         a.push("chardev:console".into());
         a.push("-chardev".into());
-        a.push(chardev(
-            "socket",
-            "agent",
-            &vm.agent_socket,
-            ",server=on,wait=off",
-        ));
+        a.push(match vm.agent_fd {
+            Some(fd) => format!("socket,id=agent,fd={fd},server=on,wait=off").into(),
+            None => chardev("socket", "agent", &vm.agent_socket, ",server=on,wait=off"),
+        });
         a.push("-device".into());
         a.push("virtio-serial-device,max_ports=2".into());
         a.push("-device".into());
@@ -188,6 +191,8 @@ mod tests {
                 read_only: true,
             }],
             cgroup: None,
+            run_as: None,
+            agent_fd: None,
         }
     }
 
@@ -237,6 +242,17 @@ mod tests {
             ["id=disk0,file=/l/ab.ext4,format=raw,if=none,readonly=on"]
         );
         assert!(after(&a, "-device").contains(&"virtio-blk-device,drive=disk0,serial=l0"));
+    }
+
+    #[test]
+    fn a_handed_agent_socket_is_named_by_its_descriptor() {
+        let mut vm = spec(Accel::Kvm);
+        vm.agent_fd = Some(7);
+        let a = args(&vm);
+        assert_eq!(
+            after(&a, "-chardev")[1],
+            "socket,id=agent,fd=7,server=on,wait=off"
+        );
     }
 
     #[test]

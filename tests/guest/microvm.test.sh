@@ -105,6 +105,10 @@ microvm_faces_and_kill_9() { # TASK
   assert_eq microvm "$(busctl get-property org.berth.Agent1 "/org/berth/Agent1/task/$a" org.berth.Agent1.Task Isolation | awk '{print $2}' | tr -d '"')" "the Isolation property"
   vmm=$(vmm_pid "$a")
   [ -n "$vmm" ] || fail "no VMM in task $a's cgroup"
+  # QEMU runs as berth-vmm with what the shim handed it: it cannot even look at berth's state.
+  assert_eq berth-vmm "$(stat -c %U "/proc/$vmm")" "the VMM's user"
+  assert_contains "$(ls -l "/proc/$vmm/fd/" 2>&1)" "vmlinuz" "the kernel handed to the VMM as a descriptor"
+  runuser -u berth-vmm -- ls /var/lib/berth/tasks >/dev/null 2>&1 && fail "berth-vmm can list berth's tasks"
   max=$(cat "$(task_cg "$a")/memory.max")
   assert_eq $(((128 + 256) << 20)) "$max" "the task cgroup's memory.max: the VM (128 MiB) and the VMM's 256 MiB"
   assert_contains "$(CTL capacity | grep "$a")" "(microVM: VM 128 MiB + VMM 256 MiB)" "berthctl capacity shows the VMM's overhead"
@@ -205,6 +209,7 @@ hostile_guest() {
   echo deaf > "$HOSTILE/hostile-mode"
   b=$(CTL run --isolation microvm vm-hostile) || return 1
   wait_status 60 "$b" RUNNING || { fail "the deaf guest's task is not RUNNING: $(task_json "$b")"; return 1; }
+  assert_eq berth-vmm "$(stat -c %U "/proc/$(vmm_pid "$b")")" "the hostile VMM's user"
   CTL stop "$b" >/dev/null
   wait_status 90 "$b" STOPPED || { fail "the task of a guest that ignores its stop did not stop"; CTL stop "$b" >/dev/null; return 1; }
   assert_eq 137 "$(task_json "$b" | jfield containers.0.exitCode)" "exit code of a container whose VM was killed"

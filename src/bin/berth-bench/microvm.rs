@@ -95,6 +95,8 @@ fn bare_boot(config: &Config, initramfs: &Path, work: &Path) -> anyhow::Result<D
         agent_socket: work.join("bare.sock"),
         disks: Vec::new(),
         cgroup: None,
+        run_as: None,
+        agent_fd: None,
     };
     let argv = Qemu {
         binary: config.vmm.clone(),

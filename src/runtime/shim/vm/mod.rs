@@ -154,6 +154,8 @@ impl VmShim<'_> {
             agent_socket: vm.socket.clone(),
             disks: self.layer_disks(&vm.cache_dir)?,
             cgroup: Some(vmm_cgroup),
+            run_as: vm.run_as.clone(),
+            agent_fd: None,
         };
         let qemu = Qemu {
             binary: vm.vmm.clone(),
