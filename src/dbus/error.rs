@@ -72,6 +72,7 @@ impl From<ImageError> for BerthError {
     fn from(e: ImageError) -> Self {
         match e {
             ImageError::NotFound(_) => BerthError::NotFound(e.to_string()),
+            ImageError::Refused(why) => BerthError::AccessDenied(why),
             ImageError::Io { .. } | ImageError::Index { .. } => BerthError::Failed(error_chain(&e)),
             _ => BerthError::InvalidArgument(error_chain(&e)),
         }

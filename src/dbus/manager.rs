@@ -369,13 +369,19 @@ impl Manager {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(String, String), BerthError> {
-        require_admin(conn, &hdr).await?;
+        let uid = require_admin(conn, &hdr).await?;
         let images = self.engine.images().clone();
         let fd: std::os::fd::OwnedFd = archive.into();
         let name = (!name.is_empty()).then_some(name);
         let now = crate::clock::now_seconds();
+        let engine = self.engine.clone();
+        let group = self.group.clone();
         let rec = tokio::task::spawn_blocking(move || {
-            images.import(std::fs::File::from(fd), name.as_deref(), now)
+            let may_replace = |image: &str| match uid {
+                0 => Ok(()),
+                _ => replace_refusal(&engine, &group, image).map_or(Ok(()), Err),
+            };
+            images.import_checked(std::fs::File::from(fd), name.as_deref(), now, &may_replace)
         })
         .await
         .map_err(|e| BerthError::Failed(format!("import stopped: {e}")))??;
@@ -532,4 +538,29 @@ pub async fn emit_capacity(conn: &Connection) -> zbus::Result<()> {
     m.remaining_cpu_changed(e).await?;
     m.remaining_memory_changed(e).await?;
     m.reserved_ports_changed(e).await
+}
+
+/// Why the group may not give `image` new content: a definition registered with it asks for
+/// what the group policy keeps from the group (a privileged container, say), so new content
+/// under the name would run with that. `None`: nothing such uses it.
+fn replace_refusal(engine: &Engine, group: &GroupPolicy, image: &str) -> Option<String> {
+    use crate::image::reference::normalize;
+    let want = normalize(image);
+    engine.list_definitions("").iter().find_map(|reference| {
+        let reg = engine.describe_definition(reference).ok()?;
+        let def = &reg.definition;
+        def.containers
+            .iter()
+            .any(|c| normalize(&c.image) == want)
+            .then_some(())?;
+        let refused = crate::spec::policy::refusals(def, group);
+        (!refused.is_empty()).then(|| {
+            format!(
+                "image {want} is used by {reference}, which asks for what berthd's config keeps \
+                 from the berth group ({}): only root may give the name new content; import \
+                 under another name",
+                refused.join("; ")
+            )
+        })
+    })
 }

@@ -34,6 +34,9 @@ pub enum ImageError {
         #[source]
         source: std::io::Error,
     },
+    /// The caller may not give this name new content (the policy's reason).
+    #[error("{0}")]
+    Refused(String),
     #[error("the archive is neither an OCI image layout (no index.json) nor a docker-archive (no manifest.json)")]
     UnknownFormat,
     #[error("the archive holds no image")]
@@ -171,6 +174,18 @@ impl ImageStore {
         name: Option<&str>,
         now: u64,
     ) -> Result<ImageRecord, ImageError> {
+        self.import_checked(archive, name, now, &|_| Ok(()))
+    }
+
+    /// [`ImageStore::import`], asking `may_replace` before an image of the same name (known
+    /// only once the archive is read, when it names itself) gets the new content.
+    pub fn import_checked(
+        &self,
+        archive: impl Read,
+        name: Option<&str>,
+        now: u64,
+        may_replace: &dyn Fn(&str) -> Result<(), String>,
+    ) -> Result<ImageRecord, ImageError> {
         if let Some(n) = name {
             if !reference::is_valid(n) {
                 return Err(ImageError::BadName(n.to_string()));
@@ -185,6 +200,9 @@ impl ImageStore {
         let result = self.import_spooled(archive, &spool, name, now);
         let _ = std::fs::remove_dir_all(&spool);
         let record = result?;
+        if index.iter().any(|r| r.name == record.name) {
+            may_replace(&record.name).map_err(ImageError::Refused)?;
+        }
         index.retain(|r| r.name != record.name);
         index.push(record.clone());
         self.save(&index)?;

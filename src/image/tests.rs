@@ -164,3 +164,27 @@ fn garbage_is_refused_naming_both_formats() {
         .unwrap_err();
     assert!(e.to_string().contains("OCI image layout"), "{e}");
 }
+
+#[test]
+fn a_refused_replacement_leaves_the_name_as_it_was_and_a_new_name_is_not_asked() {
+    let d = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(d.path()).unwrap();
+    let first = store
+        .import(&oci_archive("latest", false)[..], Some("busybox"), 1)
+        .unwrap();
+    let refuse = |n: &str| Err(format!("not {n}"));
+    let e = store
+        .import_checked(
+            &oci_archive("latest", false)[..],
+            Some("busybox"),
+            2,
+            &refuse,
+        )
+        .unwrap_err();
+    assert_eq!(e.to_string(), "not busybox:latest");
+    assert_eq!(store.list(), vec![first]);
+    store
+        .import_checked(&oci_archive("latest", false)[..], Some("other"), 2, &refuse)
+        .unwrap();
+    assert_eq!(store.list().len(), 2);
+}

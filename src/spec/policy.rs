@@ -4,7 +4,7 @@
 //! of those away from callers other than root; every refusal names the field and the key.
 //! Pure: a task definition and the policy in, the refusals out.
 
-use std::path::{Component, Path};
+use std::path::{Component, Path, PathBuf};
 
 use super::{NetworkMode, SharedNamespace, TaskDefinition};
 
@@ -37,8 +37,19 @@ impl Default for GroupPolicy {
     }
 }
 
-/// Each thing in `def` the policy keeps from the group, as "FIELD: why (KEY)".
+/// Each thing in `def` the policy keeps from the group, as "FIELD: why (KEY)"; host paths are
+/// also judged by where they lead on this host now (a link beneath an allowed directory may
+/// point anywhere).
 pub fn refusals(def: &TaskDefinition, p: &GroupPolicy) -> Vec<String> {
+    refusals_with(def, p, &|path| std::fs::canonicalize(path).ok())
+}
+
+/// [`refusals`] with `resolve` telling where an existing host path leads.
+pub fn refusals_with(
+    def: &TaskDefinition,
+    p: &GroupPolicy,
+    resolve: &dyn Fn(&Path) -> Option<PathBuf>,
+) -> Vec<String> {
     let mut out = Vec::new();
     if !p.host_namespaces {
         let host = Some(SharedNamespace::Host);
@@ -57,11 +68,8 @@ pub fn refusals(def: &TaskDefinition, p: &GroupPolicy) -> Vec<String> {
     if let Some(allowed) = &p.host_paths {
         for (i, v) in def.volumes.iter().enumerate() {
             if let super::volumes::VolumeSource::HostPath(path) = &v.source {
-                if !beneath_any(path, allowed) {
-                    out.push(format!(
-                        "volumes[{i}].host.sourcePath {path}: not beneath {} (group_host_paths)",
-                        allowed.join(", ")
-                    ));
+                if let Some(why) = outside(path, allowed, resolve) {
+                    out.push(format!("volumes[{i}].host.sourcePath {path}: {why}"));
                 }
             }
         }
@@ -71,11 +79,8 @@ pub fn refusals(def: &TaskDefinition, p: &GroupPolicy) -> Vec<String> {
         // berthd reads environment files as root: they are host paths like any other.
         if let Some(allowed) = &p.host_paths {
             for (j, path) in c.environment_files.iter().enumerate() {
-                if !beneath_any(path, allowed) {
-                    out.push(format!(
-                        "{at}.environmentFiles[{j}] {path}: not beneath {} (group_host_paths)",
-                        allowed.join(", ")
-                    ));
+                if let Some(why) = outside(path, allowed, resolve) {
+                    out.push(format!("{at}.environmentFiles[{j}] {path}: {why}"));
                 }
             }
         }
@@ -102,6 +107,31 @@ pub fn refusals(def: &TaskDefinition, p: &GroupPolicy) -> Vec<String> {
         }
     }
     out
+}
+
+/// Why `path` is not beneath `dirs`, as written or where it leads now; `None` when it is.
+fn outside(
+    path: &str,
+    dirs: &[String],
+    resolve: &dyn Fn(&Path) -> Option<PathBuf>,
+) -> Option<String> {
+    let allowed = dirs.join(", ");
+    if !beneath_any(path, dirs) {
+        return Some(format!("not beneath {allowed} (group_host_paths)"));
+    }
+    let led = resolve(Path::new(path))?;
+    // The allowed directories themselves may be links (/srv -> /data): compare where each
+    // leads too.
+    let real: Vec<String> = dirs
+        .iter()
+        .map(|d| resolve(Path::new(d)).map_or_else(|| d.clone(), |r| r.display().to_string()))
+        .collect();
+    let shown = led.display().to_string();
+    (!beneath_any(&shown, dirs) && !beneath_any(&shown, &real)).then(|| {
+        format!(
+            "leads to {shown} through a symbolic link, not beneath {allowed} (group_host_paths)"
+        )
+    })
 }
 
 /// `path` is one of `dirs` or beneath one, compared by components; a path with `..` is
@@ -174,5 +204,47 @@ mod tests {
             "{r:?}"
         );
         assert_eq!(r.len(), 8, "{r:?}");
+    }
+
+    #[test]
+    fn a_link_beneath_an_allowed_directory_is_judged_by_where_it_leads() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().canonicalize().unwrap();
+        let allowed = root.join("data");
+        std::fs::create_dir_all(allowed.join("app")).unwrap();
+        std::os::unix::fs::symlink("/etc", allowed.join("out")).unwrap();
+        std::os::unix::fs::symlink("app", allowed.join("in")).unwrap();
+        // The allowed directory named through a link of its own.
+        std::os::unix::fs::symlink(&allowed, root.join("alias")).unwrap();
+        let json = format!(
+            r#"{{"family":"f","volumes":[
+                {{"name":"out","host":{{"sourcePath":"{a}/out"}}}},
+                {{"name":"in","host":{{"sourcePath":"{a}/in"}}}},
+                {{"name":"new","host":{{"sourcePath":"{a}/not-yet"}}}}],
+              "containerDefinitions":[{{"name":"a","image":"b","memory":32}}]}}"#,
+            a = allowed.display()
+        );
+        let mut p = GroupPolicy {
+            host_paths: Some(vec![allowed.display().to_string()]),
+            ..GroupPolicy::default()
+        };
+        let r = refusals(&def(&json), &p);
+        assert_eq!(r.len(), 1, "{r:?}");
+        assert!(
+            r[0].starts_with("volumes[0].host.sourcePath")
+                && r[0].contains("leads to /etc through a symbolic link"),
+            "{r:?}"
+        );
+        p.host_paths = Some(vec![root.join("alias").display().to_string()]);
+        let json = json.replace(
+            &allowed.display().to_string(),
+            &root.join("alias").display().to_string(),
+        );
+        let r = refusals(&def(&json), &p);
+        assert_eq!(
+            r.len(),
+            1,
+            "an allowed directory that is a link still allows: {r:?}"
+        );
     }
 }

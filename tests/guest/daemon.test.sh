@@ -122,6 +122,21 @@ test_berth_group_member_may_change_state() {
   local hostvol='{"family":"hostvol","volumes":[{"name":"etc","host":{"sourcePath":"/etc"}}],"containerDefinitions":[{"name":"a","image":"busybox","memory":16}]}'
   out=$(runuser -u deployer -- busctl call org.berth.Agent1 /org/berth/Agent1 org.berth.Agent1.Manager RegisterTaskDefinition s "$hostvol" 2>&1)
   assert_contains "$out" "volumes[0].host.sourcePath /etc: not beneath /srv/berth (group_host_paths)" "the member's host volume"
+  # The same through a link beneath the allowed directory.
+  mkdir -p /srv/berth && ln -sfn /etc /srv/berth/etc-link
+  local linkvol='{"family":"linkvol","volumes":[{"name":"etc","host":{"sourcePath":"/srv/berth/etc-link"}}],"containerDefinitions":[{"name":"a","image":"busybox","memory":16}]}'
+  out=$(runuser -u deployer -- busctl call org.berth.Agent1 /org/berth/Agent1 org.berth.Agent1.Manager RegisterTaskDefinition s "$linkvol" 2>&1)
+  assert_contains "$out" "/srv/berth/etc-link: leads to /etc through a symbolic link" "the member's host volume through a link"
+  rm -f /srv/berth/etc-link
+  # New content under the name root's privileged definition runs would run privileged.
+  ensure_images || return 1
+  install -m 644 "$IMG/busybox.tar" /tmp/member-busybox.tar
+  out=$(runuser -u deployer -- "$BIN/berthctl" image import --name busybox:latest /tmp/member-busybox.tar 2>&1) \
+    && fail "the member gave busybox:latest new content: $out"
+  assert_contains "$out" "only root may give the name new content" "the member's import over root's privileged image ($out)"
+  out=$(runuser -u deployer -- "$BIN/berthctl" image import --name deployer/busybox:1 /tmp/member-busybox.tar 2>&1) \
+    || fail "the member's import under a name of its own: $out"
+  CTL image rm deployer/busybox:1 >/dev/null 2>&1; rm -f /tmp/member-busybox.tar
   sed -i '/^group_/d' /etc/berth/berthd.toml
   systemctl restart berthd
 }
