@@ -57,6 +57,30 @@ pub enum Refusal {
     },
     #[error("bridge and awsvpc network modes are unavailable on this host: {0}")]
     NoBridge(String),
+    #[error("RESOURCE:DISK: the state directory {path} has {free_mib} MiB free, under the {min_mib} MiB berth keeps free; free space there, or lower min_free_disk_mib")]
+    Disk {
+        path: String,
+        free_mib: u64,
+        min_mib: u64,
+    },
+}
+
+/// New work (a task, a definition, a service) is refused while the state directory's
+/// filesystem has less than `min_mib` free: a task's upper layers and logs grow there, and the
+/// store must always have room to record what it was told. `None` when the space is unknown.
+pub fn disk(path: &str, free_bytes: Option<u64>, min_mib: u64) -> Result<(), Refusal> {
+    let free_mib = match free_bytes {
+        Some(b) => b / (1024 * 1024),
+        None => return Ok(()),
+    };
+    if free_mib >= min_mib {
+        return Ok(());
+    }
+    Err(Refusal::Disk {
+        path: path.to_string(),
+        free_mib,
+        min_mib,
+    })
 }
 
 /// What one task asks of the books.

@@ -105,3 +105,17 @@ fn releasing_a_stale_claim_leaves_a_later_holder_alone() {
         Some((tcp(80), PortHolder::Task("new".into())))
     );
 }
+
+#[test]
+fn new_work_is_refused_below_the_free_disk_floor_naming_the_numbers() {
+    assert!(disk("/var/lib/berth", Some(200 << 20), 100).is_ok());
+    assert!(
+        disk("/var/lib/berth", None, 100).is_ok(),
+        "unknown space refuses nothing"
+    );
+    let e = disk("/var/lib/berth", Some(3 << 20), 100).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "RESOURCE:DISK: the state directory /var/lib/berth has 3 MiB free, under the 100 MiB berth keeps free; free space there, or lower min_free_disk_mib"
+    );
+}

@@ -28,6 +28,10 @@ pub struct TaskLimits {
     pub cpu_units: Option<u64>,
     pub memory_mib: Option<u64>,
     pub pids_max: u64,
+    /// `memory.swap.max` in MiB: the sum of the containers' `maxSwap` (0: no swap). A
+    /// container's own limit is below it, and a task ceiling of 0 would deny them all.
+    #[serde(default)]
+    pub swap_mib: u64,
 }
 
 pub(super) const CPU_PERIOD_US: u64 = 100_000;
@@ -96,7 +100,11 @@ pub fn create(dir: &Path, limits: &TaskLimits) -> Result<(), TaskCgroupError> {
         write(dir, "memory.max", &(m * 1024 * 1024).to_string())?;
     }
     if dir.join("memory.swap.max").exists() {
-        write(dir, "memory.swap.max", "0")?;
+        write(
+            dir,
+            "memory.swap.max",
+            &limits.swap_mib.saturating_mul(1024 * 1024).to_string(),
+        )?;
     }
     write(dir, "pids.max", &limits.pids_max.to_string())?;
     enable_controllers(dir)
@@ -212,12 +220,15 @@ mod tests {
             cpu_units: Some(512),
             memory_mib: Some(64),
             pids_max: 4096,
+            swap_mib: 32,
         };
+        std::fs::write(dir.join("memory.swap.max"), "max").unwrap();
         create(&dir, &limits).unwrap();
         let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
         assert_eq!(read("cpu.max"), "50000 100000");
         assert_eq!(read("memory.max"), "67108864");
         assert_eq!(read("pids.max"), "4096");
+        assert_eq!(read("memory.swap.max"), "33554432");
         assert_eq!(read("cgroup.subtree_control"), "+cpu +memory +pids");
     }
 }

@@ -15,6 +15,9 @@ use crate::network::Subnet;
 /// The shortest `vm_agent_timeout_secs`: two pings' time.
 pub const MIN_AGENT_TIMEOUT_SECS: u64 = 10;
 
+/// The shortest `stopped_task_retention_secs`.
+pub const MIN_RETENTION_SECS: u64 = 10;
+
 /// Where the daemon looks when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/berth/berthd.toml";
 
@@ -121,6 +124,23 @@ pub struct Config {
     pub group_devices: bool,
     /// Capabilities the group may add; unset: any.
     pub group_capabilities: Option<Vec<String>>,
+    /// May the group run tasks with `secrets` from `secrets_dir`?
+    pub group_secrets: bool,
+    /// A root-only directory of secret values, one file per `secrets[].valueFrom` (an SSM
+    /// parameter's name or a Secrets Manager secret's name); unset: a task asking for
+    /// secrets is refused at RunTask.
+    pub secrets_dir: Option<PathBuf>,
+    /// Seconds a stopped task is kept (its record, directory and logs) before berth forgets
+    /// it; the journal keeps its logs after.
+    pub stopped_task_retention_secs: u64,
+    /// At most this many stopped tasks are kept; past it the oldest are forgotten first.
+    pub stopped_task_max: usize,
+    /// MiB a container's log file reaches before it rotates to `<name>.log.1` (one kept);
+    /// 0: never. The journal has every line either way.
+    pub log_max_mib: u64,
+    /// MiB the state directory's filesystem keeps free: below it berth refuses new tasks,
+    /// definitions and services (`RESOURCE:DISK`), so what it recorded always has room.
+    pub min_free_disk_mib: u64,
 }
 
 /// How microVMs run guest code.
@@ -190,11 +210,25 @@ impl Default for Config {
             group_host_paths: None,
             group_devices: true,
             group_capabilities: None,
+            group_secrets: true,
+            secrets_dir: None,
+            stopped_task_retention_secs: 24 * 3600,
+            stopped_task_max: 1000,
+            log_max_mib: 64,
+            min_free_disk_mib: 100,
         }
     }
 }
 
 impl Config {
+    /// How many stopped tasks, and for how long, berth keeps.
+    pub fn retention(&self) -> crate::engine::retention::Retention {
+        crate::engine::retention::Retention {
+            max_age_us: self.stopped_task_retention_secs.saturating_mul(1_000_000),
+            max_count: self.stopped_task_max,
+        }
+    }
+
     /// What the `berth` group may ask for, from the `group_*` keys.
     pub fn group_policy(&self) -> crate::spec::policy::GroupPolicy {
         crate::spec::policy::GroupPolicy {
@@ -203,6 +237,7 @@ impl Config {
             host_paths: self.group_host_paths.clone(),
             devices: self.group_devices,
             capabilities: self.group_capabilities.clone(),
+            secrets: self.group_secrets,
         }
     }
 
@@ -219,6 +254,25 @@ impl Config {
                     "vm_agent_timeout_secs = {}: at least {MIN_AGENT_TIMEOUT_SECS} (the agent is \
                      pinged every 5 s)",
                     config.vm_agent_timeout_secs
+                ),
+            });
+        }
+        // A task forgotten the moment it stops could not be waited on or described.
+        let too_short = [
+            (
+                "stopped_task_retention_secs",
+                config.stopped_task_retention_secs,
+                MIN_RETENTION_SECS,
+            ),
+            ("stopped_task_max", config.stopped_task_max as u64, 1),
+        ]
+        .into_iter()
+        .find(|(_, v, min)| v < min);
+        if let Some((key, v, min)) = too_short {
+            return Err(ConfigError::Parse {
+                path: path.to_owned(),
+                message: format!(
+                    "{key} = {v}: at least {min} (a stopped task must be there to be read)"
                 ),
             });
         }
@@ -252,6 +306,33 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("vm_agent_timeout_secs = 3: at least 10"), "{e}");
+    }
+
+    #[test]
+    fn a_retention_too_short_to_read_a_stopped_task_is_refused_by_name() {
+        for (text, said) in [
+            (
+                "stopped_task_retention_secs = 0",
+                "stopped_task_retention_secs = 0: at least 10",
+            ),
+            ("stopped_task_max = 0", "stopped_task_max = 0: at least 1"),
+        ] {
+            let e = Config::parse(text, Path::new("b.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(said), "{e}");
+        }
+        let c = Config::parse(
+            "stopped_task_retention_secs = 30\nstopped_task_max = 5\nlog_max_mib = 1\nmin_free_disk_mib = 16\nsecrets_dir = \"/etc/berth/secrets\"",
+            Path::new("b.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.retention().max_age_us, 30_000_000);
+        assert_eq!(c.retention().max_count, 5);
+        assert_eq!(
+            c.secrets_dir.as_deref(),
+            Some(Path::new("/etc/berth/secrets"))
+        );
     }
 
     #[test]

@@ -144,6 +144,8 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
             scopes,
             init_binary: config.init_binary.clone(),
             default_stop_timeout_secs: config.container_stop_timeout_secs,
+            secrets_dir: config.secrets_dir.clone(),
+            log_max_bytes: config.log_max_mib.saturating_mul(1024 * 1024),
         },
         tree.clone(),
         images.clone(),
@@ -161,12 +163,24 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         default: config.default_isolation,
         fargate: config.fargate_isolation,
         vm_overhead_mib: config.vm_overhead_mib,
-    });
+    })
+    .with_host_sources(crate::spec::runnable::HostSources {
+        secrets: config.secrets_dir.is_some(),
+    })
+    .with_retention(config.retention())
+    .with_min_free_disk(config.min_free_disk_mib);
     let metrics = Metrics::new(engine.clone())?;
     // Following before the watch loop runs, so no launch it completes goes uncounted.
     let lifecycle_task = tokio::spawn(metrics.lifecycle().follow(engine.clone()));
     let watch_task = tokio::spawn(engine.clone().watch());
     let services_task = tokio::spawn(engine.clone().schedule_services());
+    // Often enough that a short retention (a test's) is kept to, at most once a minute.
+    let history_every = (config.stopped_task_retention_secs / 4).clamp(1, 60);
+    let history_task = tokio::spawn(
+        engine
+            .clone()
+            .keep_history(std::time::Duration::from_secs(history_every)),
+    );
     let autoscale_task = tokio::spawn(engine.clone().autoscale(
         std::time::Duration::from_secs(config.autoscale_interval_secs.max(1)),
         std::time::Duration::from_secs(config.autoscale_window_secs.max(1)),
@@ -209,6 +223,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     metrics_task.abort();
     watch_task.abort();
     services_task.abort();
+    history_task.abort();
     autoscale_task.abort();
     lifecycle_task.abort();
     follow_task.abort();

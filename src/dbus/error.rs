@@ -33,6 +33,8 @@ impl From<DefinitionError> for BerthError {
             DefinitionError::Spec(_) => BerthError::InvalidTaskDefinition(e.to_string()),
             DefinitionError::NotFound(_) => BerthError::NotFound(e.to_string()),
             DefinitionError::BadReference(_) => BerthError::InvalidArgument(e.to_string()),
+            DefinitionError::Store(crate::store::StoreError::Full { .. })
+            | DefinitionError::Disk(_) => BerthError::ResourceUnavailable(e.to_string()),
             DefinitionError::Store(_) => BerthError::Failed(error_chain(&e)),
         }
     }
@@ -43,12 +45,15 @@ impl From<TaskError> for BerthError {
         match e {
             TaskError::Definition(d) => d.into(),
             TaskError::Capacity(_) => BerthError::ResourceUnavailable(e.to_string()),
-            TaskError::Inactive(_) | TaskError::Isolation(_) => {
+            TaskError::Inactive(_) | TaskError::Isolation(_) | TaskError::Unrunnable { .. } => {
                 BerthError::InvalidArgument(e.to_string())
             }
             TaskError::NotFound(_) => BerthError::NotFound(e.to_string()),
             TaskError::ImageInUse { .. } => BerthError::InUse(e.to_string()),
             TaskError::Image(i) => i.into(),
+            TaskError::Store(crate::store::StoreError::Full { .. }) => {
+                BerthError::ResourceUnavailable(e.to_string())
+            }
             TaskError::Store(_) | TaskError::Id(_) => BerthError::Failed(error_chain(&e)),
         }
     }
@@ -62,6 +67,9 @@ impl From<ServiceError> for BerthError {
             ServiceError::Exists(_) => BerthError::InUse(e.to_string()),
             ServiceError::InvalidName(_) | ServiceError::Invalid(_) => {
                 BerthError::InvalidArgument(e.to_string())
+            }
+            ServiceError::Store(crate::store::StoreError::Full { .. }) => {
+                BerthError::ResourceUnavailable(e.to_string())
             }
             ServiceError::Store(_) => BerthError::Failed(error_chain(&e)),
         }

@@ -370,6 +370,10 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(String, String), BerthError> {
         let uid = require_admin(conn, &hdr).await?;
+        // An image is the largest thing berth writes into its state directory.
+        self.engine
+            .check_disk()
+            .map_err(|e| BerthError::ResourceUnavailable(e.to_string()))?;
         let images = self.engine.images().clone();
         let fd: std::os::fd::OwnedFd = archive.into();
         let name = (!name.is_empty()).then_some(name);
@@ -445,6 +449,21 @@ impl Manager {
     #[zbus(property(emits_changed_signal = "const"))]
     fn version(&self) -> String {
         env!("CARGO_PKG_VERSION").to_string()
+    }
+
+    /// How long and how many stopped tasks are kept, as (seconds, tasks); past either, berth
+    /// forgets the oldest (the journal keeps their logs).
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn stopped_task_retention(&self) -> (u64, u64) {
+        let r = self.engine.history().retention;
+        (r.max_age_us / 1_000_000, r.max_count as u64)
+    }
+
+    /// When the oldest stopped task still kept stopped, in microseconds since the epoch (0:
+    /// none kept): how far back `ListTasks(all)` goes.
+    #[zbus(property(emits_changed_signal = "false"))]
+    fn oldest_stopped_task(&self) -> u64 {
+        self.engine.history().oldest_stopped_at.unwrap_or(0)
     }
 
     /// CPU units the host registers (1024 per online CPU).

@@ -110,15 +110,22 @@ impl TaskObject {
         Ok(describe(&self.engine.task(&self.id)?).to_string())
     }
 
-    /// Up to 64 KiB of a container's log (stdout and stderr as written) from byte `offset`;
-    /// returns the bytes and the offset to ask for next.
+    /// Up to 64 KiB of a container's log (stdout and stderr as written) from byte `offset`
+    /// of its stream; returns the bytes and the offset to ask for next. Offsets run on across
+    /// the log's rotations; one older than what is kept reads from the oldest byte kept.
+    /// Root's and the group's alone: a container's output may hold its secrets.
     #[zbus(out_args("data", "next_offset"))]
-    async fn read_log(&self, container: String, offset: u64) -> Result<(Vec<u8>, u64), BerthError> {
-        let data = self
+    async fn read_log(
+        &self,
+        container: String,
+        offset: u64,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(Vec<u8>, u64), BerthError> {
+        require_admin(conn, &hdr).await?;
+        Ok(self
             .engine
-            .read_log(&self.id, &container, offset, 64 * 1024)?;
-        let next = offset + data.len() as u64;
-        Ok((data, next))
+            .read_log(&self.id, &container, offset, 64 * 1024)?)
     }
 
     /// CPU time the task has used, in seconds, read from its cgroup when asked (0 once
@@ -311,6 +318,13 @@ async fn add_task(conn: &Connection, engine: &Engine, id: &str) -> zbus::Result<
     Ok(())
 }
 
+async fn remove_task(conn: &Connection, id: &str) -> zbus::Result<()> {
+    conn.object_server()
+        .remove::<TaskObject, _>(task_path(id)?)
+        .await?;
+    Ok(())
+}
+
 /// Serves an object for every task there is, then follows the engine's changes until the
 /// connection closes: new objects for new tasks, PropertiesChanged for changed ones.
 pub async fn follow(conn: Connection, engine: Engine) {
@@ -343,6 +357,7 @@ pub async fn follow(conn: Connection, engine: Engine) {
                 Ok(()) => announce(&conn, &engine, id).await,
                 Err(e) => Err(e),
             },
+            Change::TaskRemoved(id) => remove_task(&conn, id).await,
             Change::Capacity => super::manager::emit_capacity(&conn).await,
             Change::ServiceAdded(n) => super::service::add(&conn, &engine, n).await,
             Change::ServiceChanged(n) => super::service::emit(&conn, n).await,

@@ -16,6 +16,8 @@ pub enum DefinitionError {
     NotFound(String),
     #[error("\"{0}\" is not a task definition reference (FAMILY or FAMILY:REVISION)")]
     BadReference(String),
+    #[error("{0}")]
+    Disk(#[from] crate::capacity::Refusal),
 }
 
 /// One registered revision.

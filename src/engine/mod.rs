@@ -7,7 +7,9 @@
 
 mod autoscaling;
 mod definitions;
+mod history;
 mod restore;
+pub mod retention;
 mod services;
 pub mod task;
 mod tasks;
@@ -19,6 +21,7 @@ use tokio::sync::broadcast;
 
 pub use autoscaling::DecisionCounts;
 pub use definitions::{DefinitionError, Registered};
+pub use history::History;
 pub use services::{counts as service_counts, ServiceError, ServiceSpec};
 pub use task::{Status, StopCode, Task};
 pub use tasks::TaskError;
@@ -45,6 +48,8 @@ struct State {
 pub enum Change {
     TaskAdded(String),
     TaskChanged(String),
+    /// A stopped task forgotten past its retention.
+    TaskRemoved(String),
     Capacity,
     ServiceAdded(String),
     ServiceChanged(String),
@@ -70,6 +75,10 @@ pub struct Engine {
     sampler: Arc<Mutex<autoscaling::Sampler>>,
     decision_counts: Arc<Mutex<DecisionCounts>>,
     isolation: IsolationPolicy,
+    host_sources: spec::runnable::HostSources,
+    retention: retention::Retention,
+    /// MiB the state directory's filesystem keeps free; below it new work is refused.
+    min_free_disk_mib: u64,
 }
 
 /// The daemon's isolation settings the engine applies at RunTask.
@@ -129,6 +138,9 @@ impl Engine {
             sampler: Arc::new(Mutex::new(autoscaling::Sampler::default())),
             decision_counts: Arc::new(Mutex::new(DecisionCounts::default())),
             isolation: IsolationPolicy::default(),
+            host_sources: spec::runnable::HostSources::default(),
+            retention: retention::Retention::default(),
+            min_free_disk_mib: 0,
         })
     }
 
@@ -163,6 +175,11 @@ impl Engine {
     pub fn register_definition(&self, json: &str) -> Result<Registered, DefinitionError> {
         let validated = spec::parse(json)?;
         let mut state = self.lock();
+        crate::capacity::disk(
+            &state.store.dir().display().to_string(),
+            state.store.free_bytes(),
+            self.min_free_disk_mib,
+        )?;
         let revision = state
             .definitions
             .next_revision(&validated.definition.family);
@@ -182,6 +199,30 @@ impl Engine {
     /// The daemon's isolation settings (the defaults without).
     pub fn with_isolation_policy(mut self, policy: IsolationPolicy) -> Engine {
         self.isolation = policy;
+        self
+    }
+
+    /// The free space the state directory keeps (0: none, the default without).
+    pub fn with_min_free_disk(mut self, mib: u64) -> Engine {
+        self.min_free_disk_mib = mib;
+        self
+    }
+
+    /// New work is refused while the state directory's filesystem is short of space.
+    pub fn check_disk(&self) -> Result<(), crate::capacity::Refusal> {
+        let (dir, free) = {
+            let state = self.lock();
+            (
+                state.store.dir().display().to_string(),
+                state.store.free_bytes(),
+            )
+        };
+        crate::capacity::disk(&dir, free, self.min_free_disk_mib)
+    }
+
+    /// What the host gives tasks beyond its resources (secrets); none without.
+    pub fn with_host_sources(mut self, sources: spec::runnable::HostSources) -> Engine {
+        self.host_sources = sources;
         self
     }
 
@@ -237,6 +278,8 @@ pub(crate) fn test_engine(dir: &std::path::Path) -> Engine {
             scopes: Default::default(),
             init_binary: "/bin/false".into(),
             default_stop_timeout_secs: 30,
+            secrets_dir: None,
+            log_max_bytes: 0,
         },
         crate::cgroup::CgroupTree::new(dir, "berth.slice"),
         images.clone(),

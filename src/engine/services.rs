@@ -113,6 +113,8 @@ impl Engine {
             )));
         }
         let reference = self.active_reference(&spec.task_definition)?;
+        self.check_runnable(&reference)?;
+        self.check_disk().map_err(TaskError::from)?;
         // Refused now, not at each launch: a microVM service this host or this definition
         // cannot run would only fill its events with the same failure.
         if spec.isolation.is_some() {
@@ -143,6 +145,9 @@ impl Engine {
         let reference = task_definition
             .map(|r| self.active_reference(r))
             .transpose()?;
+        if let Some(r) = &reference {
+            self.check_runnable(r)?;
+        }
         let _gate = self.service_gate();
         let s = self.change_service(name, |s| {
             if let Some(r) = &reference {
@@ -263,10 +268,12 @@ impl Engine {
         for (id, reason) in &actions.stop {
             self.stop_task(id, reason)?;
         }
+        let mut started = Vec::new();
         for reference in &actions.start {
             match self.run_task_as(reference, Some(&started_by(name)), s.isolation) {
                 Ok(t) => {
                     s.tasks.insert(t.id.clone());
+                    started.push(t.id);
                     changed = true;
                 }
                 Err(TaskError::Capacity(refusal)) => {
@@ -283,6 +290,16 @@ impl Engine {
                     break;
                 }
             }
+        }
+        if !started.is_empty() {
+            // ECS's words, so scripts that read its events read these.
+            let ids: Vec<String> = started.iter().map(|id| format!("(task {id})")).collect();
+            let msg = format!(
+                "(service {name}) has started {} tasks: {}.",
+                started.len(),
+                ids.join(" ")
+            );
+            s.event(now, msg);
         }
         if s.deleting && views.iter().all(|v| v.last_status == Status::Stopped) {
             let mut state = self.lock();

@@ -35,6 +35,12 @@ pub enum TaskError {
     Id(#[source] std::io::Error),
     #[error("{0}")]
     Isolation(String),
+    /// Fields this host cannot honour, each named: the task is not started.
+    #[error("{reference} cannot run on this host: {}", .fields.join("; "))]
+    Unrunnable {
+        reference: String,
+        fields: Vec<String>,
+    },
 }
 
 fn new_task_id() -> Result<String, std::io::Error> {
@@ -79,6 +85,20 @@ impl Engine {
         Ok(Some(size))
     }
 
+    /// Refuses a definition whose fields this host cannot honour (an EBS volume given at
+    /// launch, secrets without a secret store), naming each.
+    pub(super) fn check_runnable(&self, reference: &str) -> Result<(), TaskError> {
+        let reg = self.lock().definitions.get(reference)?;
+        let fields = crate::spec::runnable::refusals(&reg.definition, self.host_sources);
+        if fields.is_empty() {
+            return Ok(());
+        }
+        Err(TaskError::Unrunnable {
+            reference: reg.reference(),
+            fields,
+        })
+    }
+
     /// `RunTask` on behalf of `started_by` (ECS's field: `service:<name>`), in the isolation
     /// asked for (else the daemon's choice for the definition).
     pub fn run_task_as(
@@ -89,6 +109,8 @@ impl Engine {
     ) -> Result<Task, TaskError> {
         let admitting = std::time::Instant::now();
         let id = new_task_id().map_err(TaskError::Id)?;
+        self.check_runnable(reference)?;
+        self.check_disk()?;
         let vm = self.microvm_size(reference, isolation)?;
         let registered = {
             let mut state = self.lock();
@@ -206,7 +228,7 @@ impl Engine {
         container: &str,
         offset: u64,
         max: usize,
-    ) -> Result<Vec<u8>, TaskError> {
+    ) -> Result<(Vec<u8>, u64), TaskError> {
         let task = self.task(id)?;
         if !task.containers.iter().any(|c| c.name == container) {
             return Err(TaskError::NotFound(format!("{id} container {container}")));

@@ -34,6 +34,12 @@ impl Ledger {
         }
     }
 
+    /// A task berth forgot: nothing of it is news any more, and nothing of it is kept.
+    pub fn forget(&mut self, id: &str) {
+        self.launched.remove(id);
+        self.stopped.remove(id);
+    }
+
     /// What a task's current state adds to the counts. A task seen only once it is STOPPED
     /// still counts its launch when it ran.
     pub fn events(&mut self, task: &Task) -> Vec<Event> {
@@ -104,6 +110,10 @@ impl Lifecycle {
         loop {
             let id = match changes.recv().await {
                 Ok(Change::TaskAdded(id) | Change::TaskChanged(id)) => id,
+                Ok(Change::TaskRemoved(id)) => {
+                    ledger.forget(&id);
+                    continue;
+                }
                 Ok(_) => continue,
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                     tracing::warn!(missed = n, "metrics fell behind the engine's changes");

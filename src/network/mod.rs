@@ -10,7 +10,7 @@ pub mod addresses;
 pub mod files;
 mod host;
 mod links;
-mod netns;
+pub mod netns;
 mod nft;
 pub mod rules;
 pub mod stats;

@@ -50,6 +50,8 @@ pub struct Provided {
     pub init: Option<PathBuf>,
     /// Host device nodes made in it (`linuxParameters.devices`).
     pub devices: Vec<DeviceNode>,
+    /// The task's one `/dev/shm` (`ipcMode` task), bound instead of a tmpfs of its own.
+    pub shm: Option<PathBuf>,
 }
 
 /// The image's account files, read from its top-most layer that has them.
@@ -179,7 +181,11 @@ fn mounts(task: &TaskContext, net: &Provided, def: &ContainerDefinition) -> Vec<
                "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
         json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts",
                "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
-        sandbox::shm(&def.sandbox),
+        match &net.shm {
+            Some(shared) => json!({"destination": "/dev/shm", "type": "bind", "source": shared,
+                                   "options": ["rbind", "rw", "nosuid", "nodev", "noexec"]}),
+            None => sandbox::shm(&def.sandbox),
+        },
         json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
                "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/sys", "type": "sysfs", "source": "sysfs",
@@ -222,7 +228,7 @@ fn resources(def: &ContainerDefinition, pids_max: u64) -> Value {
     if let Some(m) = def.memory {
         memory.insert("limit".into(), mib(m).into());
         // OCI's swap is memory+swap: equal to the limit means no swap, unless maxSwap asks.
-        let swap = m + def.sandbox.max_swap_mib.unwrap_or(0);
+        let swap = m.saturating_add(def.sandbox.max_swap_mib.unwrap_or(0));
         memory.insert("swap".into(), mib(swap).into());
     }
     if let Some(r) = def.memory_reservation {

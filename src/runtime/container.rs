@@ -3,7 +3,6 @@
 //! containers from berthd's own threads.
 
 use std::collections::BTreeSet;
-use std::io::{Read, Seek, SeekFrom};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,15 +20,16 @@ use super::net;
 use super::plan::{ContainerPlan, HealthPlan, Plan, DEFAULT_START_TIMEOUT_SECS, PLAN_FILE};
 use super::report::{self, StatusDir};
 use super::scope::Scopes;
+use super::secrets;
 use super::spawn;
 use super::status_watch::StatusWatch;
 use super::volumes;
 use super::{Launch, LaunchError, Runtime, Seen, Usage};
 use crate::cgroup::{stats, task as task_cgroup, CgroupTree, TaskLimits};
-use crate::fsutil::write_atomic;
+use crate::fsutil::write_atomic_private;
 use crate::image::{ImageRecord, ImageStore};
 use crate::network::Networks;
-use crate::spec::{ContainerDefinition, SharedNamespace, TaskDefinition};
+use crate::spec::{ContainerDefinition, NetworkMode, SharedNamespace, TaskDefinition};
 
 /// How long a task's leftover processes get to die after SIGKILL before berth moves on.
 const KILL_WAIT: Duration = Duration::from_secs(5);
@@ -53,6 +53,10 @@ pub struct RuntimeConfig {
     pub default_stop_timeout_secs: u64,
     /// How microVM tasks run here.
     pub vm: VmSettings,
+    /// Where `secrets` are read from (`secrets_dir`); unset: none can be.
+    pub secrets_dir: Option<PathBuf>,
+    /// Bytes a container's log reaches before it rotates (0: never).
+    pub log_max_bytes: u64,
 }
 
 #[derive(Debug)]
@@ -174,9 +178,15 @@ impl ContainerRuntime {
         let resolvers = net::host_resolvers();
         let shared = self.config.tasks_dir.with_file_name("volumes");
         let places = volumes::prepare(def, dir, &shared)?;
+        // In a microVM the containers' IPC namespace is the guest's business.
+        let shm = match launch.vm {
+            None => volumes::task_shm(def, dir)?,
+            Some(_) => None,
+        };
         let mut containers = Vec::new();
         for (i, c) in def.containers.iter().enumerate() {
-            let with_files = envfiles::merge(c)?;
+            let with_files =
+                secrets::merge(&envfiles::merge(c)?, self.config.secrets_dir.as_deref())?;
             let c = &with_files;
             let image = self.images.get(&c.image)?;
             // Checked at registration; checked again where it becomes a path.
@@ -197,6 +207,7 @@ impl ContainerRuntime {
                 &cdir,
             )?;
             cnet.binds = volumes::binds(def, &c.name, &places);
+            cnet.shm = shm.clone();
             cnet.devices = devices::nodes(c)?;
             cnet.init = devices::init(c, &self.config.init_binary)?;
             let config = bundle::config(
@@ -209,7 +220,7 @@ impl ContainerRuntime {
                 &self.tree.relative(&cgroup),
             )?;
             let config_path = bundle_dir.join("config.json");
-            write_atomic(&config_path, config.to_string().as_bytes())
+            write_atomic_private(&config_path, config.to_string().as_bytes())
                 .map_err(io("write", &config_path))?;
             containers.push(ContainerPlan {
                 name: c.name.clone(),
@@ -234,6 +245,8 @@ impl ContainerRuntime {
                 start_timeout_secs: c.start_timeout.unwrap_or(DEFAULT_START_TIMEOUT_SECS),
                 health: health_plan(c, &config),
                 cwd: config["process"]["cwd"].as_str().unwrap_or("/").to_string(),
+                loopback_up: cnet.netns.is_none()
+                    && (def.network_mode != NetworkMode::Host || c.sandbox.disable_networking),
             });
         }
         Ok(Plan {
@@ -250,6 +263,15 @@ impl ContainerRuntime {
                     None => def.memory,
                 },
                 pids_max: self.config.pids_max,
+                // A microVM's swap is its guest's business: the VMM gets none.
+                swap_mib: match launch.vm {
+                    Some(_) => 0,
+                    None => def
+                        .containers
+                        .iter()
+                        .filter_map(|c| c.sandbox.max_swap_mib)
+                        .fold(0u64, u64::saturating_add),
+                },
             },
             runtime_root: self.config.runtime_dir.clone(),
             vm: launch
@@ -266,6 +288,7 @@ impl ContainerRuntime {
                 .map_err(LaunchError::Vm)?,
             containers,
             shared_namespaces: shared_namespaces(def),
+            log_max_bytes: self.config.log_max_bytes,
         })
     }
 
@@ -329,7 +352,7 @@ impl Runtime for ContainerRuntime {
             path: plan_path.clone(),
             source: std::io::Error::other(e),
         })?;
-        write_atomic(&plan_path, &bytes).map_err(io("write", &plan_path))?;
+        write_atomic_private(&plan_path, &bytes).map_err(io("write", &plan_path))?;
         crate::timing::step(launch.task_id, "plan", planning);
         if let (Some(networks), false) = (&self.networks, launch.network.interfaces.is_empty()) {
             let attaching = std::time::Instant::now();
@@ -415,6 +438,27 @@ impl Runtime for ContainerRuntime {
         }
     }
 
+    fn forget(&self, task_id: &str) -> bool {
+        if !crate::names::is_task_id(task_id) {
+            return false;
+        }
+        let dir = self.task_dir(task_id);
+        // Released at its stop; a mount left by a crash must not take a host file with it.
+        cleanup::unmount_under(&dir);
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        if !cleanup::mounts_under(&mountinfo, &dir).is_empty() {
+            tracing::warn!(task = task_id, path = %dir.display(), "stopped task's directory kept: something is still mounted beneath it");
+            return false;
+        }
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                tracing::warn!(task = task_id, path = %dir.display(), error = %e, "stopped task's directory not removed");
+                false
+            }
+            _ => true,
+        }
+    }
+
     fn sweep(&self, live: &BTreeSet<String>) {
         let tasks_dir = &self.config.tasks_dir;
         // A task id, or nothing: a directory named otherwise beneath tasks/ is no task's.
@@ -485,19 +529,12 @@ impl Runtime for ContainerRuntime {
         }
     }
 
-    fn read_log(&self, task_id: &str, container: &str, offset: u64, max: usize) -> Vec<u8> {
+    fn read_log(&self, task_id: &str, container: &str, offset: u64, max: usize) -> (Vec<u8>, u64) {
         let path = self
             .task_dir(task_id)
             .join("logs")
             .join(format!("{container}.log"));
-        let Ok(mut f) = std::fs::File::open(path) else {
-            return Vec::new();
-        };
-        let mut buf = Vec::new();
-        if f.seek(SeekFrom::Start(offset)).is_ok() {
-            let _ = f.take(max as u64).read_to_end(&mut buf);
-        }
-        buf
+        super::logfile::read(&path, offset, max)
     }
 }
 

@@ -10,11 +10,13 @@ mod devices;
 mod envfiles;
 pub mod exec;
 mod gate;
+pub mod logfile;
 pub mod microvm;
 mod net;
 pub mod plan;
 pub mod report;
 mod scope;
+mod secrets;
 pub mod shim;
 mod spawn;
 mod status_watch;
@@ -101,6 +103,12 @@ pub trait Runtime: Send + Sync + std::fmt::Debug {
     /// Frees what a stopped task held on the host: anything of it still running, its mounts,
     /// its cgroup. Its logs stay.
     fn release(&self, task_id: &str);
+    /// Removes what is left of a stopped task that berth forgets (its directory, logs
+    /// included); it was released when it stopped. False when something stays (tried again
+    /// at the next pass, the task's record kept till then).
+    fn forget(&self, _task_id: &str) -> bool {
+        true
+    }
     /// Frees what the backend holds for any task not in `live` (after a crash, at start).
     fn sweep(&self, live: &BTreeSet<String>);
     /// What the task has used, read when asked; `None` once nothing of it runs.
@@ -108,6 +116,7 @@ pub trait Runtime: Send + Sync + std::fmt::Debug {
     /// Sends a task's id on `tx` whenever its backend may have news of it, so the engine
     /// observes it at once; the engine's periodic sweep covers anything this misses.
     fn notify_changes(&self, _tx: tokio::sync::mpsc::UnboundedSender<String>) {}
-    /// A container's log from byte `offset`, at most `max` bytes.
-    fn read_log(&self, task_id: &str, container: &str, offset: u64, max: usize) -> Vec<u8>;
+    /// A container's log from stream offset `offset`, at most `max` bytes, and the offset to
+    /// ask for next (offsets run on across rotations).
+    fn read_log(&self, task_id: &str, container: &str, offset: u64, max: usize) -> (Vec<u8>, u64);
 }

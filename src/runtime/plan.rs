@@ -31,6 +31,9 @@ pub struct Plan {
     /// For a microVM task: the VM the shim boots, whose agent creates the containers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vm: Option<VmPlan>,
+    /// Bytes a container's log file reaches before it rotates (0: never).
+    #[serde(default)]
+    pub log_max_bytes: u64,
 }
 
 /// A microVM task's machine, as the shim boots it.
@@ -87,6 +90,10 @@ pub struct ContainerPlan {
     /// The process's working directory, which the shim makes when the image lacks it.
     #[serde(default = "root_dir")]
     pub cwd: String,
+    /// The container has a network namespace of its own with no interface (`none`,
+    /// `disableNetworking`): the shim sets its `lo` up between create and start.
+    #[serde(default)]
+    pub loopback_up: bool,
 }
 
 fn default_agent_timeout() -> u64 {

@@ -132,16 +132,24 @@ impl StatusDir {
         self.put("shim.json", v)
     }
 
+    /// A container's file: its name checked where it becomes a path, whoever sent it (a
+    /// microVM's agent names containers too).
+    fn put_of<T: Serialize>(&self, container: &str, kind: &str, value: &T) -> std::io::Result<()> {
+        let name = crate::names::segment("container", container)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        self.put(&format!("{name}.{kind}.json"), value)
+    }
+
     pub fn started(&self, container: &str, v: &Started) -> std::io::Result<()> {
-        self.put(&format!("{container}.started.json"), v)
+        self.put_of(container, "started", v)
     }
 
     pub fn exited(&self, container: &str, v: &Exited) -> std::io::Result<()> {
-        self.put(&format!("{container}.exit.json"), v)
+        self.put_of(container, "exit", v)
     }
 
     pub fn health(&self, container: &str, v: &Health) -> std::io::Result<()> {
-        self.put(&format!("{container}.health.json"), v)
+        self.put_of(container, "health", v)
     }
 
     pub fn failed(&self, v: &Failed) -> std::io::Result<()> {
@@ -226,6 +234,35 @@ mod tests {
         };
         write_guest_usage(d.path(), std::slice::from_ref(&web)).unwrap();
         assert_eq!(read_guest_usage(d.path())["web"], web);
+    }
+
+    #[test]
+    fn a_container_name_that_climbs_writes_nothing_outside_the_status_directory() {
+        let d = tempfile::tempdir().unwrap();
+        let s = StatusDir::new(&d.path().join("task"));
+        s.create().unwrap();
+        let exit = Exited {
+            exit_code: 0,
+            oom: None,
+            at: 1,
+        };
+        for name in ["../../victim", "/etc/x", "a/b", ""] {
+            assert!(s.exited(name, &exit).is_err(), "{name:?} was written");
+        }
+        let mut left: Vec<_> = walk(d.path());
+        left.sort();
+        assert_eq!(left, [d.path().join("task"), d.path().join("task/status")]);
+    }
+
+    fn walk(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            out.push(e.path());
+            if e.path().is_dir() {
+                out.extend(walk(&e.path()));
+            }
+        }
+        out
     }
 
     #[test]

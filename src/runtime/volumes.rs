@@ -59,6 +59,37 @@ pub fn prepare(
     Ok(places)
 }
 
+/// `ipcMode` task: one `/dev/shm` for all the task's containers, as they share one IPC
+/// namespace (Docker's shareable IPC gives its containers one `/dev/shm` too): a tmpfs under
+/// the task directory, sized by the largest `sharedMemorySize` (Docker's 64 MiB without), that
+/// each container binds. Unmounted with the task's other mounts at its release.
+pub fn task_shm(def: &TaskDefinition, task_dir: &Path) -> Result<Option<PathBuf>, LaunchError> {
+    if def.ipc_mode != Some(crate::spec::SharedNamespace::Task) {
+        return Ok(None);
+    }
+    let dir = task_dir.join("shm");
+    std::fs::create_dir_all(&dir).map_err(io("create the shared /dev/shm", &dir))?;
+    let size = def
+        .containers
+        .iter()
+        .filter_map(|c| c.sandbox.shm_size_mib)
+        .max()
+        .unwrap_or(64);
+    mount(
+        Some("shm"),
+        &dir,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some(format!("mode=1777,size={size}m").as_str()),
+    )
+    .map_err(|e| LaunchError::Io {
+        action: "mount the shared /dev/shm on",
+        path: dir.clone(),
+        source: e.into(),
+    })?;
+    Ok(Some(dir))
+}
+
 /// The binds of container `name`: its mountPoints, then what its volumesFrom sources bind
 /// (followed through chains, each container once), read-only when either side says so.
 pub fn binds(def: &TaskDefinition, name: &str, places: &BTreeMap<String, PathBuf>) -> Vec<Bind> {

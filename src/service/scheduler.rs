@@ -65,6 +65,20 @@ pub fn failure_threshold(desired: u32) -> u32 {
 /// back-off, the circuit breaker. Returns whether anything changed.
 pub fn account(s: &mut Service, tasks: &[TaskView], now: u64) -> bool {
     let before = s.clone();
+    // A task started for the service is one of its own even if the service's record missed it
+    // (berthd died between starting it and writing the service, or the write failed): taken
+    // back here, so its stop is accounted like any other.
+    for t in tasks.iter().filter(|t| t.last_status != Status::Stopped) {
+        if s.tasks.insert(t.id.clone()) {
+            s.event(
+                now,
+                format!(
+                    "(service {}) took back task {}, started before the service was last recorded (berthd restarted or could not write it)",
+                    s.name, t.id
+                ),
+            );
+        }
+    }
     for t in tasks.iter().filter(|t| t.last_status == Status::Stopped) {
         if !s.tasks.remove(&t.id) {
             continue;

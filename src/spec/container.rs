@@ -48,6 +48,8 @@ const KNOWN: &[&str] = &[
     "healthCheck",
     "systemControls",
     "resourceRequirements",
+    "secrets",
+    "repositoryCredentials",
 ];
 
 const IGNORED: &[(&str, &str)] = &[
@@ -58,11 +60,6 @@ const IGNORED: &[(&str, &str)] = &[
     (
         "firelensConfiguration",
         "log routing has no meaning on one host",
-    ),
-    ("repositoryCredentials", "images are imported, not pulled"),
-    (
-        "secrets",
-        "AWS Secrets Manager and SSM are not reachable from one host",
     ),
     ("restartPolicy", "not supported yet"),
     ("versionConsistency", "images are imported, not pulled"),
@@ -163,6 +160,8 @@ pub fn validate(
         depends_on: order::depends_on(c, path),
         start_timeout: order::start_timeout(r, c, path),
         health_check: order::health_check(r, c, path),
+        secrets: super::secrets::secrets(r, c, path),
+        repository_credentials: super::secrets::repository_credentials(r, c, path),
     };
     Some(def)
 }
@@ -358,6 +357,10 @@ fn extra_hosts(r: &mut Report, c: &Map<String, Value>, path: &str) -> Vec<(Strin
         .collect()
 }
 
+/// `dockerSecurityOptions`: `no-new-privileges` and `seccomp:unconfined` are honoured (by the
+/// sandbox); AppArmor and SELinux labels are reported as ignored (berth loads no such profile,
+/// which is what Docker does on a host without them); a seccomp profile from a file and
+/// anything else is refused, never dropped.
 fn security_options(r: &mut Report, c: &Map<String, Value>, path: &str) {
     let p = join(path, "dockerSecurityOptions");
     for (i, opt) in walk::strings(r, c, path, "dockerSecurityOptions")
@@ -365,14 +368,21 @@ fn security_options(r: &mut Report, c: &Map<String, Value>, path: &str) {
         .iter()
         .enumerate()
     {
-        let known = opt == "no-new-privileges"
-            || ["apparmor:", "label:", "seccomp:"]
-                .iter()
-                .any(|pre| opt.starts_with(pre));
-        if opt.starts_with("credentialspec:") {
-            r.problem(walk::index(&p, i), format!("\"{opt}\": credentialspec is a Windows (gMSA) option; a Linux host cannot honour it and will not drop a security option silently"));
-        } else if !known {
-            r.problem(walk::index(&p, i), format!("\"{opt}\" is not a security option berth knows (no-new-privileges, apparmor:, label:, seccomp:)"));
+        let at = walk::index(&p, i);
+        if opt == "no-new-privileges" || opt == "seccomp:unconfined" {
+            continue;
+        }
+        if opt.starts_with("apparmor:") || opt.starts_with("label:") {
+            r.ignore(
+                format!("{at} ({opt})"),
+                "berth loads no AppArmor profile or SELinux label; the container runs under berth's seccomp filter and capabilities",
+            );
+        } else if opt.starts_with("seccomp:") {
+            r.problem(at, format!("\"{opt}\": a seccomp profile from a file is not supported; berth applies its default filter, or none with seccomp:unconfined"));
+        } else if opt.starts_with("credentialspec:") {
+            r.problem(at, format!("\"{opt}\": credentialspec is a Windows (gMSA) option; a Linux host cannot honour it and will not drop a security option silently"));
+        } else {
+            r.problem(at, format!("\"{opt}\" is not a security option berth knows (no-new-privileges, seccomp:unconfined, apparmor:, label:)"));
         }
     }
 }

@@ -8,7 +8,9 @@ mod container;
 mod model;
 pub mod order;
 pub mod policy;
+pub mod runnable;
 pub mod sandbox;
+pub mod secrets;
 mod task;
 mod units;
 pub mod volumes;
@@ -53,6 +55,7 @@ pub fn parse(text: &str) -> Result<Validated, SpecError> {
         }
     })?;
     let mut report = walk::Report::default();
+    let json = unwrap_described(&mut report, json);
     let definition = task::validate(&mut report, &json);
     match definition {
         Some(definition) if report.problems.is_empty() => Ok(Validated {
@@ -62,6 +65,30 @@ pub fn parse(text: &str) -> Result<Validated, SpecError> {
         }),
         _ => Err(SpecError::Invalid(report.problems)),
     }
+}
+
+/// A file as `aws ecs describe-task-definition` prints it: the definition under
+/// `taskDefinition`, with `tags` (or other keys) beside it. Operators keep such files; the
+/// definition inside is the one registered and checked, and the keys beside it are reported as
+/// ignored. A file with `containerDefinitions` of its own is a bare definition, whatever else
+/// it holds.
+fn unwrap_described(r: &mut walk::Report, json: serde_json::Value) -> serde_json::Value {
+    let serde_json::Value::Object(mut outer) = json else {
+        return json;
+    };
+    let wrapped = !outer.contains_key("containerDefinitions")
+        && outer.get("taskDefinition").is_some_and(|v| v.is_object());
+    if !wrapped {
+        return serde_json::Value::Object(outer);
+    }
+    let inner = outer.remove("taskDefinition").unwrap_or_default();
+    for key in outer.keys() {
+        r.ignore(
+            format!("(beside taskDefinition) {key}"),
+            "describe-task-definition output: the definition under taskDefinition is registered",
+        );
+    }
+    inner
 }
 
 #[cfg(test)]

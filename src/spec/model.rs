@@ -105,6 +105,10 @@ pub struct ContainerDefinition {
     /// Seconds to wait for `depends_on` before the task fails.
     pub start_timeout: Option<u64>,
     pub health_check: Option<super::order::HealthCheck>,
+    /// `secrets`: variables from the secret store (files beneath `secrets_dir` on one host).
+    pub secrets: Vec<super::secrets::Secret>,
+    /// `repositoryCredentials.credentialsParameter`: the registry login of a private image.
+    pub repository_credentials: Option<String>,
 }
 
 impl ContainerDefinition {

@@ -11,7 +11,7 @@ use super::{NetworkMode, SharedNamespace, TaskDefinition};
 /// The `group_*` keys of berthd.toml, as read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupPolicy {
-    /// `group_privileged`: `privileged: true` containers.
+    /// `group_privileged`: `privileged: true` containers, and `seccomp:unconfined`.
     pub privileged: bool,
     /// `group_host_namespaces`: `networkMode`, `pidMode` or `ipcMode` `host`.
     pub host_namespaces: bool,
@@ -22,6 +22,9 @@ pub struct GroupPolicy {
     /// `group_capabilities`: the capabilities `linuxParameters.capabilities.add` may name
     /// (unset: any).
     pub capabilities: Option<Vec<String>>,
+    /// `group_secrets`: `secrets` read from the host's `secrets_dir` (any of them: a task may
+    /// print what it is given).
+    pub secrets: bool,
 }
 
 impl Default for GroupPolicy {
@@ -33,6 +36,7 @@ impl Default for GroupPolicy {
             host_paths: None,
             devices: true,
             capabilities: None,
+            secrets: true,
         }
     }
 }
@@ -86,6 +90,16 @@ pub fn refusals_with(
         }
         if !p.privileged && c.sandbox.privileged {
             out.push(format!("{at}.privileged: (group_privileged)"));
+        }
+        if !p.privileged && c.sandbox.seccomp_unconfined {
+            out.push(format!(
+                "{at}.dockerSecurityOptions seccomp:unconfined: no seccomp filter (group_privileged)"
+            ));
+        }
+        if !p.secrets && !c.secrets.is_empty() {
+            out.push(format!(
+                "{at}.secrets: the host's secret store (group_secrets)"
+            ));
         }
         if !p.devices && !c.sandbox.devices.is_empty() {
             out.push(format!(
@@ -172,6 +186,7 @@ mod tests {
             host_paths: Some(vec!["/srv/data".into()]),
             devices: false,
             capabilities: Some(vec!["NET_BIND_SERVICE".into()]),
+            secrets: false,
         };
         let r = refusals(&def(WIDE), &p);
         let has = |s: &str| r.iter().any(|x| x.contains(s));
@@ -204,6 +219,33 @@ mod tests {
             "{r:?}"
         );
         assert_eq!(r.len(), 8, "{r:?}");
+    }
+
+    #[test]
+    fn seccomp_unconfined_is_kept_from_the_group_with_privileged() {
+        let d = def(
+            r#"{"family":"f","containerDefinitions":[{"name":"a","image":"busybox","memory":16,"dockerSecurityOptions":["seccomp:unconfined"]}]}"#,
+        );
+        let strict = GroupPolicy {
+            privileged: false,
+            ..GroupPolicy::default()
+        };
+        let asks_secrets = def(
+            r#"{"family":"f","containerDefinitions":[{"name":"a","image":"busybox","memory":16,"secrets":[{"name":"S","valueFrom":"s"}]}]}"#,
+        );
+        let no_secrets = GroupPolicy {
+            secrets: false,
+            ..GroupPolicy::default()
+        };
+        assert_eq!(
+            refusals(&asks_secrets, &no_secrets),
+            ["containerDefinitions[0].secrets: the host's secret store (group_secrets)"]
+        );
+        assert_eq!(
+            refusals(&d, &strict),
+            ["containerDefinitions[0].dockerSecurityOptions seccomp:unconfined: no seccomp filter (group_privileged)"]
+        );
+        assert!(refusals(&d, &GroupPolicy::default()).is_empty());
     }
 
     #[test]

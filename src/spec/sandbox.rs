@@ -114,6 +114,9 @@ pub struct Sandbox {
     pub readonly_root: bool,
     pub privileged: bool,
     pub no_new_privileges: bool,
+    /// `dockerSecurityOptions` `seccomp:unconfined`: no seccomp filter.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub seccomp_unconfined: bool,
     pub disable_networking: bool,
     pub ulimits: Vec<Ulimit>,
     /// Capability names as given (`ALL` allowed), without `CAP_`.
@@ -135,16 +138,21 @@ pub struct Modes {
     pub ipc: Option<SharedNamespace>,
 }
 
+/// Whether `dockerSecurityOptions` holds `opt` (its shape is checked with the container's).
+fn security_option(c: &Map<String, Value>, opt: &str) -> bool {
+    walk::get(c, "dockerSecurityOptions")
+        .and_then(Value::as_array)
+        .is_some_and(|a| a.iter().any(|o| o.as_str() == Some(opt)))
+}
+
 pub fn validate(r: &mut Report, c: &Map<String, Value>, path: &str, modes: Modes) -> Sandbox {
     let flag = |r: &mut Report, key| walk::boolean(r, c, path, key).unwrap_or(false);
     let mut s = Sandbox {
         readonly_root: flag(r, "readonlyRootFilesystem"),
         privileged: flag(r, "privileged"),
         disable_networking: flag(r, "disableNetworking"),
-        no_new_privileges: walk::strings(r, c, path, "dockerSecurityOptions")
-            .unwrap_or_default()
-            .iter()
-            .any(|o| o == "no-new-privileges"),
+        no_new_privileges: security_option(c, "no-new-privileges"),
+        seccomp_unconfined: security_option(c, "seccomp:unconfined"),
         ulimits: ulimits(r, c, path),
         sysctls: sysctls(r, c, path, modes),
         ..Sandbox::default()
@@ -290,6 +298,12 @@ fn linux_parameters(r: &mut Report, lp: &Map<String, Value>, path: &str, s: &mut
     s.init_process = walk::boolean(r, lp, path, "initProcessEnabled").unwrap_or(false);
     s.devices = devices(r, lp, path);
     s.max_swap_mib = walk::integer(r, lp, path, "maxSwap");
+    if let Some(v) = s.max_swap_mib.filter(|v| *v > i32::MAX as u64) {
+        r.problem(
+            join(path, "maxSwap"),
+            format!("{v} MiB is past ECS's limit of {} MiB", i32::MAX),
+        );
+    }
 }
 
 fn devices(r: &mut Report, lp: &Map<String, Value>, path: &str) -> Vec<Device> {

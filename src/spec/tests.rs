@@ -171,3 +171,75 @@ fn a_working_directory_that_is_relative_or_climbs_is_refused_naming_the_field() 
     )
     .is_ok());
 }
+
+#[test]
+fn a_described_file_registers_as_the_definition_under_task_definition() {
+    let v = parse(
+        r#"{"taskDefinition":{"family":"web","revision":7,"status":"ACTIVE","containerDefinitions":[{"name":"app","image":"busybox","memory":64}]},"tags":[{"key":"team","value":"a"}]}"#,
+    )
+    .unwrap();
+    assert_eq!(v.definition.family, "web");
+    assert!(
+        v.json.get("taskDefinition").is_none(),
+        "the inner definition is kept"
+    );
+    let ignored = v.ignored.join("\n");
+    assert!(
+        ignored.contains("(beside taskDefinition) tags"),
+        "{ignored}"
+    );
+    // The wrapped definition gets the bare one's checks.
+    assert_eq!(
+        problems(
+            r#"{"taskDefinition":{"family":"web","containerDefinitions":[{"name":"app","image":"busybox","memory":64,"privileged":"yes"}]}}"#
+        ),
+        ["containerDefinitions[0].privileged: must be true or false, not a string"]
+    );
+}
+
+#[test]
+fn security_options_are_honoured_reported_or_refused_never_dropped() {
+    let v = parse(
+        r#"{"family":"f","containerDefinitions":[{"name":"a","image":"i","memory":64,"dockerSecurityOptions":["no-new-privileges","seccomp:unconfined","apparmor:docker-default","label:disable"]}]}"#,
+    )
+    .unwrap();
+    let s = &v.definition.containers[0].sandbox;
+    assert!(s.no_new_privileges && s.seccomp_unconfined);
+    let ignored = v.ignored.join("\n");
+    assert!(
+        ignored.contains("dockerSecurityOptions[2] (apparmor:docker-default)"),
+        "{ignored}"
+    );
+    assert!(
+        ignored.contains("dockerSecurityOptions[3] (label:disable)"),
+        "{ignored}"
+    );
+    let p = problems(
+        r#"{"family":"f","containerDefinitions":[{"name":"a","image":"i","memory":64,"dockerSecurityOptions":["seccomp:/etc/profile.json"]}]}"#,
+    );
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].starts_with(
+            "containerDefinitions[0].dockerSecurityOptions[0]: \"seccomp:/etc/profile.json\""
+        ),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn secrets_and_repository_credentials_are_kept_for_run_time() {
+    let v = parse(
+        r#"{"family":"f","containerDefinitions":[{"name":"a","image":"i","memory":64,"secrets":[{"name":"DB","valueFrom":"db"}],"repositoryCredentials":{"credentialsParameter":"arn:x"}}]}"#,
+    )
+    .unwrap();
+    let c = &v.definition.containers[0];
+    assert_eq!(c.secrets[0].value_from, "db");
+    assert_eq!(c.repository_credentials.as_deref(), Some("arn:x"));
+    assert!(v.ignored.is_empty(), "{:?}", v.ignored);
+    assert_eq!(
+        problems(
+            r#"{"family":"f","containerDefinitions":[{"name":"a","image":"i","memory":64,"secrets":[{"name":"DB"}]}]}"#
+        ),
+        ["containerDefinitions[0].secrets[0].valueFrom: is required"]
+    );
+}

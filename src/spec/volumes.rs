@@ -27,6 +27,10 @@ pub enum VolumeSource {
 pub struct Volume {
     pub name: String,
     pub source: VolumeSource,
+    /// `configuredAtLaunch`: ECS gives the volume (an EBS volume) at RunTask. Registered as
+    /// ECS registers it; a task of it is refused at RunTask, since one host has no EBS.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub configured_at_launch: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -102,6 +106,7 @@ pub fn task_volumes(r: &mut Report, obj: &Map<String, Value>) -> (Vec<Volume>, H
             }
         }
         let source = source(r, v, &p);
+        let configured_at_launch = walk::boolean(r, v, &p, "configuredAtLaunch").unwrap_or(false);
         match walk::string(r, v, &p, "name") {
             Some(n) if !names.insert(n.clone()) => r.problem(
                 join(&p, "name"),
@@ -112,7 +117,11 @@ pub fn task_volumes(r: &mut Report, obj: &Map<String, Value>) -> (Vec<Volume>, H
                 join(&p, "name"),
                 format!("\"{n}\" must be 1-255 letters, digits, hyphens or underscores"),
             ),
-            Some(name) => out.push(Volume { name, source }),
+            Some(name) => out.push(Volume {
+                name,
+                source,
+                configured_at_launch,
+            }),
             None => r.problem(join(&p, "name"), "is required"),
         }
     }

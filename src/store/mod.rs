@@ -36,6 +36,8 @@ pub enum StoreError {
         found: i64,
         known: i64,
     },
+    #[error("state database {path}: cannot {action}: the disk is full; nothing recorded before was lost, and berth takes no new work until space is freed there")]
+    Full { path: PathBuf, action: &'static str },
     #[error("state database {path}: {action}")]
     Query {
         path: PathBuf,
@@ -104,11 +106,29 @@ impl Store {
     }
 
     fn query_err(&self, action: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
-        move |source| StoreError::Query {
-            path: self.path.clone(),
-            action,
-            source,
+        move |source| match source.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DiskFull) => StoreError::Full {
+                path: self.path.clone(),
+                action,
+            },
+            _ => StoreError::Query {
+                path: self.path.clone(),
+                action,
+                source,
+            },
         }
+    }
+
+    /// The state directory, as the store was opened in.
+    pub fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("/"))
+    }
+
+    /// Bytes free to berthd (root) on the state directory's filesystem; `None` when the
+    /// kernel does not say.
+    pub fn free_bytes(&self) -> Option<u64> {
+        let st = nix::sys::statvfs::statvfs(self.dir()).ok()?;
+        Some((st.blocks_free() as u64).saturating_mul(st.fragment_size() as u64))
     }
 
     /// The file's schema version, unless a newer berth wrote it.
@@ -198,6 +218,14 @@ impl Store {
                 params![id, state],
             )
             .map_err(self.query_err("record a task"))?;
+        Ok(())
+    }
+
+    /// Forgets a task (a stopped one past its retention).
+    pub fn delete_task(&self, id: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute("DELETE FROM tasks WHERE id = ?1", params![id])
+            .map_err(self.query_err("forget a task"))?;
         Ok(())
     }
 

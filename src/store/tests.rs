@@ -100,3 +100,39 @@ fn services_are_replaced_whole_survive_reopening_and_are_deleted() {
         [("web".to_string(), r#"{"v":2}"#.to_string())]
     );
 }
+
+#[test]
+fn a_full_database_says_so_and_keeps_what_it_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    s.put_task("kept", "{}").unwrap();
+    // SQLite's own ceiling stands in for a full disk: the same SQLITE_FULL comes back.
+    let pages: i64 = s
+        .conn
+        .pragma_query_value(None, "page_count", |r| r.get(0))
+        .unwrap();
+    s.conn
+        .pragma_update(None, "max_page_count", pages + 2)
+        .unwrap();
+    let big = "x".repeat(64 * 1024);
+    let err = (0..100)
+        .find_map(|i| s.put_task(&format!("t{i}"), &big).err())
+        .expect("the database never filled");
+    assert!(matches!(err, StoreError::Full { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("the disk is full; nothing recorded before was lost"),
+        "{err}"
+    );
+    assert!(s.tasks().unwrap().iter().any(|(id, _)| id == "kept"));
+    s.delete_task("kept").unwrap();
+    assert!(!s.tasks().unwrap().iter().any(|(id, _)| id == "kept"));
+}
+
+#[test]
+fn the_state_directory_reports_its_free_space() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    assert_eq!(s.dir(), dir.path());
+    assert!(s.free_bytes().is_some_and(|b| b > 0));
+}

@@ -419,3 +419,55 @@ impl Drop for Machine {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    #[test]
+    fn a_frame_trickled_a_byte_at_a_time_gets_one_deadline_for_all_of_it() {
+        let (mut guest, mut host) = UnixStream::pair().expect("pair");
+        let writer = std::thread::spawn(move || {
+            // A length of 8 and then a byte every 100 ms: each read returns in time, the
+            // frame never does.
+            let _ = guest.write_all(&8u32.to_be_bytes());
+            for b in b"{\"Pong\":" {
+                std::thread::sleep(Duration::from_millis(100));
+                if guest.write_all(&[*b]).is_err() {
+                    return;
+                }
+            }
+        });
+        let started = Instant::now();
+        let mut r = Deadline {
+            chan: &mut host,
+            until: Instant::now() + Duration::from_millis(350),
+        };
+        let got =
+            protocol::read_frame_limited::<_, AgentMessage>(&mut r, protocol::MAX_AGENT_FRAME);
+        assert!(got.is_err(), "{got:?}");
+        assert!(
+            started.elapsed() < Duration::from_millis(700),
+            "the deadline held for {:?}",
+            started.elapsed()
+        );
+        drop(host);
+        let _ = writer.join();
+    }
+
+    #[test]
+    fn an_agent_frame_past_its_bound_is_refused_before_it_is_read() {
+        let (mut guest, mut host) = UnixStream::pair().expect("pair");
+        guest
+            .write_all(&(protocol::MAX_AGENT_FRAME + 1).to_be_bytes())
+            .expect("write");
+        let got =
+            protocol::read_frame_limited::<_, AgentMessage>(&mut host, protocol::MAX_AGENT_FRAME);
+        assert!(
+            matches!(got, Err(ProtocolError::TooLarge(n)) if n == protocol::MAX_AGENT_FRAME + 1),
+            "{got:?}"
+        );
+    }
+}

@@ -15,7 +15,9 @@ install_berthd() {
   # The autoscaler samples every 2 s over 10 s here, so the service tests see it act in time.
   # A container without stopTimeout gets 5 s from SIGTERM to SIGKILL, not the production 30:
   # `sleep` as a container's PID 1 ignores SIGTERM, and each stop of one waited the whole 30.
-  printf 'memory_reserve_mib = %s\nmetrics_listen = "%s"\nautoscale_interval_secs = 2\nautoscale_window_secs = 10\ncontainer_stop_timeout_secs = 5\n' \
+  # Secrets as files of a root-only directory, one per valueFrom (definition.test.sh).
+  install -d -m 700 /etc/berth/secrets
+  printf 'memory_reserve_mib = %s\nmetrics_listen = "%s"\nautoscale_interval_secs = 2\nautoscale_window_secs = 10\ncontainer_stop_timeout_secs = 5\nsecrets_dir = "/etc/berth/secrets"\n' \
     "$RESERVE" "$METRICS" > /etc/berth/berthd.toml
   # MicroVMs: the cloud kernel shared from the host, the agent stripped by bench/stage (the
   # debug build's own is 200 MB of debug info), and time for a boot nested in emulation.
@@ -101,6 +103,59 @@ test_non_member_is_refused_a_manager_call_and_root_is_not() {
   assert_contains "$out" "hidden" "tester's DescribeTaskDefinition says what it hid"
   out=$(busctl --json=short call org.berth.Agent1 /org/berth/Agent1 org.berth.Agent1.Manager DescribeTaskDefinition s with-secret 2>&1)
   assert_contains "$out" "hunter2" "root's DescribeTaskDefinition"
+}
+
+# busctl arguments for a harmless call of a method of SIGNATURE (names that match nothing).
+args_for() { # SIGNATURE
+  local sig=$1 out=()
+  while [ -n "$sig" ]; do
+    case $sig in
+      'a{ss}'*) out+=(0); sig=${sig#'a{ss}'} ;;
+      as*) out+=(0); sig=${sig#as} ;;
+      s*) out+=(nosuch); sig=${sig#s} ;;
+      b*) out+=(false); sig=${sig#b} ;;
+      # A descriptor: busctl's standard input, /dev/null.
+      [utxyiqnh]*) out+=(0); sig=${sig:1} ;;
+      *) return 1 ;;
+    esac
+  done
+  echo "${out[@]}"
+}
+
+# A user outside root and the group calls every method of every interface berth serves: each
+# change is refused, each read answers, and nothing it reads holds a secret.
+test_non_member_calls_every_method_changes_nothing_and_reads_no_secret() {
+  ensure_images || return 1
+  echo '{"family":"chatty-secret","networkMode":"none","containerDefinitions":[{"name":"a","image":"busybox","memory":16,
+    "environment":[{"name":"DB_PASSWORD","value":"hunter2"}],"command":["sh","-c","echo $DB_PASSWORD"]}]}' \
+    | "$BIN/berthctl" register - >/dev/null || { fail "not registered"; return 1; }
+  local id reads=" ListTaskDefinitions DescribeTaskDefinition ListTasks DescribeTask ListServices DescribeService ListImages DescribeCapacity DescribeUsage Describe "
+  id=$("$BIN/berthctl" run chatty-secret --wait --json | jq -r .taskId) || { fail "run"; return 1; }
+  assert_contains "$("$BIN/berthctl" logs "$id")" hunter2 "root reads the container's output"
+  "$BIN/berthctl" service create quiet --task-definition chatty-secret --desired 0 >/dev/null || fail "service create"
+  local before after obj path iface m sig args out n=0
+  before=$(busctl call org.berth.Agent1 /org/berth/Agent1 org.berth.Agent1.Manager DescribeCapacity; "$BIN/berthctl" definitions; "$BIN/berthctl" ps --all; "$BIN/berthctl" service ls)
+  for obj in "/org/berth/Agent1 org.berth.Agent1.Manager" "/org/berth/Agent1/task/$id org.berth.Agent1.Task" "/org/berth/Agent1/service/quiet org.berth.Agent1.Service"; do
+    read -r path iface <<<"$obj"
+    while read -r m sig; do
+      args=$(args_for "$sig") || { fail "$iface.$m: no harmless arguments for signature $sig"; continue; }
+      # The task object's own id and the task definition's name make the reads answer.
+      case $m in DescribeTask) args=$id ;; DescribeTaskDefinition) args=chatty-secret ;; DescribeService) args=quiet ;; esac
+      # shellcheck disable=SC2086
+      out=$(runuser -u tester -- busctl --json=short call org.berth.Agent1 "$path" "$iface" "$m" ${sig:+"$sig"} $args 2>&1 </dev/null)
+      n=$((n + 1))
+      if [[ "$reads" == *" $m "* ]]; then
+        [[ "$out" != *"ccess denied"* ]] || fail "$iface.$m: a read refused to a non-member: $out"
+      else
+        assert_contains "$out" "ccess denied" "$iface.$m by a non-member"
+      fi
+      assert_not_contains "$out" hunter2 "$iface.$m by a non-member"
+    done < <(busctl introspect org.berth.Agent1 "$path" "$iface" | awk '$2 == "method" {sig = $3; if (sig == "-") sig = ""; print substr($1, 2), sig}')
+  done
+  (( n >= 25 )) || fail "only $n methods called: the introspection was not read"
+  after=$(busctl call org.berth.Agent1 /org/berth/Agent1 org.berth.Agent1.Manager DescribeCapacity; "$BIN/berthctl" definitions; "$BIN/berthctl" ps --all; "$BIN/berthctl" service ls)
+  assert_eq "$before" "$after" "berth's state after a non-member called every method"
+  "$BIN/berthctl" service delete quiet >/dev/null
 }
 
 test_berth_group_member_may_change_state() {
@@ -224,7 +279,8 @@ print("open", len(ss), "after", int(time.time() - start))
   out=$(cat /tmp/slow-clients.out)
   assert_contains "$out" "open 0 after" "the slow clients, 60 s on"
   local after=${out##* }
-  [ "${after:-99}" -le 30 ] || fail "the slow clients were cut off only after ${after}s (header timeout 10 s): $out"
+  # Under hyper's own default (30 s) this would not hold: berth's 10 s header timeout does.
+  [ "${after:-99}" -le 20 ] || fail "the slow clients were cut off only after ${after}s (header timeout 10 s): $out"
 }
 
 test_zz_systemctl_stop_is_quick_and_complete() {

@@ -60,7 +60,9 @@ test_definition_shared_memory_swap_and_disable_networking() {
   ensure_images || return 1
   check shm '"linuxParameters":{"sharedMemorySize":100}' '[ "$(df -k /dev/shm | awk "NR==2 {print \$2}")" = 102400 ]'
   check swap '"linuxParameters":{"maxSwap":32}' '[ "$(cat /sys/fs/cgroup/memory.swap.max)" = 33554432 ]'
-  check no-net '"disableNetworking":true' '[ "$(grep -c : /proc/net/dev)" = 1 ] && grep -q "lo:" /proc/net/dev'
+  # A namespace of its own with loopback alone, and loopback up (as Docker gives it): flags bit 0.
+  check no-net '"disableNetworking":true' '[ "$(grep -c : /proc/net/dev)" = 1 ] && grep -q "lo:" /proc/net/dev && [ $(( $(cat /sys/class/net/lo/flags) & 1 )) = 1 ]'
+  check lo-none '' '[ "$(grep -c : /proc/net/dev)" = 1 ] && [ $(( $(cat /sys/class/net/lo/flags) & 1 )) = 1 ]' '"networkMode":"none"'
   check with-net '' 'grep -q "eth0:" /proc/net/dev'
   printf '{"family":"labelled","containerDefinitions":[{"name":"c","image":"busybox","memory":32,"dockerLabels":{"team":"berth"},"command":["true"]}]}' \
     | CTL register - >/dev/null
@@ -111,6 +113,46 @@ print(json.dumps(d))' "$AGENT_DEFS/linux-devices.json" | CTL register - >/dev/nu
   wait_status 60 "$id" STOPPED || fail "task with a missing device did not stop"
   assert_contains "$(task_json "$id" | jfield stoppedReason)" "linuxParameters.devices hostPath /dev/xvda" "stoppedReason"
   assert_eq TaskFailedToStart "$(task_json "$id" | jfield stopCode)" "stopCode"
+}
+
+test_definition_a_described_file_registers_secrets_come_from_files_and_what_one_host_lacks_is_refused_at_run() {
+  ensure_images || return 1
+  local out id
+  # A file as `aws ecs describe-task-definition` prints it: the definition under taskDefinition.
+  out=$(printf '{"taskDefinition":{"family":"described","taskDefinitionArn":"arn:aws:ecs:eu-west-1:123456789012:task-definition/described:7","revision":7,"status":"ACTIVE","containerDefinitions":[{"name":"c","image":"busybox","memory":32,"command":["true"]}]},"tags":[{"key":"team","value":"berth"}]}' | CTL register - 2>&1)
+  assert_contains "$out" "described:1" "a described file registers as the definition it wraps"
+  assert_contains "$out" "ignored: (beside taskDefinition) tags" "the keys beside it are reported"
+  out=$(printf '{"taskDefinition":{"family":"described-bad","containerDefinitions":[{"name":"c","image":"busybox","memory":32,"privileged":"yes"}]}}' | CTL register - 2>&1) && fail "a wrapped definition skipped the checks: $out"
+  assert_contains "$out" "containerDefinitions[0].privileged: must be true or false" "the wrapped definition's own checks"
+  # An EBS volume given at RunTask: registered as ECS does, refused at run naming the field.
+  printf '{"family":"ebs","volumes":[{"name":"data","configuredAtLaunch":true}],"containerDefinitions":[{"name":"c","image":"busybox","memory":32,"mountPoints":[{"sourceVolume":"data","containerPath":"/data"}],"command":["true"]}]}' \
+    | CTL register - >/dev/null || { fail "ebs not registered"; return 1; }
+  out=$(CTL run ebs 2>&1) && fail "a task of an EBS volume given at launch ran: $out"
+  assert_contains "$out" "volumes[0] (data).configuredAtLaunch" "RunTask refusal"
+  printf '{"family":"private-image","containerDefinitions":[{"name":"c","image":"busybox","memory":32,"repositoryCredentials":{"credentialsParameter":"arn:aws:secretsmanager:eu-west-1:123456789012:secret:registry"},"command":["true"]}]}' \
+    | CTL register - >/dev/null || { fail "private-image not registered"; return 1; }
+  out=$(CTL run private-image 2>&1) && fail "a task with repositoryCredentials ran: $out"
+  assert_contains "$out" "containerDefinitions[0] (c).repositoryCredentials" "RunTask refusal"
+  # secrets: each valueFrom is a file beneath secrets_dir; the value reaches the container and
+  # no face shows it.
+  printf 's3cret-value\n' > /etc/berth/secrets/db-password
+  check secrets '"environment":[{"name":"DB","value":"plain"}],"secrets":[{"name":"DB","valueFrom":"arn:aws:ssm:eu-west-1:123456789012:parameter/db-password"}]' '[ "$DB" = s3cret-value ]'
+  id=$(CTL --json ps --all | jq -r '[.[] | select(.taskDefinition | startswith("secrets:"))][-1].taskId')
+  # Where berthd wrote the value down, root alone reads it.
+  assert_eq 600 "$(stat -c %a "$STATE/tasks/$id/plan.json")" "the task's plan's mode"
+  assert_eq 600 "$(stat -c %a "$STATE/tasks/$id/containers/c/bundle/config.json")" "the container's config's mode"
+  ! runuser -u tester -- cat "$STATE/tasks/$id/containers/c/bundle/config.json" >/dev/null 2>&1 || fail "another user reads the container's config"
+  # A file that is not there, or a link out of the directory: the task fails naming the entry.
+  ln -sf /etc/shadow /etc/berth/secrets/shadow-link
+  printf '{"family":"secret-link","containerDefinitions":[{"name":"c","image":"busybox","memory":32,"secrets":[{"name":"S","valueFrom":"shadow-link"}],"command":["true"]}]}' \
+    | CTL register - >/dev/null
+  id=$(CTL run secret-link) || { fail "secret-link refused: $id"; return 1; }
+  wait_status 60 "$id" STOPPED || fail "secret-link did not stop"
+  out=$(task_json "$id" | jfield stoppedReason)
+  assert_contains "$out" "secrets[0] (S)" "stoppedReason names the secret"
+  assert_contains "$out" "symbolic link" "stoppedReason says why"
+  ! grep -q "root:" <<<"$out" || fail "stoppedReason shows the linked file: $out"
+  rm -f /etc/berth/secrets/shadow-link /etc/berth/secrets/db-password
 }
 
 test_definition_host_wide_sysctl_is_refused_naming_the_field() {

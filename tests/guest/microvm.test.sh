@@ -41,8 +41,10 @@ test_microvm_task_waits_for_a_healthy_writer_shares_a_volume_logs_an_oom_kill_an
   # task volume both mount), then says the note and the kernel it runs on; the writer says a
   # line on stderr and idles, deaf to SIGTERM, until killed at its stopTimeout; the hog, not essential, reads 100 MB into its 32 (200 MB would be refused outright by
   # the 148 MiB guest's overcommit check: dd would exit 1, not be OOM-killed).
+  # main's startTimeout is long: under nested emulation beside the other lane, creating the
+  # writer in the guest and its first health check took past the default 180 s once.
   register vm-exit42 '{"name":"main","image":"busybox","memory":100,"mountPoints":[{"sourceVolume":"shared","containerPath":"/shared"}],
-      "dependsOn":[{"containerName":"writer","condition":"HEALTHY"}],
+      "dependsOn":[{"containerName":"writer","condition":"HEALTHY"}],"startTimeout":600,
       "command":["sh","-c","cat /shared/note; uname -r; uname -r | grep -q cloud-amd64 && exit 42; exit 1"]},
     {"name":"writer","image":"busybox","essential":false,"memoryReservation":16,"mountPoints":[{"sourceVolume":"shared","containerPath":"/shared"}],
       "healthCheck":{"command":["CMD-SHELL","test -s /shared/note"],"interval":5,"retries":3},
@@ -51,6 +53,10 @@ test_microvm_task_waits_for_a_healthy_writer_shares_a_volume_logs_an_oom_kill_an
     '"volumes":[{"name":"shared","host":{}}]' >/dev/null || { fail "not registered"; return 1; }
   reserved=$(prop ReservedMemory)
   json=$(CTL --json run --isolation microvm --wait vm-exit42); rc=$?
+  if [ "$rc" != 42 ]; then
+    echo "the task as it stopped: $(echo "$json" | jq -c '{stopCode, stoppedReason, containers: [.containers[] | {name, lastStatus, healthStatus, exitCode, reason}]}')"
+    echo "its shim's log: $(tail -20 "/var/lib/berth/tasks/$(echo "$json" | jfield taskId)/shim.log" 2>&1)"
+  fi
   assert_eq 42 "$rc" "berthctl run --wait exit status (42 only on the cloud kernel)"
   assert_eq microvm "$(echo "$json" | jfield isolation)" "isolation"
   assert_eq 148 "$(echo "$json" | jfield vm.memoryMiB)" "the VM's memory (100 + 16 + 32 MiB)"

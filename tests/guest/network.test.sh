@@ -135,11 +135,18 @@ test_network_container_reaches_the_host_side_and_gets_the_dns_files_it_asked_for
   assert_eq 0 "$(task_json "$id" | jfield containers.0.exitCode)" "exit code"
 }
 
-test_network_kill_9_keeps_ports_serving_with_no_duplicate_rule_and_a_stop_leaves_nothing() {
+test_network_kill_9_keeps_ports_serving_with_no_duplicate_rule_and_a_stop_leaves_nothing_of_bridge_or_awsvpc_tasks() {
   ensure_images && guest_address || return 1
   net_register "{\"family\":\"web-crash\",\"containerDefinitions\":[$(httpd_def web crash-page '[{"containerPort":80,"hostPort":8081},{"containerPort":80}]')]}"
-  local id old rules_before port
+  # Beside it, a bridge task of two containers and an awsvpc task: every veth and namespace of
+  # theirs must go at their stop by the berthd that did not start them.
+  net_register "{\"family\":\"pair-crash\",\"containerDefinitions\":[$(httpd_def one one-page),$(httpd_def two two-page)]}"
+  net_register "{\"family\":\"vpc-crash\",\"networkMode\":\"awsvpc\",\"containerDefinitions\":[$(httpd_def srv vpc-page)]}"
+  local id old rules_before port pair vpc
   id=$(run_running web-crash) || return 1
+  pair=$(run_running pair-crash) || { stop_all "$id"; return 1; }
+  vpc=$(run_running vpc-crash) || { stop_all "$id" "$pair"; return 1; }
+  assert_eq 4 "$(task_links)" "veths before the crash (1 + 2 bridge containers, 1 awsvpc task)"
   port=$(task_json "$id" | jfield containers.0.networkBindings.1.hostPort)
   wait_for 30 page http://localhost:8081/ || fail "nothing on 8081 before the crash"
   rules_before=$(published_rules)
@@ -151,11 +158,11 @@ test_network_kill_9_keeps_ports_serving_with_no_duplicate_rule_and_a_stop_leaves
   assert_eq crash-page "$(page http://localhost:8081/)" "8081 after the restart"
   assert_eq crash-page "$(page "http://$GUEST_ADDR:$port/")" "the dynamic port after the restart"
   assert_eq "$rules_before" "$(published_rules)" "rules after the restart (none duplicated)"
-  assert_eq 1 "$(task_links)" "veths after the restart"
+  assert_eq 4 "$(task_links)" "veths after the restart"
   # The re-adopted task keeps its port in the books.
   out=$(CTL run web-crash 2>&1) && fail "a second task took 8081: $out"
   assert_contains "$out" "RESOURCE:PORTS: tcp/8081" "8081 still held after the restart"
-  stop_all "$id"
+  stop_all "$id" "$pair" "$vpc"
   assert_no_task_network "after the stop"
   nft list table ip berth >/dev/null || fail "berth's table is gone"
 }

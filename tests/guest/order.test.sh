@@ -36,6 +36,10 @@ test_order_containers_start_as_dependson_says_and_the_essential_exit_ends_the_ta
   assert_eq 0 "$(cfield "$id" 1 exitCode)" "init's exit code (a non-essential exit does not end the task)"
   assert_eq 143 "$(cfield "$id" 2 exitCode)" "side ended by SIGTERM when the essential main exited"
   assert_eq EssentialContainerExited "$(task_json "$id" | jfield stopCode)" "stopCode"
+  # As ECS reports it: every container STOPPED, the task's reason the essential container's.
+  assert_eq "Essential container in task exited" "$(task_json "$id" | jfield stoppedReason)" "stoppedReason"
+  local i
+  for i in 0 1 2; do assert_eq STOPPED "$(cfield "$id" "$i" lastStatus)" "container $i's lastStatus"; done
 }
 
 test_order_a_dependency_that_cannot_hold_or_times_out_stops_the_task_naming_it() {
@@ -103,12 +107,12 @@ test_order_pid_and_ipc_mode_task_share_namespaces_and_host_shares_the_hosts() {
   ensure_images || return 1
   printf '%s' '{"family":"shared-ns","networkMode":"none","pidMode":"task","ipcMode":"task","volumes":[{"name":"v"}],"containerDefinitions":[
     {"name":"a","image":"busybox","memory":32,"essential":false,"mountPoints":[{"sourceVolume":"v","containerPath":"/v"}],
-     "command":["sh","-c","readlink /proc/self/ns/pid > /v/pid; readlink /proc/self/ns/ipc > /v/ipc; exec sleep 1001"]},
+     "command":["sh","-c","echo from-a > /dev/shm/note; readlink /proc/self/ns/pid > /v/pid; readlink /proc/self/ns/ipc > /v/ipc; exec sleep 1001"]},
     {"name":"b","image":"busybox","memory":32,"mountPoints":[{"sourceVolume":"v","containerPath":"/v"}],
      "dependsOn":[{"containerName":"a","condition":"START"}],
-     "command":["sh","-c","for i in $(seq 100); do [ -s /v/ipc ] && break; sleep 0.2; done; [ \"$(readlink /proc/self/ns/pid)\" = \"$(cat /v/pid)\" ] && [ \"$(readlink /proc/self/ns/ipc)\" = \"$(cat /v/ipc)\" ] && ps | grep -q \"[s]leep 1001\" && exit 42; exit 1"]}]}' \
+     "command":["sh","-c","for i in $(seq 100); do [ -s /v/ipc ] && break; sleep 0.2; done; [ \"$(readlink /proc/self/ns/pid)\" = \"$(cat /v/pid)\" ] && [ \"$(readlink /proc/self/ns/ipc)\" = \"$(cat /v/ipc)\" ] && ps | grep -q \"[s]leep 1001\" && [ \"$(cat /dev/shm/note)\" = from-a ] && exit 42; exit 1"]}]}' \
     | CTL register - >/dev/null || { fail "not registered"; return 1; }
-  assert_eq 42 "$(exit_code_of shared-ns 1)" "b shares a's pid and ipc namespaces and sees its sleep"
+  assert_eq 42 "$(exit_code_of shared-ns 1)" "b shares a's pid and ipc namespaces, sees its sleep and its /dev/shm file"
   local host_ipc
   host_ipc=$(readlink /proc/1/ns/ipc)
   check pid-host '' 'grep -q systemd /proc/1/comm' '"pidMode":"host","networkMode":"none"'

@@ -108,7 +108,7 @@ test_task_cpu_512_is_half_a_cpu_in_cpu_max_and_in_use() {
 
 test_memory_reservation_is_memory_low_and_limits_reach_the_container() {
   ensure_images || return 1
-  register soft '{"name":"soft","image":"busybox","cpu":256,"memory":128,"memoryReservation":64,"command":["sleep","600"]},{"name":"heavy","image":"busybox","cpu":768,"memory":32,"essential":false,"command":["sleep","600"]}' >/dev/null
+  register soft '{"name":"soft","image":"busybox","cpu":256,"memory":128,"memoryReservation":64,"command":["sleep","600"]},{"name":"heavy","image":"busybox","cpu":768,"memory":32,"essential":false,"linuxParameters":{"maxSwap":16},"command":["sleep","600"]}' >/dev/null
   id=$(CTL run soft) || return 1
   wait_status 60 "$id" RUNNING || fail "soft not RUNNING"
   assert_eq 67108864 "$(cat $(task_cg "$id")/soft/memory.low)" "container memory.low"
@@ -116,7 +116,10 @@ test_memory_reservation_is_memory_low_and_limits_reach_the_container() {
   w_soft=$(cat $(task_cg "$id")/soft/cpu.weight); w_heavy=$(cat $(task_cg "$id")/heavy/cpu.weight)
   echo "cpu.weight: soft (256 units) $w_soft, heavy (768 units) $w_heavy"
   (( w_soft < w_heavy )) || fail "cpu.weight of 256 units ($w_soft) not below that of 768 units ($w_heavy)"
-  assert_eq 0 "$(cat $(task_cg "$id")/memory.swap.max)" "task memory.swap.max"
+  # maxSwap reaches the container, and the task's ceiling is the sum of its containers' (a
+  # ceiling of 0 above them would deny every container its swap).
+  assert_eq 16777216 "$(cat $(task_cg "$id")/heavy/memory.swap.max)" "container memory.swap.max (maxSwap 16)"
+  assert_eq 16777216 "$(cat $(task_cg "$id")/memory.swap.max)" "task memory.swap.max"
   assert_eq 4096 "$(cat $(task_cg "$id")/pids.max)" "task pids.max"
   CTL stop "$id"
   wait_status 60 "$id" STOPPED || fail "soft did not stop"

@@ -11,6 +11,7 @@ use serde_json::json;
 use berth::dbus::client::ManagerProxy;
 
 mod attach;
+mod history;
 mod images;
 mod services;
 mod tasks;

@@ -200,6 +200,13 @@ pub async fn ps(m: &ManagerProxy<'_>, all: bool, json: bool) -> anyhow::Result<(
     for (id, def, last, desired, _) in list {
         println!("{id:<32}  {def:<24} {last:<12} {desired:<8}");
     }
+    if all {
+        // On standard error: the table stays one line per task for scripts. Best-effort: a
+        // berthd without the properties still lists its tasks.
+        if let Ok(line) = super::history::line(m).await {
+            eprintln!("{line}");
+        }
+    }
     Ok(())
 }
 

@@ -201,3 +201,20 @@ fn whiteouts_inside_the_layer_still_work() {
         Some(b"y".to_vec())
     );
 }
+
+#[test]
+fn an_absolute_entry_lands_inside_the_layer_and_not_on_the_host() {
+    let h = host();
+    let target = h.victim.join("evil");
+    let name = target.to_str().unwrap().to_string();
+    let out = h
+        .unpack(&[E::File(&name, "x")])
+        .expect("an absolute entry is the layer's own path");
+    let names: Vec<_> = std::fs::read_dir(&h.victim)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["keep"], "the host's directory changed");
+    let inside = out.join(name.trim_start_matches('/'));
+    assert_eq!(std::fs::read_to_string(&inside).unwrap(), "x");
+}

@@ -90,9 +90,10 @@ fn architectures() -> Value {
     }
 }
 
-/// `linux.seccomp` for the container with `caps` (names with `CAP_`); `None` when privileged.
+/// `linux.seccomp` for the container with `caps` (names with `CAP_`); `None` when privileged
+/// or asked `seccomp:unconfined`.
 pub fn profile(s: &Sandbox, caps: &[String]) -> Option<Value> {
-    if s.privileged {
+    if s.privileged || s.seccomp_unconfined {
         return None;
     }
     let holds = |cap: &str| caps.iter().any(|c| c.strip_prefix("CAP_") == Some(cap));

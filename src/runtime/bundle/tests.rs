@@ -245,3 +245,34 @@ fn no_new_privileges_is_written_only_when_asked_so_the_filter_loads_while_privil
     );
     assert_eq!(nnp["process"]["noNewPrivileges"], true);
 }
+
+#[test]
+fn a_task_shared_dev_shm_is_bound_instead_of_a_tmpfs_of_its_own() {
+    let d = def(r#"{"name":"a","image":"x","memory":32,"command":["sh"]}"#);
+    let shm_of = |net: &Provided| {
+        let v = config(
+            &TASK,
+            net,
+            &d,
+            &image(None, None),
+            &Accounts::default(),
+            Path::new("/r"),
+            Path::new("/c"),
+        )
+        .unwrap();
+        v["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["destination"] == "/dev/shm")
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(shm_of(&Provided::default())["type"], "tmpfs");
+    let shared = shm_of(&Provided {
+        shm: Some("/var/lib/berth/tasks/t/shm".into()),
+        ..Provided::default()
+    });
+    assert_eq!(shared["type"], "bind");
+    assert_eq!(shared["source"], "/var/lib/berth/tasks/t/shm");
+}

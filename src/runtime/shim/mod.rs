@@ -16,7 +16,6 @@ mod start;
 mod vm;
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -46,7 +45,8 @@ struct Running {
     plan: ContainerPlan,
     container: Container,
     pid: Pid,
-    log: File,
+    /// Its log's index in `Shim::logs`.
+    log: usize,
     kill_at: Option<Instant>,
 }
 
@@ -57,7 +57,7 @@ struct Shim {
     running: Vec<Running>,
     /// Output pumps, with the index of their container's log in `logs`.
     pumps: Vec<(logs::Pump, usize)>,
-    logs: Vec<File>,
+    logs: Vec<logs::LogFile>,
     stopping: bool,
     /// Steps timed before the next container's start, reported with it.
     steps: Vec<Step>,
@@ -172,7 +172,9 @@ impl Shim {
         };
         let oom = (code == 137 && mine.oom_kill > 0).then_some(scope);
         let oom = oom.or_else(|| (code == 137 && task.oom_kill > 0).then_some(OomScope::Task));
-        let _ = r.log.sync_data();
+        if let Some(log) = self.logs.get(r.log) {
+            log.sync();
+        }
         self.exit_codes.insert(r.plan.name.clone(), code);
         self.checks.remove(&r.plan.name);
         if let Err(e) = self.status.exited(

@@ -141,7 +141,7 @@ impl Shim {
         make_workdir(c).map_err(|e| format!("CannotStartContainerError: workingDirectory: {e}"))?;
         self.step("rootfs", t);
         let t = Instant::now();
-        let log = logs::open_log(&c.log)
+        let log = logs::LogFile::open(&c.log, self.plan.log_max_bytes)
             .map_err(|e| format!("CannotStartContainerError: log {}: {e}", c.log.display()))?;
         let pipe = || nix::unistd::pipe2(OFlag::O_CLOEXEC);
         let (out_r, out_w) = pipe().map_err(|e| format!("CannotStartContainerError: {e}"))?;
@@ -159,6 +159,12 @@ impl Shim {
             .with_detach(true)
             .build();
         let mut container = built.map_err(|e| format!("CannotCreateContainerError: {e}"))?;
+        if c.loopback_up {
+            if let Err(e) = loopback_up(&container) {
+                let _ = container.delete(true);
+                return Err(format!("CannotStartContainerError: {e}"));
+            }
+        }
         self.step("create", t);
         let t = Instant::now();
         if let Err(e) = container.start() {
@@ -180,7 +186,7 @@ impl Shim {
             )
             .map_err(|e| format!("cannot record the start: {e}"))?;
         let idx = self.logs.len();
-        self.logs.push(log.try_clone().map_err(|e| e.to_string())?);
+        self.logs.push(log);
         for (fd, is_err) in [(out_r, false), (err_r, true)] {
             let _ = nix::fcntl::fcntl(
                 std::os::fd::AsRawFd::as_raw_fd(&fd),
@@ -193,7 +199,7 @@ impl Shim {
             plan: c.clone(),
             container,
             pid,
-            log,
+            log: idx,
             kill_at: None,
         });
         Ok(())
@@ -245,4 +251,13 @@ fn make_workdir(c: &ContainerPlan) -> Result<(), String> {
 
 pub(super) fn unmount(c: &ContainerPlan) {
     let _ = umount2(&c.rootfs, MntFlags::MNT_DETACH);
+}
+
+/// `lo` up in the namespace the created (not yet started) container's init holds.
+fn loopback_up(container: &libcontainer::container::Container) -> Result<(), String> {
+    let pid = container
+        .pid()
+        .ok_or_else(|| "no init process to set lo up for".to_string())?;
+    let ns = std::path::PathBuf::from(format!("/proc/{pid}/ns/net"));
+    crate::network::netns::loopback_up(&ns).map_err(|e| e.to_string())
 }

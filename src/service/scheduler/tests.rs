@@ -173,3 +173,26 @@ fn scale_in_stops_the_newest_and_not_yet_healthy_first_and_delete_stops_all() {
     s.deleting = true;
     assert_eq!(plan(&s, &tasks, 0).stop.len(), 3);
 }
+
+#[test]
+fn a_task_started_just_before_a_crash_is_taken_back_and_its_failure_counts() {
+    // berthd died between starting task "a" and recording it in the service.
+    let mut s = Service::new("web", "web:1", 1, 0);
+    assert!(account(&mut s, &[view("a", "web:1", Status::Running)], 10));
+    assert!(s.tasks.contains("a"));
+    assert!(s.events.iter().any(|e| e
+        .message
+        .starts_with("(service web) took back task a, started before")));
+    // Taken back once: the next pass changes nothing.
+    assert!(!account(&mut s, &[view("a", "web:1", Status::Running)], 11));
+    account(
+        &mut s,
+        &[stopped("a", "web:1", StopCode::EssentialContainerExited)],
+        12,
+    );
+    assert_eq!(s.failures, 1, "its stop is a failure like any other");
+    assert!(s
+        .events
+        .iter()
+        .any(|e| e.message.starts_with("(service web) task a stopped")));
+}

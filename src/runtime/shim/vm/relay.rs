@@ -3,7 +3,6 @@
 //! heartbeat that tells a live agent from a silent one.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::time::{Duration, Instant};
 
 use crate::runtime::plan::Plan;
@@ -12,7 +11,7 @@ use crate::runtime::shim::logs::{self, Journal, Lines};
 /// Container output, by container and stream.
 pub(super) struct Output {
     journal: Journal,
-    files: BTreeMap<String, File>,
+    files: BTreeMap<String, logs::LogFile>,
     lines: BTreeMap<(String, bool), Lines>,
 }
 
@@ -31,7 +30,7 @@ impl Output {
             return;
         };
         if !self.files.contains_key(name) {
-            match logs::open_log(&c.log) {
+            match logs::LogFile::open(&c.log, plan.log_max_bytes) {
                 Ok(f) => {
                     self.files.insert(name.to_string(), f);
                 }
