@@ -188,3 +188,31 @@ fn a_refused_replacement_leaves_the_name_as_it_was_and_a_new_name_is_not_asked()
         .unwrap();
     assert_eq!(store.list().len(), 2);
 }
+
+#[test]
+fn an_archive_whose_index_is_a_link_out_is_refused_and_nothing_is_kept() {
+    let d = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(&d.path().join("store")).unwrap();
+    std::fs::write(
+        d.path().join("outside.json"),
+        r#"{"schemaVersion":2,"manifests":[]}"#,
+    )
+    .unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    let layout = br#"{"imageLayoutVersion":"1.0.0"}"#;
+    let mut h = tar::Header::new_gnu();
+    h.set_size(layout.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    b.append_data(&mut h, "oci-layout", &layout[..]).unwrap();
+    let mut link = tar::Header::new_gnu();
+    link.set_entry_type(tar::EntryType::Symlink);
+    link.set_size(0);
+    link.set_mode(0o777);
+    b.append_link(&mut link, "index.json", d.path().join("outside.json"))
+        .unwrap();
+    let archive = b.into_inner().unwrap();
+    let e = store.import(&archive[..], Some("evil:1"), 1).unwrap_err();
+    assert!(e.to_string().contains("index.json"), "{e}");
+    assert!(store.list().is_empty(), "an image was kept");
+}

@@ -261,3 +261,34 @@ fn loopback_up(container: &libcontainer::container::Container) -> Result<(), Str
     let ns = std::path::PathBuf::from(format!("/proc/{pid}/ns/net"));
     crate::network::netns::loopback_up(&ns).map_err(|e| e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(rootfs: &std::path::Path, cwd: &str) -> ContainerPlan {
+        serde_json::from_value(serde_json::json!({
+            "name": "c", "containerId": "c0", "essential": true, "stopTimeoutSecs": 1,
+            "bundle": "/b", "lower": [], "upper": "/u", "work": "/w",
+            "rootfs": rootfs, "cgroup": "/g", "log": "/l", "cwd": cwd,
+        }))
+        .expect("a plan")
+    }
+
+    #[test]
+    fn an_images_working_directory_that_climbs_is_refused_and_makes_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let rootfs = d.path().join("rootfs");
+        std::fs::create_dir(&rootfs).unwrap();
+        for cwd in ["/../../escaped", "relative/dir", "/app/../../escaped"] {
+            let e = make_workdir(&plan(&rootfs, cwd)).unwrap_err();
+            assert!(
+                e.contains("is not an absolute path inside the container"),
+                "{e}"
+            );
+        }
+        assert!(!d.path().join("escaped").exists());
+        make_workdir(&plan(&rootfs, "/srv/app")).unwrap();
+        assert!(rootfs.join("srv/app").is_dir());
+    }
+}
