@@ -41,7 +41,8 @@ test_history_a_log_rotates_by_size_and_a_stopped_task_is_forgotten_past_its_rete
   # Past its retention: the record, the directory (upper layers and logs) and the object go.
   wait_for 90 eval '! CTL describe "'"$id"'" >/dev/null 2>&1' || fail "task $id not forgotten 30 s after it stopped"
   [ ! -e "$STATE/tasks/$id" ] || fail "the forgotten task's directory stayed: $(ls "$STATE/tasks/$id")"
-  ! busctl introspect org.berth.Agent1 "/org/berth/Agent1/task/$id" >/dev/null 2>&1 || fail "the forgotten task's D-Bus object stayed"
+  ! busctl introspect org.berth.Agent1 "/org/berth/Agent1/task/$id" 2>/dev/null | grep -q org.berth.Agent1.Task \
+    || fail "the forgotten task's D-Bus object stayed"
   ! CTL ps --all | grep -q "$id" || fail "ps --all still lists the forgotten task"
   # A restart does not bring it back.
   berthd_restored
