@@ -141,13 +141,20 @@ test_non_member_calls_every_method_changes_nothing_and_reads_no_secret() {
       args=$(args_for "$sig") || { fail "$iface.$m: no harmless arguments for signature $sig"; continue; }
       # The task object's own id and the task definition's name make the reads answer.
       case $m in DescribeTask) args=$id ;; DescribeTaskDefinition) args=chatty-secret ;; DescribeService) args=quiet ;; esac
-      # shellcheck disable=SC2086
-      out=$(runuser -u tester -- busctl --json=short call org.berth.Agent1 "$path" "$iface" "$m" ${sig:+"$sig"} $args 2>&1 </dev/null)
-      n=$((n + 1))
-      if [[ "$reads" == *" $m "* ]]; then
-        [[ "$out" != *"ccess denied"* ]] || fail "$iface.$m: a read refused to a non-member: $out"
+      if [[ "$sig" == *h* ]]; then
+        # busctl passes no descriptors: berthctl, which sends one, makes the call instead.
+        [ "$m" == ImportImage ] || { fail "$iface.$m: a descriptor argument and no client for it"; continue; }
+        out=$(runuser -u tester -- "$BIN/berthctl" image import /etc/hostname 2>&1 </dev/null)
       else
-        assert_contains "$out" "ccess denied" "$iface.$m by a non-member"
+        # shellcheck disable=SC2086
+        out=$(runuser -u tester -- busctl --json=short call org.berth.Agent1 "$path" "$iface" "$m" ${sig:+"$sig"} $args 2>&1 </dev/null)
+      fi
+      n=$((n + 1))
+      # The bus says "Access denied", berthctl the error's name, AccessDenied.
+      if [[ "$reads" == *" $m "* ]]; then
+        [[ "${out,,}" != *"access"*"denied"* ]] || fail "$iface.$m: a read refused to a non-member: $out"
+      else
+        [[ "${out,,}" == *"access"*"denied"* ]] || fail "$iface.$m by a non-member: not refused: $out"
       fi
       assert_not_contains "$out" hunter2 "$iface.$m by a non-member"
     done < <(busctl introspect org.berth.Agent1 "$path" "$iface" | awk '$2 == "method" {sig = $3; if (sig == "-") sig = ""; print substr($1, 2), sig}')
