@@ -22,7 +22,7 @@ install_berthd() {
   # MicroVMs: the cloud kernel shared from the host, the agent stripped by bench/stage (the
   # debug build's own is 200 MB of debug info), and time for a boot nested in emulation.
   if [ -n "${BERTH_GUEST_KERNEL:-}" ]; then
-    printf 'vm_kernel_dir = "%s"\nvm_agent = "%s"\nvm_boot_timeout_secs = 900\nvm_agent_timeout_secs = 30\n' \
+    printf 'vm_kernel_dir = "%s"\nvm_agent = "%s"\nvm_boot_timeout_secs = 900\nvm_agent_timeout_secs = 60\n' \
       "$BERTH_GUEST_KERNEL" "${BERTH_AGENT:-$REPO/target/bench/bin-debug/berth-agent}" >> /etc/berth/berthd.toml
   fi
   busctl call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus ReloadConfig

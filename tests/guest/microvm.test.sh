@@ -90,7 +90,7 @@ test_microvm_a_host_path_volume_is_refused_naming_the_field() {
 # A service's microVM task, seen as a container task is (the Isolation property, its cgroup's
 # memory.max, its line in `berthctl capacity`, its container's memory series and log), lives
 # through a kill -9 of berthd with the same VMM and no second task, then is lost two ways,
-# each replaced: a frozen VM (its agent silent past vm_agent_timeout_secs, 30 in the test
+# each replaced: a frozen VM (its agent silent past vm_agent_timeout_secs, 60 in the test
 # config) and a killed VMM. Two full boots; the second replacement is only seen to start (one
 # VM at a time: two nested VMs at once share the guest's two emulated CPUs), and the
 # service's delete stops it mid-boot. (A stop's SIGKILL after stopTimeout is the writer's, in
@@ -144,7 +144,7 @@ microvm_service() {
   assert_eq microvm "$(task_json "$frozen" | jfield isolation)" "the service's task's isolation"
   microvm_faces_and_kill_9 "$frozen" || return 1
   kill -STOP "$(vmm_pid "$frozen")"
-  wait_status 90 "$frozen" STOPPED || { fail "task $frozen not STOPPED after its VM froze"; return 1; }
+  wait_status 150 "$frozen" STOPPED || { fail "task $frozen not STOPPED after its VM froze"; return 1; }
   assert_contains "$(task_json "$frozen" | jfield stoppedReason)" "agent did not answer" "stoppedReason of a frozen VM's task"
   assert_eq TaskLost "$(task_json "$frozen" | jfield stopCode)" "stopCode of a task whose agent went silent"
   wait_for 10 eval '[ ! -d "$(dirname "$(task_cg "'"$frozen"'")")" ]' || fail "task $frozen's scope (and its frozen VMM) is still there"

@@ -205,7 +205,9 @@ test_restart_kill_9_at_random_points_of_run_task_leaves_running_or_cleanly_stopp
   for d in /sys/fs/cgroup/berth.slice/berth-*.scope; do
     [ -d "$d" ] || continue
     id=${d##*/berth-}; id=${id%.scope}
-    [[ " $live " == *" $id "* ]] || wait_for 10 eval '[ ! -d "'"$d"'" ]' || fail "orphaned task scope $d"
+    [[ " $live " == *" $id "* ]] || wait_for 30 eval '[ ! -d "'"$d"'" ]' || {
+      fail "orphaned task scope $d: $(systemctl show -p ActiveState,SubState,CollectMode "berth-$id.scope" | tr '\n' ' ') procs: $(cat "$d"/cgroup.procs "$d"/*/cgroup.procs 2>/dev/null | tr '\n' ' ') task: $(CTL --json describe "$id" 2>&1 | head -c 300) journal: $(journalctl -u berthd --no-pager -o cat | grep "$id" | tail -5 | tr '\n' '|')"
+    }
   done
   for s in $(pgrep -af '(berth-shim|berthd shim) ' | awk '{print $NF}'); do
     [[ " $live " == *" $(basename "$s") "* ]] || fail "orphaned shim for $s"

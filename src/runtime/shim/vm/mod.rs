@@ -207,8 +207,8 @@ impl VmShim<'_> {
     ) -> Result<(), ShimError> {
         let agent_timeout_secs = vm.agent_timeout_secs;
         let timeout = Duration::from_secs(agent_timeout_secs);
-        // While the agent creates a container it answers nothing: under emulation that can
-        // take as long as a boot, and is allowed as long.
+        // While the agent creates a container or execs a health check in one it answers
+        // nothing: under emulation either can take as long as a boot, and is allowed as long.
         let busy_timeout = timeout.max(Duration::from_secs(vm.boot_timeout_secs));
         let mut heartbeat = Heartbeat::new(Instant::now(), PING_INTERVAL);
         let mut frames = (Instant::now(), 0u32);
@@ -235,11 +235,7 @@ impl VmShim<'_> {
                     m.console()
                 ));
             }
-            let limit = if self.creating() {
-                busy_timeout
-            } else {
-                timeout
-            };
+            let limit = if self.busy() { busy_timeout } else { timeout };
             if let Some(quiet) = heartbeat.silent(now, limit) {
                 self.hung = true;
                 return self.lost(format!(
@@ -297,11 +293,14 @@ impl VmShim<'_> {
         }
     }
 
-    /// A container was sent to the agent and has neither started nor failed yet.
-    fn creating(&self) -> bool {
-        self.requested
+    /// The agent is at work it answers nothing during: a container sent to it that has
+    /// neither started nor failed yet, or a health check it has not answered.
+    fn busy(&self) -> bool {
+        let creating = self
+            .requested
             .iter()
-            .any(|n| !self.started.contains(n) && !self.ended.contains(n))
+            .any(|n| !self.started.contains(n) && !self.ended.contains(n));
+        creating || self.checks.values().any(|c| c.in_flight())
     }
 
     fn vmm_gone(&self, m: &Machine, status: std::process::ExitStatus) -> String {
