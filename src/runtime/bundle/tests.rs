@@ -250,16 +250,7 @@ fn no_new_privileges_is_written_only_when_asked_so_the_filter_loads_while_privil
 fn a_task_shared_dev_shm_is_bound_instead_of_a_tmpfs_of_its_own() {
     let d = def(r#"{"name":"a","image":"x","memory":32,"command":["sh"]}"#);
     let shm_of = |net: &Provided| {
-        let v = config(
-            &TASK,
-            net,
-            &d,
-            &image(None, None),
-            &Accounts::default(),
-            Path::new("/r"),
-            Path::new("/c"),
-        )
-        .unwrap();
+        let v = built(&TASK, net, &d);
         v["mounts"]
             .as_array()
             .unwrap()
