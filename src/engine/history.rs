@@ -1,6 +1,6 @@
 //! The stopped tasks berth remembers, and forgetting them past the retention policy: each
-//! forgotten task leaves the store first, then the engine, then the host (its directory, with
-//! its upper layers and logs), then the faces.
+//! forgotten task leaves the host first (its directory, with its upper layers and logs), then
+//! the store and the engine, then the faces.
 
 use std::collections::BTreeSet;
 use std::time::Duration;

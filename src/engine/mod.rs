@@ -174,12 +174,8 @@ impl Engine {
 
     pub fn register_definition(&self, json: &str) -> Result<Registered, DefinitionError> {
         let validated = spec::parse(json)?;
+        self.check_disk()?;
         let mut state = self.lock();
-        crate::capacity::disk(
-            &state.store.dir().display().to_string(),
-            state.store.free_bytes(),
-            self.min_free_disk_mib,
-        )?;
         let revision = state
             .definitions
             .next_revision(&validated.definition.family);
