@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::image::pull::{PullBehavior, PullConfig};
 use crate::vm::sizing::Isolation;
 
 use crate::network::Subnet;
@@ -141,6 +142,24 @@ pub struct Config {
     /// MiB the state directory's filesystem keeps free: below it berth refuses new tasks,
     /// definitions and services (`RESOURCE:DISK`), so what it recorded always has room.
     pub min_free_disk_mib: u64,
+    /// When RunTask pulls a task's images: `default` (those the store lacks), `always`,
+    /// `once`, `prefer-cached` (the ECS agent's `ECS_IMAGE_PULL_BEHAVIOR`).
+    pub image_pull_behavior: PullBehavior,
+    /// Registry logins in Docker's `config.json` format (`docker login`, `skopeo login
+    /// --authfile`), root's alone (mode 0600).
+    pub registry_auth_file: PathBuf,
+    /// Registries asked before Docker Hub for its images (`host[:port]`).
+    pub registry_mirrors: Vec<String>,
+    /// Registries spoken to over plain HTTP (`host[:port]`).
+    pub insecure_registries: Vec<String>,
+    /// PEM certificate authorities trusted for registries beside the system's.
+    pub registry_ca_files: Vec<PathBuf>,
+    /// Seconds a registry may stay silent (connecting or mid-blob) before the pull fails.
+    pub image_pull_inactivity_timeout_secs: u64,
+    /// Seconds a whole pull may take.
+    pub image_pull_timeout_secs: u64,
+    /// Blobs of one image fetched at once.
+    pub image_pull_concurrency: usize,
 }
 
 /// How microVMs run guest code.
@@ -216,6 +235,14 @@ impl Default for Config {
             stopped_task_max: 1000,
             log_max_mib: 64,
             min_free_disk_mib: 100,
+            image_pull_behavior: PullBehavior::Default,
+            registry_auth_file: PathBuf::from("/etc/berth/registry-auth.json"),
+            registry_mirrors: Vec::new(),
+            insecure_registries: Vec::new(),
+            registry_ca_files: Vec::new(),
+            image_pull_inactivity_timeout_secs: 60,
+            image_pull_timeout_secs: 7200,
+            image_pull_concurrency: 3,
         }
     }
 }
@@ -226,6 +253,22 @@ impl Config {
         crate::engine::retention::Retention {
             max_age_us: self.stopped_task_retention_secs.saturating_mul(1_000_000),
             max_count: self.stopped_task_max,
+        }
+    }
+
+    /// The registry settings, for the image puller.
+    pub fn pull_config(&self) -> PullConfig {
+        PullConfig {
+            auth_file: self.registry_auth_file.clone(),
+            mirrors: self.registry_mirrors.clone(),
+            insecure: self.insecure_registries.clone(),
+            ca_files: self.registry_ca_files.clone(),
+            inactivity_timeout: std::time::Duration::from_secs(
+                self.image_pull_inactivity_timeout_secs.max(1),
+            ),
+            timeout: std::time::Duration::from_secs(self.image_pull_timeout_secs.max(1)),
+            concurrency: self.image_pull_concurrency.max(1),
+            secrets_dir: self.secrets_dir.clone(),
         }
     }
 
@@ -332,6 +375,27 @@ mod tests {
         assert_eq!(
             c.secrets_dir.as_deref(),
             Some(Path::new("/etc/berth/secrets"))
+        );
+    }
+
+    #[test]
+    fn registry_keys_are_read() {
+        let c = Config::parse(
+            "image_pull_behavior = \"prefer-cached\"\nregistry_mirrors = [\"mirror.test:5000\"]\ninsecure_registries = [\"lab:5000\"]\nregistry_ca_files = [\"/etc/berth/ca.pem\"]\nimage_pull_inactivity_timeout_secs = 5\n",
+            Path::new("b.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.image_pull_behavior, PullBehavior::PreferCached);
+        let p = c.pull_config();
+        assert_eq!(p.mirrors, ["mirror.test:5000"]);
+        assert_eq!(p.insecure, ["lab:5000"]);
+        assert_eq!(p.inactivity_timeout.as_secs(), 5);
+        let e = Config::parse("image_pull_behavior = \"sometimes\"", Path::new("b.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("sometimes") || e.contains("image_pull_behavior"),
+            "{e}"
         );
     }
 

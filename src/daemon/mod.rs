@@ -56,6 +56,8 @@ pub enum DaemonError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Images(#[from] crate::image::ImageError),
+    #[error("registry settings: {0}")]
+    Registry(#[from] crate::image::pull::PullError),
     #[error("cannot find berthd's own executable (needed to start task shims)")]
     OwnExe(#[source] std::io::Error),
     #[error("cannot install signal handlers")]
@@ -151,6 +153,10 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         images.clone(),
         networks.ok(),
     );
+    let puller = Arc::new(crate::image::pull::Puller::new(
+        images.clone(),
+        config.pull_config(),
+    )?);
     let engine = Engine::new(
         Books::register(resources, config.memory_reserve_mib, host_ports(&config))
             .with_bridge(bridge),
@@ -168,8 +174,10 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         secrets: config.secrets_dir.is_some(),
     })
     .with_retention(config.retention())
-    .with_min_free_disk(config.min_free_disk_mib);
+    .with_min_free_disk(config.min_free_disk_mib)
+    .with_puller(puller.clone(), config.image_pull_behavior);
     let metrics = Metrics::new(engine.clone())?;
+    metrics.add(Box::new(puller.durations()))?;
     // Following before the watch loop runs, so no launch it completes goes uncounted.
     let lifecycle_task = tokio::spawn(metrics.lifecycle().follow(engine.clone()));
     let watch_task = tokio::spawn(engine.clone().watch());

@@ -8,6 +8,7 @@ use zbus::{interface, Connection};
 
 use super::access::require_admin;
 use super::capacity;
+use super::images;
 use super::service::{self as service_face, service_path};
 use super::task::{describe, task_path};
 use super::usage;
@@ -370,27 +371,25 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(String, String), BerthError> {
         let uid = require_admin(conn, &hdr).await?;
-        // An image is the largest thing berth writes into its state directory.
-        self.engine
-            .check_disk()
-            .map_err(|e| BerthError::ResourceUnavailable(e.to_string()))?;
-        let images = self.engine.images().clone();
-        let fd: std::os::fd::OwnedFd = archive.into();
-        let name = (!name.is_empty()).then_some(name);
-        let now = crate::clock::now_seconds();
-        let engine = self.engine.clone();
-        let group = self.group.clone();
-        let rec = tokio::task::spawn_blocking(move || {
-            let may_replace = |image: &str| match uid {
-                0 => Ok(()),
-                _ => replace_refusal(&engine, &group, image).map_or(Ok(()), Err),
-            };
-            images.import_checked(std::fs::File::from(fd), name.as_deref(), now, &may_replace)
-        })
-        .await
-        .map_err(|e| BerthError::Failed(format!("import stopped: {e}")))??;
-        tracing::info!(image = %rec.name, id = %rec.id, "image imported");
-        Ok((rec.name, rec.id))
+        images::import(&self.engine, &self.group, uid, archive.into(), name).await
+    }
+
+    /// Pulls `reference` from its registry (or a mirror) into the store, as `docker pull`
+    /// does; returns when it is there, with the name and image id. Progress: `ListPulls`.
+    #[zbus(out_args("name", "id"))]
+    async fn pull_image(
+        &self,
+        reference: String,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(String, String), BerthError> {
+        let uid = require_admin(conn, &hdr).await?;
+        images::pull(&self.engine, &self.group, uid, &reference).await
+    }
+
+    /// Pulls in flight as (name, layers done, layers, bytes done, bytes).
+    async fn list_pulls(&self) -> Vec<(String, u64, u64, u64, u64)> {
+        images::pulls(&self.engine)
     }
 
     /// Images as (name, id, bytes, importedAt seconds since the epoch).
@@ -557,29 +556,4 @@ pub async fn emit_capacity(conn: &Connection) -> zbus::Result<()> {
     m.remaining_cpu_changed(e).await?;
     m.remaining_memory_changed(e).await?;
     m.reserved_ports_changed(e).await
-}
-
-/// Why the group may not give `image` new content: a definition registered with it asks for
-/// what the group policy keeps from the group (a privileged container, say), so new content
-/// under the name would run with that. `None`: nothing such uses it.
-fn replace_refusal(engine: &Engine, group: &GroupPolicy, image: &str) -> Option<String> {
-    use crate::image::reference::normalize;
-    let want = normalize(image);
-    engine.list_definitions("").iter().find_map(|reference| {
-        let reg = engine.describe_definition(reference).ok()?;
-        let def = &reg.definition;
-        def.containers
-            .iter()
-            .any(|c| normalize(&c.image) == want)
-            .then_some(())?;
-        let refused = crate::spec::policy::refusals(def, group);
-        (!refused.is_empty()).then(|| {
-            format!(
-                "image {want} is used by {reference}, which asks for what berthd's config keeps \
-                 from the berth group ({}): only root may give the name new content; import \
-                 under another name",
-                refused.join("; ")
-            )
-        })
-    })
 }

@@ -6,6 +6,7 @@ mod access;
 mod capacity;
 pub mod client;
 mod error;
+mod images;
 mod manager;
 pub mod service;
 mod task;

@@ -51,6 +51,8 @@ pub fn describe(t: &Task) -> serde_json::Value {
         "createdAt": time(Some(t.created_at)),
         "startedAt": time(t.started_at),
         "stoppedAt": time(t.stopped_at),
+        "pullStartedAt": time(t.pull_started_at),
+        "pullStoppedAt": time(t.pull_stopped_at),
     })
 }
 
@@ -274,6 +276,18 @@ impl TaskObject {
     fn stopped_at(&self) -> u64 {
         self.field(|t| t.stopped_at.unwrap_or(0))
     }
+
+    /// ECS's `pullStartedAt` (µs since the epoch; 0: no pull).
+    #[zbus(property)]
+    fn pull_started_at(&self) -> u64 {
+        self.field(|t| t.pull_started_at.unwrap_or(0))
+    }
+
+    /// ECS's `pullStoppedAt` (µs; 0 while pulling or without a pull).
+    #[zbus(property)]
+    fn pull_stopped_at(&self) -> u64 {
+        self.field(|t| t.pull_stopped_at.unwrap_or(0))
+    }
 }
 
 async fn emit_task(conn: &Connection, id: &str) -> zbus::Result<()> {
@@ -291,6 +305,8 @@ async fn emit_task(conn: &Connection, id: &str) -> zbus::Result<()> {
     obj.health_status_changed(e).await?;
     obj.container_health_changed(e).await?;
     obj.started_at_changed(e).await?;
+    obj.pull_started_at_changed(e).await?;
+    obj.pull_stopped_at_changed(e).await?;
     obj.stopped_at_changed(e).await
 }
 

@@ -8,6 +8,7 @@
 mod autoscaling;
 mod definitions;
 mod history;
+mod pulls;
 mod restore;
 pub mod retention;
 mod services;
@@ -79,6 +80,8 @@ pub struct Engine {
     retention: retention::Retention,
     /// MiB the state directory's filesystem keeps free; below it new work is refused.
     min_free_disk_mib: u64,
+    /// Pulls images tasks need; without, a task's image must be in the store.
+    pulls: Option<pulls::Pulls>,
 }
 
 /// The daemon's isolation settings the engine applies at RunTask.
@@ -141,6 +144,7 @@ impl Engine {
             host_sources: spec::runnable::HostSources::default(),
             retention: retention::Retention::default(),
             min_free_disk_mib: 0,
+            pulls: None,
         })
     }
 

@@ -115,6 +115,13 @@ pub struct Task {
     /// The microVM's size, for a microVM task.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vm: Option<VmSize>,
+    /// ECS's `pullStartedAt`: when berth began pulling the task's images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_started_at: Option<u64>,
+    /// ECS's `pullStoppedAt`: when the pulls ended (set once the task is handed to its
+    /// backend, or stopped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_stopped_at: Option<u64>,
 }
 
 impl Task {
@@ -160,6 +167,8 @@ impl Task {
             started_by: None,
             isolation: Isolation::Container,
             vm: None,
+            pull_started_at: None,
+            pull_stopped_at: None,
         }
     }
 
@@ -220,6 +229,30 @@ impl Task {
         self.last_status == Status::Stopped
     }
 
+    /// Its images are being pulled (or it is being handed over after): its backend does not
+    /// have it yet, so nothing is observed of it.
+    pub fn pulling(&self) -> bool {
+        self.pull_started_at.is_some() && self.pull_stopped_at.is_none() && !self.is_stopped()
+    }
+
+    /// PENDING while its images are pulled (ECS shows a pulling task PENDING).
+    pub fn start_pull(&mut self, now: u64) {
+        self.last_status = Status::Pending;
+        self.pull_started_at = Some(now);
+    }
+
+    /// The pulls ended at `at`: the task was handed to its backend, or stops.
+    pub fn end_pull(&mut self, at: u64) {
+        if self.pull_started_at.is_some() {
+            self.pull_stopped_at.get_or_insert(at);
+        }
+    }
+
+    /// `StopTask` on a task still pulling: nothing of it runs, so it is STOPPED at once.
+    pub fn stop_unlaunched(&mut self, reason: String, now: u64) {
+        self.end(StopCode::UserInitiated, reason, now);
+    }
+
     /// The backend has the task: its holder process runs.
     pub fn launched(&mut self) {
         if self.last_status == Status::Provisioning {
@@ -240,6 +273,7 @@ impl Task {
 
     /// STOPPED; containers not yet stopped get `container_reason`.
     fn finish(&mut self, container_reason: &str, now: u64) {
+        self.end_pull(now);
         for c in &mut self.containers {
             if c.last_status != Status::Stopped {
                 c.last_status = Status::Stopped;
@@ -260,6 +294,16 @@ impl Task {
                 "host restarted: the task ended with the previous boot".into(),
                 now,
             );
+        }
+        if self.pulling() {
+            if !seen.holder_alive && seen.report.shim.is_none() {
+                return self.failed_to_start(
+                    "berthd stopped while pulling the task's images; it never ran".into(),
+                    now,
+                );
+            }
+            // Handed over just before berthd stopped: it runs.
+            self.end_pull(now);
         }
         if self.last_status == Status::Provisioning {
             if !seen.holder_alive && seen.report.shim.is_none() {

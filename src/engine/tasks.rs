@@ -112,7 +112,8 @@ impl Engine {
         self.check_runnable(reference)?;
         self.check_disk()?;
         let vm = self.microvm_size(reference, isolation)?;
-        let registered = {
+        let pulls = self.images_to_pull(reference)?;
+        let task = {
             let mut state = self.lock();
             let reg = state.definitions.get(reference)?;
             if !reg.active {
@@ -129,47 +130,74 @@ impl Engine {
                 task = task.in_microvm(size, self.isolation.vm_overhead_mib);
             }
             task.started_by = started_by.map(str::to_string);
+            if !pulls.is_empty() {
+                task.start_pull(now_us());
+            }
             state.books.admit(task.claim())?;
             if let Err(e) = persist(&state.store, &task) {
                 state.books.release(task.claim());
                 return Err(e.into());
             }
-            let net = task.network.clone();
-            let reserved = task.reservation.memory_mib;
-            state.tasks.insert(id.clone(), task);
-            (reg, net, reserved)
+            state.tasks.insert(id.clone(), task.clone());
+            task
         };
-        let (registered, net, reserved_memory_mib) = registered;
         crate::timing::step(&id, "admit", admitting);
         self.emit(Change::TaskAdded(id.clone()));
         self.emit(Change::Capacity);
+        if !pulls.is_empty() {
+            self.pull_then_launch(id, pulls);
+            return Ok(task);
+        }
+        self.launch(&id, None)
+    }
+
+    /// Hands the admitted task `id` to its backend (its pulls, if it had any, ended at
+    /// `pulled_at`); a task the backend cannot start is STOPPED with the cause as its reason.
+    pub(super) fn launch(&self, id: &str, pulled_at: Option<u64>) -> Result<Task, TaskError> {
+        let (registered, net, vm, reserved_memory_mib) = {
+            let state = self.lock();
+            let task = state
+                .tasks
+                .get(id)
+                .ok_or_else(|| TaskError::NotFound(id.to_string()))?;
+            let reg = state.definitions.get(&task.task_definition)?;
+            (
+                reg,
+                task.network.clone(),
+                task.vm,
+                task.reservation.memory_mib,
+            )
+        };
         let launching = std::time::Instant::now();
         let launched = self.runtime.launch(&Launch {
-            task_id: &id,
+            task_id: id,
             definition: &registered.definition,
             network: &net,
             vm: vm.as_ref(),
             reserved_memory_mib,
         });
-        crate::timing::step(&id, "launch", launching);
+        crate::timing::step(id, "launch", launching);
         let mut state = self.lock();
         let State { tasks, books, .. } = &mut *state;
-        let Some(task) = tasks.get_mut(&id) else {
-            return Err(TaskError::NotFound(id));
+        let Some(task) = tasks.get_mut(id) else {
+            return Err(TaskError::NotFound(id.to_string()));
         };
+        if let Some(at) = pulled_at {
+            task.end_pull(at);
+        }
         match launched {
             Ok(()) => task.launched(),
             Err(e) => {
                 tracing::warn!(task = %id, error = %e, "task failed to start");
                 task.failed_to_start(e.to_string(), now_us());
                 books.release(task.claim());
-                self.runtime.release(&id);
+                self.runtime.release(id);
             }
         }
         let task = task.clone();
         persist(&state.store, &task)?;
         drop(state);
-        self.emit(Change::TaskChanged(id));
+        self.emit(Change::TaskChanged(id.to_string()));
         if task.is_stopped() {
             self.emit(Change::Capacity);
         }
@@ -189,6 +217,17 @@ impl Engine {
             } else {
                 reason
             };
+            if task.pulling() {
+                // Nothing of it runs yet: STOPPED now; its pull ends on its own.
+                task.stop_unlaunched(reason.to_string(), now_us());
+                let task = task.clone();
+                state.books.release(task.claim());
+                persist(&state.store, &task)?;
+                drop(state);
+                self.emit(Change::TaskChanged(id.to_string()));
+                self.emit(Change::Capacity);
+                return Ok(task);
+            }
             if !task.request_stop(reason.to_string()) {
                 return Ok(task.clone());
             }
@@ -293,7 +332,9 @@ impl Engine {
                 .lock()
                 .tasks
                 .values()
-                .filter(|t| !t.is_stopped() && t.last_status != Status::Provisioning)
+                .filter(|t| {
+                    !t.is_stopped() && t.last_status != Status::Provisioning && !t.pulling()
+                })
                 .filter(|t| only.as_ref().is_none_or(|o| o.contains(&t.id)))
                 .map(|t| (t.id.clone(), t.desired_status == Status::Stopped))
                 .collect();

@@ -21,8 +21,6 @@ pub enum LayerError {
         #[source]
         source: std::io::Error,
     },
-    #[error("layer {path} is zstd-compressed, which berth cannot unpack yet; re-export the image with gzip or uncompressed layers (skopeo copy --dest-compress-format gzip)")]
-    Zstd { path: PathBuf },
     #[error("layer {layer}: cannot unpack {entry}")]
     Entry {
         layer: PathBuf,
@@ -44,7 +42,7 @@ pub enum LayerError {
 const WHITEOUT: &str = ".wh.";
 const OPAQUE: &str = ".wh..wh..opq";
 
-/// Unpacks the (optionally gzip-compressed) layer tarball `blob` (read from this descriptor,
+/// Unpacks the (optionally gzip- or zstd-compressed) layer tarball `blob` (read from this descriptor,
 /// the one its digest was computed from; `shown` names it in errors) into `dest`, which must
 /// not exist yet; a half-written unpack never appears at `dest` (it is built beside and renamed).
 pub fn unpack(mut blob: File, shown: &Path, dest: &Path) -> Result<(), LayerError> {
@@ -58,11 +56,9 @@ pub fn unpack(mut blob: File, shown: &Path, dest: &Path) -> Result<(), LayerErro
     blob.seek(SeekFrom::Start(0)).map_err(read_err)?;
     let reader: Box<dyn Read> = match &magic[..n] {
         [0x1f, 0x8b, ..] => Box::new(GzDecoder::new(BufReader::new(blob))),
-        [0x28, 0xb5, 0x2f, 0xfd] => {
-            return Err(LayerError::Zstd {
-                path: shown.to_owned(),
-            })
-        }
+        [0x28, 0xb5, 0x2f, 0xfd] => Box::new(
+            zstd::stream::read::Decoder::with_buffer(BufReader::new(blob)).map_err(read_err)?,
+        ),
         _ => Box::new(BufReader::new(blob)),
     };
     let tmp = dest.with_extension("unpacking");

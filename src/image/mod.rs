@@ -4,11 +4,13 @@
 //!
 //! Imports arrive as a tar stream (an OCI layout directory tarred by the client, a
 //! `docker save` tarball or a skopeo `docker-archive:`), so berthd reads only what the caller
-//! could read. Not here: pulling from registries.
+//! could read, or as an OCI layout that `pull` fetched from a registry into the spool: both
+//! take the same checked way into the store.
 
 mod config;
 mod import;
 mod layer;
+pub mod pull;
 pub mod reference;
 
 use std::fs::File;
@@ -67,7 +69,7 @@ pub enum ImageError {
     NoName,
     #[error("{0:?} is not a valid image name (letters, digits, . _ - / : @)")]
     BadName(String),
-    #[error("no image {0} in berth's image store; import it with `berthctl image import`")]
+    #[error("no image {0} in berth's image store; pull it (`berthctl image pull`) or import it (`berthctl image import`)")]
     NotFound(String),
     #[error(transparent)]
     Layer(#[from] LayerError),
@@ -119,7 +121,7 @@ fn hex(digest: &str) -> &str {
 impl ImageStore {
     /// Opens the store at `root`, creating its directories.
     pub fn open(root: &Path) -> Result<ImageStore, ImageError> {
-        for d in ["blobs/sha256", "layers", "spool"] {
+        for d in ["blobs/sha256", "layers", "spool", "downloads"] {
             let p = root.join(d);
             std::fs::create_dir_all(&p).map_err(io_err("create", &p))?;
         }
@@ -191,15 +193,62 @@ impl ImageStore {
                 return Err(ImageError::BadName(n.to_string()));
             }
         }
-        let mut index = self.lock();
-        let spool = self
-            .root
-            .join("spool")
-            .join(format!("{}-{}", std::process::id(), now));
-        std::fs::create_dir_all(&spool).map_err(io_err("create", &spool))?;
-        let result = self.import_spooled(archive, &spool, name, now);
+        let index = self.lock();
+        let spool = self.new_spool(&format!("{}-{}", std::process::id(), now))?;
+        let result = tar::Archive::new(archive)
+            .unpack(&spool)
+            .map_err(io_err("unpack the archive into", &spool))
+            .and_then(|()| self.import_spooled(&spool, name, now));
         let _ = std::fs::remove_dir_all(&spool);
-        let record = result?;
+        self.commit(index, result?, may_replace)
+    }
+
+    /// A fresh directory beneath the spool (emptied when the store opens), for one import.
+    pub fn new_spool(&self, tag: &str) -> Result<PathBuf, ImageError> {
+        let spool = self.root.join("spool").join(tag);
+        if spool.exists() {
+            std::fs::remove_dir_all(&spool).map_err(io_err("empty", &spool))?;
+        }
+        std::fs::create_dir_all(&spool).map_err(io_err("create", &spool))?;
+        Ok(spool)
+    }
+
+    /// Where pulls keep blobs they are fetching or have fetched and verified, across
+    /// restarts, until the image that needs them is in the store.
+    pub fn downloads_dir(&self) -> PathBuf {
+        self.root.join("downloads")
+    }
+
+    /// The stored blob `digest`, when the store has it (a layer another image brought).
+    pub fn stored_blob(&self, digest: &str) -> Option<PathBuf> {
+        let p = self.blob_path(digest);
+        p.is_file().then_some(p)
+    }
+
+    /// Imports the OCI image layout in `spool` (made by [`ImageStore::new_spool`], removed
+    /// after) under `name`, through the same checks as an archive.
+    pub fn import_layout(
+        &self,
+        spool: &Path,
+        name: &str,
+        now: u64,
+    ) -> Result<ImageRecord, ImageError> {
+        if !reference::is_valid(name) {
+            return Err(ImageError::BadName(name.to_string()));
+        }
+        let index = self.lock();
+        let result = self.import_spooled(spool, Some(name), now);
+        let _ = std::fs::remove_dir_all(spool);
+        self.commit(index, result?, &|_| Ok(()))
+    }
+
+    /// Names `record` in the index, replacing an image of its name if `may_replace` agrees.
+    fn commit(
+        &self,
+        mut index: std::sync::MutexGuard<'_, Vec<ImageRecord>>,
+        record: ImageRecord,
+        may_replace: &dyn Fn(&str) -> Result<(), String>,
+    ) -> Result<ImageRecord, ImageError> {
         if index.iter().any(|r| r.name == record.name) {
             may_replace(&record.name).map_err(ImageError::Refused)?;
         }
@@ -211,14 +260,10 @@ impl ImageStore {
 
     fn import_spooled(
         &self,
-        archive: impl Read,
         spool: &Path,
         name: Option<&str>,
         now: u64,
     ) -> Result<ImageRecord, ImageError> {
-        tar::Archive::new(archive)
-            .unpack(spool)
-            .map_err(io_err("unpack the archive into", spool))?;
         let spool_fd = crate::beneath::open_root(spool).map_err(|source| ImageError::Archive {
             path: spool.to_owned(),
             source,

@@ -68,6 +68,11 @@ impl Metrics {
         })
     }
 
+    /// Adds a family another part of berthd keeps (the puller's durations).
+    pub fn add(&self, c: Box<dyn prometheus::core::Collector>) -> Result<(), MetricsError> {
+        Ok(self.registry.register(c)?)
+    }
+
     /// The launch and stop counts, to follow the engine with.
     pub fn lifecycle(&self) -> Lifecycle {
         self.lifecycle.clone()

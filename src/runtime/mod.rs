@@ -16,7 +16,7 @@ mod net;
 pub mod plan;
 pub mod report;
 mod scope;
-mod secrets;
+pub mod secrets;
 pub mod shim;
 mod spawn;
 mod status_watch;

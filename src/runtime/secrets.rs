@@ -30,24 +30,33 @@ pub fn merge(
         what,
     };
     // The engine refuses such a task before it launches; kept as the last word.
-    let dir = dir.ok_or_else(|| refused("secrets: no secrets_dir is configured".into()))?;
-    let root =
-        open_dir(dir).map_err(|why| refused(format!("secrets_dir {}: {why}", dir.display())))?;
+    if dir.is_none() {
+        return Err(refused("secrets: no secrets_dir is configured".into()));
+    }
     for (i, s) in c.secrets.iter().enumerate() {
-        let at = |why: String| refused(format!("secrets[{i}] ({}): {why}", s.name));
-        let rel = crate::spec::secrets::secret_file(&s.value_from).map_err(at)?;
-        let bytes = crate::beneath::read_bounded(root.as_fd(), &rel, MAX_BYTES)
-            .map_err(|e| at(format!("{} beneath {}: {e}", rel.display(), dir.display())))?;
-        let mut value = String::from_utf8(bytes)
-            .map_err(|_| at(format!("{} is not UTF-8 text", rel.display())))?;
-        // `echo secret > file` leaves one newline that is not part of the secret.
-        if value.ends_with('\n') {
-            value.pop();
-        }
+        let value = read_value(dir, &s.value_from)
+            .map_err(|why| refused(format!("secrets[{i}] ({}): {why}", s.name)))?;
         out.environment.retain(|(k, _)| k != &s.name);
         out.environment.push((s.name.clone(), value));
     }
     Ok(out)
+}
+
+/// The value of the secret `value_from` (an SSM parameter or Secrets Manager ARN or name)
+/// from its file beneath `dir`; the error names the file, never its content.
+pub fn read_value(dir: Option<&Path>, value_from: &str) -> Result<String, String> {
+    let dir = dir.ok_or("no secrets_dir is configured in berthd.toml")?;
+    let root = open_dir(dir).map_err(|why| format!("secrets_dir {}: {why}", dir.display()))?;
+    let rel = crate::spec::secrets::secret_file(value_from)?;
+    let bytes = crate::beneath::read_bounded(root.as_fd(), &rel, MAX_BYTES)
+        .map_err(|e| format!("{} beneath {}: {e}", rel.display(), dir.display()))?;
+    let mut value =
+        String::from_utf8(bytes).map_err(|_| format!("{} is not UTF-8 text", rel.display()))?;
+    // `echo secret > file` leaves one newline that is not part of the secret.
+    if value.ends_with('\n') {
+        value.pop();
+    }
+    Ok(value)
 }
 
 /// The secrets directory, opened after checking it is root's alone: a file another user

@@ -39,10 +39,16 @@ pub fn refusals(def: &TaskDefinition, host: HostSources) -> Vec<String> {
                 }
             }
         }
-        if c.repository_credentials.is_some() {
-            out.push(format!(
-                "{at}.repositoryCredentials: berth runs images imported into its store (berthctl image import) and pulls from no private registry; import the image and remove the field"
-            ));
+        if let Some(param) = &c.repository_credentials {
+            if !host.secrets {
+                out.push(format!(
+                    "{at}.repositoryCredentials: this host has no secret store; set secrets_dir in berthd.toml to a root-only directory holding the credentialsParameter as a file of JSON {{\"username\", \"password\"}}, or put the registry's login in registry_auth_file"
+                ));
+            } else if let Err(why) = super::secrets::secret_file(param) {
+                out.push(format!(
+                    "{at}.repositoryCredentials.credentialsParameter: {why}"
+                ));
+            }
         }
     }
     out
@@ -103,15 +109,31 @@ mod tests {
     }
 
     #[test]
-    fn repository_credentials_are_refused_naming_the_field() {
+    fn repository_credentials_need_a_secret_store_and_a_plain_name() {
         let d = def(
             r#","repositoryCredentials":{"credentialsParameter":"arn:aws:secretsmanager:r:1:secret:reg"}"#,
             "",
         );
-        let r = refusals(&d, HostSources { secrets: true });
+        assert_eq!(
+            refusals(&d, HostSources { secrets: true }),
+            Vec::<String>::new()
+        );
+        let r = refusals(&d, HostSources { secrets: false });
         assert_eq!(r.len(), 1, "{r:?}");
         assert!(
-            r[0].starts_with("containerDefinitions[0] (app).repositoryCredentials:"),
+            r[0].starts_with("containerDefinitions[0] (app).repositoryCredentials:")
+                && r[0].contains("secrets_dir"),
+            "{r:?}"
+        );
+        let climbing = def(
+            r#","repositoryCredentials":{"credentialsParameter":"../../root/.docker/config.json"}"#,
+            "",
+        );
+        let r = refusals(&climbing, HostSources { secrets: true });
+        assert!(
+            r[0].starts_with(
+                "containerDefinitions[0] (app).repositoryCredentials.credentialsParameter:"
+            ),
             "{r:?}"
         );
     }

@@ -95,7 +95,7 @@ enum Command {
         #[arg(long)]
         once: bool,
     },
-    /// Images: import, ls, rm.
+    /// Images: import, pull, ls, rm.
     #[command(subcommand)]
     Image(ImageCommand),
     /// Services: create, update, delete, ls, describe, events, scaling, why.
@@ -111,6 +111,14 @@ enum ImageCommand {
         /// NAME:TAG to give the image (default: the name the archive carries).
         #[arg(long)]
         name: Option<String>,
+    },
+    /// Pull an image from its registry (bytes and layers shown as they arrive).
+    Pull {
+        /// NAME[:TAG] or NAME@sha256:DIGEST, as a task definition's `image` gives it.
+        reference: String,
+        /// Print only the name and id at the end.
+        #[arg(long, short)]
+        quiet: bool,
     },
     /// List imported images.
     Ls,
@@ -232,6 +240,9 @@ async fn run(args: Args) -> anyhow::Result<u8> {
         Command::Top { once } => top::top(&m, once, args.json).await?,
         Command::Image(ImageCommand::Import { path, name }) => {
             images::import(&m, &path, name).await?
+        }
+        Command::Image(ImageCommand::Pull { reference, quiet }) => {
+            images::pull(&m, reference, quiet).await?
         }
         Command::Image(ImageCommand::Ls) => images::ls(&m, args.json).await?,
         Command::Image(ImageCommand::Rm { name }) => images::rm(&m, name).await?,

@@ -1,0 +1,535 @@
+//! Pulling images from OCI Distribution registries into the store, with `oci-client`: the
+//! manifest (an index resolved to linux/amd64), then the config and layers several at once
+//! into the downloads directory (`fetch`), verified, then an OCI layout in the spool that the
+//! store imports through the same checks as an archive. Layers the store already has are not
+//! fetched; a pull that was cut off resumes; one image is pulled once however many tasks ask.
+
+pub mod auth;
+mod fetch;
+pub mod manifest;
+mod reason;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
+use oci_client::errors::OciDistributionError;
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference, RegistryOperation};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use super::{ImageError, ImageRecord, ImageStore};
+pub use auth::Credentials;
+
+/// When RunTask pulls (the ECS agent's `ECS_IMAGE_PULL_BEHAVIOR`, with berth's `default`
+/// pulling only what the store lacks, so an imported image is never fetched over it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PullBehavior {
+    /// Pull an image the store lacks.
+    #[default]
+    Default,
+    /// Pull at every RunTask; a failed pull stops the task.
+    Always,
+    /// Pull an image once; later tasks use the store's.
+    Once,
+    /// Use the store's image when there is one; pull otherwise.
+    PreferCached,
+}
+
+impl PullBehavior {
+    /// Whether a task's image is pulled, given whether the store has it.
+    pub fn should_pull(self, cached: bool) -> bool {
+        match self {
+            PullBehavior::Always => true,
+            PullBehavior::Default | PullBehavior::Once | PullBehavior::PreferCached => !cached,
+        }
+    }
+}
+
+/// The registry settings of `berthd.toml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullConfig {
+    /// Docker `config.json` with registry logins, root's alone.
+    pub auth_file: PathBuf,
+    /// Registries tried before Docker Hub for its images (Docker's `registry-mirrors`).
+    pub mirrors: Vec<String>,
+    /// Registries spoken to over plain HTTP.
+    pub insecure: Vec<String>,
+    /// PEM files of certificate authorities trusted beside the system's.
+    pub ca_files: Vec<PathBuf>,
+    /// A registry silent this long fails the pull (ECS's pull inactivity timeout).
+    pub inactivity_timeout: Duration,
+    /// The longest a whole pull may take.
+    pub timeout: Duration,
+    /// Blobs fetched at once.
+    pub concurrency: usize,
+    /// Where `repositoryCredentials` secrets are read (the daemon's `secrets_dir`).
+    pub secrets_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    #[error("{0:?} is not an image reference: {1}")]
+    BadReference(String, String),
+    #[error("{registry}: {reason}")]
+    Registry { registry: String, reason: String },
+    #[error(transparent)]
+    Manifest(#[from] manifest::ManifestError),
+    #[error(transparent)]
+    Auth(#[from] auth::AuthError),
+    #[error("blob {digest} is corrupt: its content hashes to {got}")]
+    DigestMismatch { digest: String, got: String },
+    #[error("blob {digest} is longer than the {size} bytes its manifest gives")]
+    TooLong { digest: String, size: u64 },
+    #[error("the download of {digest} was cut off: {reason} (a retry resumes it)")]
+    Interrupted { digest: String, reason: String },
+    #[error("the pull took longer than {0} s (image_pull_timeout_secs)")]
+    Timeout(u64),
+    #[error("cannot {action} {path}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] ImageError),
+    #[error("CA certificate {path}: {reason}")]
+    Ca { path: PathBuf, reason: String },
+}
+
+impl PullError {
+    /// A registry's error with its own reason (its error envelope, the HTTP status, or what
+    /// the connection said), every cause named.
+    fn registry(reference: &Reference, e: OciDistributionError) -> PullError {
+        PullError::Registry {
+            registry: reference.resolve_registry().to_string(),
+            reason: reason::of(&e),
+        }
+    }
+}
+
+/// How far a pull is, for progress bars: counters the fetches add to.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub layers_total: AtomicU64,
+    pub layers_done: AtomicU64,
+    pub bytes_total: AtomicU64,
+    pub bytes_done: AtomicU64,
+}
+
+/// One pull in flight as the faces show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullView {
+    pub reference: String,
+    pub layers_done: u64,
+    pub layers_total: u64,
+    pub bytes_done: u64,
+    pub bytes_total: u64,
+}
+
+/// Pulls images into one store.
+pub struct Puller {
+    store: Arc<ImageStore>,
+    client: Client,
+    config: PullConfig,
+    /// One lock per image name: a second pull of it waits for the first and takes its image.
+    flights: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    progress: Mutex<BTreeMap<String, Arc<Progress>>>,
+    durations: prometheus::HistogramVec,
+}
+
+impl std::fmt::Debug for Puller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Puller")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+/// Pulls take seconds on a LAN and minutes for large images on slow links.
+const PULL_BUCKETS: &[f64] = &[0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0];
+
+impl Puller {
+    pub fn new(store: Arc<ImageStore>, config: PullConfig) -> Result<Puller, PullError> {
+        let mut extra = Vec::new();
+        for path in &config.ca_files {
+            let data = std::fs::read(path).map_err(|e| PullError::Ca {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            extra.push(Certificate {
+                encoding: CertificateEncoding::Pem,
+                data,
+            });
+        }
+        let client = Client::try_from(ClientConfig {
+            protocol: ClientProtocol::HttpsExcept(config.insecure.clone()),
+            extra_root_certificates: extra,
+            platform_resolver: None,
+            read_timeout: Some(config.inactivity_timeout),
+            connect_timeout: Some(config.inactivity_timeout),
+            user_agent: concat!("berth/", env!("CARGO_PKG_VERSION")),
+            ..ClientConfig::default()
+        })
+        .map_err(|e| PullError::Ca {
+            path: config.ca_files.first().cloned().unwrap_or_default(),
+            reason: e.to_string(),
+        })?;
+        let durations = prometheus::HistogramVec::new(
+            prometheus::HistogramOpts::new(
+                "berth_image_pull_duration_seconds",
+                "Time each image pull took, by result (a pull that found its image already pulled by another is not counted).",
+            )
+            .buckets(PULL_BUCKETS.to_vec()),
+            &["result"],
+        )
+        .map_err(|e| PullError::Registry {
+            registry: String::new(),
+            reason: e.to_string(),
+        })?;
+        Ok(Puller {
+            store,
+            client,
+            config,
+            flights: Mutex::new(HashMap::new()),
+            progress: Mutex::new(BTreeMap::new()),
+            durations,
+        })
+    }
+
+    /// The pull-duration histogram, for the metrics registry.
+    pub fn durations(&self) -> prometheus::HistogramVec {
+        self.durations.clone()
+    }
+
+    /// Pulls in flight, by image name.
+    pub fn in_flight(&self) -> Vec<PullView> {
+        let map = self.progress.lock().unwrap_or_else(|p| p.into_inner());
+        map.iter()
+            .map(|(r, p)| PullView {
+                reference: r.clone(),
+                layers_done: p.layers_done.load(Ordering::Relaxed),
+                layers_total: p.layers_total.load(Ordering::Relaxed),
+                bytes_done: p.bytes_done.load(Ordering::Relaxed),
+                bytes_total: p.bytes_total.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+
+    /// The login for `reference`'s registry: the task's `repositoryCredentials` secret when it
+    /// names one, else the login file's entry, else none.
+    fn login(
+        &self,
+        registry: &str,
+        credentials_parameter: Option<&str>,
+    ) -> Result<RegistryAuth, PullError> {
+        let creds = match credentials_parameter {
+            Some(param) => {
+                let value =
+                    crate::runtime::secrets::read_value(self.config.secrets_dir.as_deref(), param)
+                        .map_err(auth::AuthError::Secret)?;
+                Some(auth::from_secret(&value)?)
+            }
+            None => auth::from_file(&self.config.auth_file, registry)?,
+        };
+        Ok(match creds {
+            Some(c) => RegistryAuth::Basic(c.username, c.password),
+            None => RegistryAuth::Anonymous,
+        })
+    }
+
+    /// Pulls `image` into the store unless another pull of it finished after `asked_at` (unix
+    /// seconds), in which case that one's image is returned.
+    pub async fn pull(
+        &self,
+        image: &str,
+        credentials_parameter: Option<&str>,
+        asked_at: u64,
+    ) -> Result<ImageRecord, PullError> {
+        let name = super::reference::normalize(image);
+        let flight = {
+            let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
+            flights.entry(name.clone()).or_default().clone()
+        };
+        let _turn = flight.lock().await;
+        if let Ok(r) = self.store.get(&name) {
+            if r.imported_at >= asked_at {
+                return Ok(r);
+            }
+        }
+        let progress = Arc::new(Progress::default());
+        self.progress
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.clone(), progress.clone());
+        let started = Instant::now();
+        let result = tokio::time::timeout(
+            self.config.timeout,
+            self.pull_now(image, &name, credentials_parameter, &progress),
+        )
+        .await
+        .unwrap_or(Err(PullError::Timeout(self.config.timeout.as_secs())));
+        self.progress
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&name);
+        let label = if result.is_ok() { "success" } else { "failure" };
+        self.durations
+            .with_label_values(&[label])
+            .observe(started.elapsed().as_secs_f64());
+        match &result {
+            Ok(r) => {
+                tracing::info!(image = %name, id = %r.id, seconds = started.elapsed().as_secs_f64(), "image pulled")
+            }
+            Err(e) => tracing::warn!(image = %name, error = %e, "image pull failed"),
+        }
+        result
+    }
+
+    async fn pull_now(
+        &self,
+        image: &str,
+        name: &str,
+        credentials_parameter: Option<&str>,
+        progress: &Progress,
+    ) -> Result<ImageRecord, PullError> {
+        let origin: Reference = image.trim().parse().map_err(|e: oci_client::ParseError| {
+            PullError::BadReference(image.to_string(), e.to_string())
+        })?;
+        let login = self.login(origin.resolve_registry(), credentials_parameter)?;
+        let mut last = None;
+        for reference in self.candidates(&origin) {
+            match self.pull_from(&reference, name, &login, progress).await {
+                Ok(r) => return Ok(r),
+                Err(e) => {
+                    if reference.registry() != origin.registry() {
+                        tracing::warn!(mirror = %reference.resolve_registry(), error = %e, "mirror failed; trying the next");
+                    }
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| PullError::BadReference(image.into(), "no registry".into())))
+    }
+
+    /// Where to ask for `origin`: each mirror first for Docker Hub's images, then the origin.
+    fn candidates(&self, origin: &Reference) -> Vec<Reference> {
+        let mut out = Vec::new();
+        if origin.resolve_registry() == "index.docker.io" || origin.registry() == "docker.io" {
+            for m in &self.config.mirrors {
+                let mut r = origin.clone();
+                r.set_mirror_registry(m.clone());
+                out.push(r);
+            }
+        }
+        out.push(origin.clone());
+        out
+    }
+
+    async fn pull_from(
+        &self,
+        reference: &Reference,
+        name: &str,
+        login: &RegistryAuth,
+        progress: &Progress,
+    ) -> Result<ImageRecord, PullError> {
+        let reg = |e| PullError::registry(reference, e);
+        self.client
+            .auth(reference, login, RegistryOperation::Pull)
+            .await
+            .map_err(reg)?;
+        let (bytes, digest) = self.manifest(reference, login, reference.digest()).await?;
+        let (bytes, digest, parsed) = match manifest::parse(&bytes, None)? {
+            manifest::Parsed::Index { chosen } => {
+                let by_digest = reference.clone_with_digest(chosen.clone());
+                let (b, d) = self.manifest(&by_digest, login, Some(&chosen)).await?;
+                let parsed = manifest::parse(&b, None)?;
+                if let manifest::Parsed::Index { .. } = parsed {
+                    return Err(manifest::ManifestError::NotAnImage("a nested index".into()).into());
+                }
+                (b, d, parsed)
+            }
+            parsed => (bytes, digest, parsed),
+        };
+        let manifest::Parsed::Image {
+            media_type,
+            config,
+            layers,
+        } = parsed
+        else {
+            return Err(manifest::ManifestError::NotAnImage(String::new()).into());
+        };
+        progress
+            .layers_total
+            .store(layers.len() as u64, Ordering::Relaxed);
+        progress.bytes_total.store(
+            layers.iter().map(|l| l.size).sum::<u64>() + config.size,
+            Ordering::Relaxed,
+        );
+        let mut blobs = vec![config.clone()];
+        blobs.extend(layers.iter().cloned());
+        let fetched = self
+            .fetch_all(reference, &blobs, &config.digest, progress)
+            .await?;
+        let spool = self.store.new_spool(&format!("pull-{}", &digest[7..]))?;
+        let laid = lay_out(&spool, &media_type, &digest, &bytes, &fetched);
+        let record = match laid {
+            Ok(()) => {
+                let store = self.store.clone();
+                let (spool, name) = (spool.clone(), name.to_string());
+                let now = crate::clock::now_us() / 1_000_000;
+                tokio::task::spawn_blocking(move || store.import_layout(&spool, &name, now))
+                    .await
+                    .map_err(|e| PullError::Io {
+                        action: "import",
+                        path: PathBuf::from(name_of(&digest)),
+                        source: std::io::Error::other(e.to_string()),
+                    })??
+            }
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&spool);
+                return Err(e);
+            }
+        };
+        // In the store now: the downloads served their purpose.
+        for (_, path) in fetched {
+            if path.starts_with(self.store.downloads_dir()) {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+        Ok(record)
+    }
+
+    /// A manifest's bytes and digest, checked against `want` when the reference names one.
+    async fn manifest(
+        &self,
+        reference: &Reference,
+        login: &RegistryAuth,
+        want: Option<&str>,
+    ) -> Result<(Vec<u8>, String), PullError> {
+        let (bytes, _) = self
+            .client
+            .pull_manifest_raw(reference, login, &manifest::ACCEPTED)
+            .await
+            .map_err(|e| PullError::registry(reference, e))?;
+        if bytes.len() > manifest::MANIFEST_LIMIT {
+            return Err(manifest::ManifestError::TooLarge(bytes.len()).into());
+        }
+        let got = format!("sha256:{:x}", Sha256::digest(&bytes));
+        if let Some(want) = want {
+            if got != want {
+                return Err(PullError::DigestMismatch {
+                    digest: want.to_string(),
+                    got,
+                });
+            }
+        }
+        Ok((bytes.to_vec(), got))
+    }
+
+    /// Every blob, `concurrency` at a time: taken from the store when it has it, else fetched.
+    async fn fetch_all(
+        &self,
+        reference: &Reference,
+        blobs: &[manifest::BlobRef],
+        config_digest: &str,
+        progress: &Progress,
+    ) -> Result<Vec<(String, PathBuf)>, PullError> {
+        use futures_util::stream::{self, StreamExt, TryStreamExt};
+        let dir = self.store.downloads_dir();
+        stream::iter(blobs.iter().cloned().map(|b| {
+            let dir = dir.clone();
+            async move {
+                let path = match self.store.stored_blob(&b.digest) {
+                    Some(p) => {
+                        progress.bytes_done.fetch_add(b.size, Ordering::Relaxed);
+                        p
+                    }
+                    None => {
+                        fetch::blob(
+                            &self.client,
+                            reference,
+                            &b.digest,
+                            b.size,
+                            &dir,
+                            &progress.bytes_done,
+                        )
+                        .await?
+                    }
+                };
+                if b.digest != config_digest {
+                    progress.layers_done.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok::<_, PullError>((b.digest, path))
+            }
+        }))
+        .buffer_unordered(self.config.concurrency.max(1))
+        .try_collect()
+        .await
+    }
+}
+
+fn name_of(digest: &str) -> &str {
+    digest.trim_start_matches("sha256:")
+}
+
+/// Writes an OCI image layout in `spool`: the manifest, and every fetched blob linked in (the
+/// downloads and the store are on one filesystem, beneath the state directory).
+fn lay_out(
+    spool: &Path,
+    media_type: &str,
+    digest: &str,
+    manifest: &[u8],
+    blobs: &[(String, PathBuf)],
+) -> Result<(), PullError> {
+    let io = |action: &'static str, path: &Path| {
+        let path = path.to_owned();
+        move |source| PullError::Io {
+            action,
+            path,
+            source,
+        }
+    };
+    let dir = spool.join("blobs/sha256");
+    std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
+    let p = dir.join(name_of(digest));
+    std::fs::write(&p, manifest).map_err(io("write", &p))?;
+    for (d, from) in blobs {
+        let to = dir.join(name_of(d));
+        if !to.exists() {
+            std::fs::hard_link(from, &to).map_err(io("link", &to))?;
+        }
+    }
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{"mediaType": media_type, "digest": digest, "size": manifest.len()}],
+    });
+    let p = spool.join("index.json");
+    std::fs::write(&p, index.to_string()).map_err(io("write", &p))?;
+    let p = spool.join("oci-layout");
+    std::fs::write(&p, r#"{"imageLayoutVersion":"1.0.0"}"#).map_err(io("write", &p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_always_pulls_an_image_the_store_has() {
+        for b in [
+            PullBehavior::Default,
+            PullBehavior::Once,
+            PullBehavior::PreferCached,
+        ] {
+            assert!(b.should_pull(false), "{b:?}");
+            assert!(!b.should_pull(true), "{b:?}");
+        }
+        assert!(PullBehavior::Always.should_pull(true));
+    }
+}

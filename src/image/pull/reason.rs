@@ -1,0 +1,60 @@
+//! A registry's failure as an operator reads it (as `docker pull` words it): the registry's own
+//! error codes and messages, an unauthorized login with where berth's logins come from, a
+//! timeout or a refused connection with its cause.
+
+use oci_client::errors::OciDistributionError;
+
+/// The reason `e` gives, every cause named once.
+pub fn of(e: &OciDistributionError) -> String {
+    match e {
+        OciDistributionError::RegistryError { envelope, .. } => envelope
+            .errors
+            .iter()
+            .map(|err| {
+                let code = serde_json::to_value(&err.code)
+                    .ok()
+                    .and_then(|v| v.as_str().map(|s| s.to_lowercase().replace('_', " ")))
+                    .unwrap_or_else(|| "error".into());
+                if err.message.is_empty() || err.message == code {
+                    code
+                } else {
+                    format!("{code}: {}", err.message)
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+        OciDistributionError::UnauthorizedError { url } => format!(
+            "unauthorized: the registry refused the login for {url} (berth's logins: registry_auth_file, or the task's repositoryCredentials)"
+        ),
+        OciDistributionError::AuthenticationFailure(why) => {
+            format!("authentication failed: {why}")
+        }
+        OciDistributionError::ImageManifestNotFoundError(what) => {
+            format!("manifest unknown: {what}")
+        }
+        OciDistributionError::ServerError { code, url, message } => {
+            format!("HTTP {code} from {url}: {message}")
+        }
+        OciDistributionError::RequestError(r) if r.is_timeout() => {
+            format!("the registry did not answer in time: {}", chain(r))
+        }
+        OciDistributionError::RequestError(r) if r.is_connect() => {
+            format!("cannot connect to the registry: {}", chain(r))
+        }
+        other => chain(other),
+    }
+}
+
+/// `e` and its sources, each said once.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let said = s.to_string();
+        if !out.contains(&said) {
+            out = format!("{out}: {said}");
+        }
+        source = s.source();
+    }
+    out
+}
