@@ -36,7 +36,7 @@ fn run(args: &[&str], dir: &Path) {
         .unwrap_or_else(|e| panic!("test-registry {args:?}: {e}"));
     assert!(
         out.status.success(),
-        "test-registry {args:?} in {}: {}{} (it needs docker-registry, skopeo, openssl, apache2-utils, busybox-static, jq: tests/vm/install-host-deps installs them)",
+        "test-registry {args:?} in {}: {}{} (it needs docker-registry, skopeo, openssl, apache2-utils, busybox-static, jq: tests/all installs them)",
         dir.display(),
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)

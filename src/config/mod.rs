@@ -160,6 +160,9 @@ pub struct Config {
     pub image_pull_timeout_secs: u64,
     /// Blobs of one image fetched at once.
     pub image_pull_concurrency: usize,
+    /// Seconds a pulled image may go unused by any task before it is removed (0: never; never
+    /// with `prefer-cached`, as the ECS agent does). Imported images are never removed.
+    pub image_cleanup_age_secs: u64,
 }
 
 /// How microVMs run guest code.
@@ -243,6 +246,7 @@ impl Default for Config {
             image_pull_inactivity_timeout_secs: 60,
             image_pull_timeout_secs: 7200,
             image_pull_concurrency: 3,
+            image_cleanup_age_secs: 3 * 3600,
         }
     }
 }
@@ -270,6 +274,13 @@ impl Config {
             concurrency: self.image_pull_concurrency.max(1),
             secrets_dir: self.secrets_dir.clone(),
         }
+    }
+
+    /// Seconds a pulled image may go unused before cleanup removes it; None: never.
+    pub fn image_cleanup_age(&self) -> Option<u64> {
+        let off = self.image_cleanup_age_secs == 0
+            || self.image_pull_behavior == PullBehavior::PreferCached;
+        (!off).then_some(self.image_cleanup_age_secs)
     }
 
     /// What the `berth` group may ask for, from the `group_*` keys.
@@ -390,6 +401,12 @@ mod tests {
         assert_eq!(p.mirrors, ["mirror.test:5000"]);
         assert_eq!(p.insecure, ["lab:5000"]);
         assert_eq!(p.inactivity_timeout.as_secs(), 5);
+        assert_eq!(
+            c.image_cleanup_age(),
+            None,
+            "prefer-cached keeps every image"
+        );
+        assert_eq!(Config::default().image_cleanup_age(), Some(3 * 3600));
         let e = Config::parse("image_pull_behavior = \"sometimes\"", Path::new("b.toml"))
             .unwrap_err()
             .to_string();

@@ -175,7 +175,8 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     })
     .with_retention(config.retention())
     .with_min_free_disk(config.min_free_disk_mib)
-    .with_puller(puller.clone(), config.image_pull_behavior);
+    .with_puller(puller.clone(), config.image_pull_behavior)
+    .with_image_cleanup(config.image_cleanup_age());
     let metrics = Metrics::new(engine.clone())?;
     metrics.add(Box::new(puller.durations()))?;
     // Following before the watch loop runs, so no launch it completes goes uncounted.

@@ -76,15 +76,18 @@ impl Engine {
         gone
     }
 
-    /// Forgets expired stopped tasks every `every` until berthd stops; the file work runs off
-    /// the async workers.
+    /// Forgets expired stopped tasks, then removes pulled images no longer used, every `every`
+    /// until berthd stops; the file work runs off the async workers.
     pub async fn keep_history(self, every: Duration) {
         let mut tick = tokio::time::interval(every);
         loop {
             tick.tick().await;
             let engine = self.clone();
-            if let Err(e) =
-                tokio::task::spawn_blocking(move || engine.forget_expired(now_us())).await
+            if let Err(e) = tokio::task::spawn_blocking(move || {
+                engine.forget_expired(now_us());
+                engine.clean_images(now_us() / 1_000_000);
+            })
+            .await
             {
                 tracing::warn!(error = %e, "forgetting stopped tasks failed");
             }

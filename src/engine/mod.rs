@@ -8,6 +8,7 @@
 mod autoscaling;
 mod definitions;
 mod history;
+mod image_cleanup;
 mod pulls;
 mod restore;
 pub mod retention;
@@ -82,6 +83,8 @@ pub struct Engine {
     min_free_disk_mib: u64,
     /// Pulls images tasks need; without, a task's image must be in the store.
     pulls: Option<pulls::Pulls>,
+    /// Seconds a pulled image may go unused before it is removed (None: never).
+    image_cleanup_age: Option<u64>,
 }
 
 /// The daemon's isolation settings the engine applies at RunTask.
@@ -145,6 +148,7 @@ impl Engine {
             retention: retention::Retention::default(),
             min_free_disk_mib: 0,
             pulls: None,
+            image_cleanup_age: None,
         })
     }
 

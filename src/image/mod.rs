@@ -7,6 +7,7 @@
 //! could read, or as an OCI layout that `pull` fetched from a registry into the spool: both
 //! take the same checked way into the store.
 
+pub mod cleanup;
 mod config;
 mod import;
 mod layer;
@@ -94,6 +95,9 @@ pub struct ImageRecord {
     /// Bytes of the blobs as imported.
     pub size: u64,
     pub imported_at: u64,
+    /// Pulled from a registry (so cleanup may remove it: it can be pulled again), not imported.
+    #[serde(default)]
+    pub pulled: bool,
 }
 
 #[derive(Debug)]
@@ -239,7 +243,11 @@ impl ImageStore {
         let index = self.lock();
         let result = self.import_spooled(spool, Some(name), now);
         let _ = std::fs::remove_dir_all(spool);
-        self.commit(index, result?, &|_| Ok(()))
+        let record = ImageRecord {
+            pulled: true,
+            ..result?
+        };
+        self.commit(index, record, &|_| Ok(()))
     }
 
     /// Names `record` in the index, replacing an image of its name if `may_replace` agrees.
@@ -313,6 +321,7 @@ impl ImageStore {
             config: parsed.config,
             size,
             imported_at: now,
+            pulled: false,
         })
     }
 

@@ -129,10 +129,6 @@ test_definition_a_described_file_registers_secrets_come_from_files_and_what_one_
     | CTL register - >/dev/null || { fail "ebs not registered"; return 1; }
   out=$(CTL run ebs 2>&1) && fail "a task of an EBS volume given at launch ran: $out"
   assert_contains "$out" "volumes[0] (data).configuredAtLaunch" "RunTask refusal"
-  printf '{"family":"private-image","containerDefinitions":[{"name":"c","image":"busybox","memory":32,"repositoryCredentials":{"credentialsParameter":"arn:aws:secretsmanager:eu-west-1:123456789012:secret:registry"},"command":["true"]}]}' \
-    | CTL register - >/dev/null || { fail "private-image not registered"; return 1; }
-  out=$(CTL run private-image 2>&1) && fail "a task with repositoryCredentials ran: $out"
-  assert_contains "$out" "containerDefinitions[0] (c).repositoryCredentials" "RunTask refusal"
   # secrets: each valueFrom is a file beneath secrets_dir; the value reaches the container and
   # no face shows it.
   printf 's3cret-value\n' > /etc/berth/secrets/db-password

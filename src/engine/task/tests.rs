@@ -361,3 +361,53 @@ fn task_health_follows_its_essential_containers_checks() {
     );
     assert_eq!(t.health_status(), HealthStatus::Unhealthy);
 }
+
+#[test]
+fn a_pulling_task_is_pending_with_pull_times_and_a_stop_ends_it_at_once() {
+    let mut t = task();
+    t.start_pull(20);
+    assert_eq!(t.last_status, Status::Pending);
+    assert!(t.pulling());
+    t.stop_unlaunched("Task stopped by user".into(), 30);
+    assert!(t.is_stopped() && !t.pulling());
+    assert_eq!(t.stop_code, Some(StopCode::UserInitiated));
+    assert_eq!((t.pull_started_at, t.pull_stopped_at), (Some(20), Some(30)));
+    assert!(t
+        .containers
+        .iter()
+        .all(|c| c.last_status == Status::Stopped));
+}
+
+#[test]
+fn a_failed_pull_is_a_failure_to_start_with_the_registrys_reason() {
+    let mut t = task();
+    t.start_pull(20);
+    t.failed_to_start("CannotPullContainerError: busybox: unauthorized".into(), 40);
+    assert_eq!(t.stop_code, Some(StopCode::TaskFailedToStart));
+    assert_eq!(
+        t.containers[0].reason.as_deref(),
+        Some("CannotPullContainerError: busybox: unauthorized")
+    );
+    assert_eq!(t.pull_stopped_at, Some(40));
+}
+
+#[test]
+fn a_task_berthd_died_pulling_is_stopped_unless_it_was_handed_over() {
+    let gone = Seen {
+        report: Observation::default(),
+        holder_alive: false,
+    };
+    let mut t = task();
+    t.start_pull(20);
+    t.readopt(Found::Seen, &gone, 50);
+    assert_eq!(t.stop_code, Some(StopCode::TaskFailedToStart));
+    assert!(t
+        .stopped_reason
+        .as_deref()
+        .is_some_and(|r| r.contains("while pulling")));
+    let mut handed = task();
+    handed.start_pull(20);
+    handed.readopt(Found::Seen, &seen(|o| started(o, "app")), 50);
+    assert!(!handed.is_stopped() && !handed.pulling());
+    assert_eq!(handed.pull_stopped_at, Some(50));
+}
