@@ -90,6 +90,15 @@ fn manifest(reg: &Registry, repo: &str) -> serde_json::Value {
 }
 
 fn puller(state: &Path, reg: &Registry, auth: &str) -> (Arc<ImageStore>, Puller) {
+    puller_with(state, reg, auth, Vec::new())
+}
+
+fn puller_with(
+    state: &Path,
+    reg: &Registry,
+    auth: &str,
+    mirrors: Vec<String>,
+) -> (Arc<ImageStore>, Puller) {
     let store = Arc::new(ImageStore::open(&state.join("images")).expect("store"));
     let auth_file = state.join("auth.json");
     std::fs::write(&auth_file, auth).expect("auth file");
@@ -98,7 +107,7 @@ fn puller(state: &Path, reg: &Registry, auth: &str) -> (Arc<ImageStore>, Puller)
         store.clone(),
         PullConfig {
             auth_file,
-            mirrors: Vec::new(),
+            mirrors,
             insecure: Vec::new(),
             ca_files: vec![reg.dir.join("ca.crt")],
             inactivity_timeout: Duration::from_secs(10),
@@ -272,6 +281,26 @@ async fn pulls_from_a_real_registry() {
     assert!(
         names.is_empty(),
         "downloads emptied once the image is stored: {names:?}"
+    );
+
+    // A Docker Hub image through a mirror (the origin is not reachable from here): the
+    // mirror's own login, its library/ repository.
+    let (store3, p3) = puller_with(
+        &work.path().join("state3"),
+        &reg,
+        &login(&reg, "s3cret-pw"),
+        vec!["127.0.0.1:1".into(), reg.address.clone()],
+    );
+    let hub = p3
+        .pull("busybox:1", None, 0)
+        .await
+        .expect("busybox:1 through the mirror");
+    assert_eq!(hub.name, "busybox:1");
+    assert!(store3.get("docker.io/library/busybox:1").is_ok());
+    assert_eq!(
+        gets(&reg, "/v2/library/busybox/manifests/1", 200),
+        1,
+        "asked of the second mirror after the first failed"
     );
 
     // A blob the registry serves corrupt (its storage changed under it) is refused by digest.

@@ -149,7 +149,12 @@ pub async fn run(
 
 /// Waits for the stop while printing every container's output as it comes.
 async fn wait_attached(m: &ManagerProxy<'_>, id: &str) -> anyhow::Result<Value> {
-    let names: Vec<String> = describe(m, id).await?["containers"]
+    let first = describe(m, id).await?;
+    if !first["pullStartedAt"].is_null() && first["pullStoppedAt"].is_null() {
+        // The output comes once the images are in; say why nothing shows before.
+        eprintln!("task {id}: pulling its images (berthctl image pull shows a pull's progress)");
+    }
+    let names: Vec<String> = first["containers"]
         .as_array()
         .map(|cs| {
             cs.iter()

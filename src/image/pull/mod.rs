@@ -302,13 +302,18 @@ impl Puller {
         let origin: Reference = image.trim().parse().map_err(|e: oci_client::ParseError| {
             PullError::BadReference(image.to_string(), e.to_string())
         })?;
-        let login = self.login(origin.resolve_registry(), credentials_parameter)?;
         let mut last = None;
-        for reference in self.candidates(&origin) {
+        for (reference, mirror) in self.candidates(&origin) {
+            // A mirror's login is its own (from the file); the task's credentials are the
+            // origin's.
+            let login = self.login(
+                reference.resolve_registry(),
+                credentials_parameter.filter(|_| !mirror),
+            )?;
             match self.pull_from(&reference, name, &login, progress).await {
                 Ok(r) => return Ok(r),
                 Err(e) => {
-                    if reference.registry() != origin.registry() {
+                    if mirror {
                         tracing::warn!(mirror = %reference.resolve_registry(), error = %e, "mirror failed; trying the next");
                     }
                     last = Some(e);
@@ -318,17 +323,24 @@ impl Puller {
         Err(last.unwrap_or_else(|| PullError::BadReference(image.into(), "no registry".into())))
     }
 
-    /// Where to ask for `origin`: each mirror first for Docker Hub's images, then the origin.
-    fn candidates(&self, origin: &Reference) -> Vec<Reference> {
+    /// Where to ask for `origin`: each mirror first for Docker Hub's images (the same
+    /// repository on the mirror's host, as Docker's `registry-mirrors`), then the origin.
+    fn candidates(&self, origin: &Reference) -> Vec<(Reference, bool)> {
         let mut out = Vec::new();
-        if origin.resolve_registry() == "index.docker.io" || origin.registry() == "docker.io" {
+        if origin.registry() == "docker.io" {
             for m in &self.config.mirrors {
-                let mut r = origin.clone();
-                r.set_mirror_registry(m.clone());
-                out.push(r);
+                let repo = origin.repository().to_string();
+                let r = match (origin.tag(), origin.digest()) {
+                    (Some(t), Some(d)) => {
+                        Reference::with_tag_and_digest(m.clone(), repo, t.into(), d.into())
+                    }
+                    (None, Some(d)) => Reference::with_digest(m.clone(), repo, d.into()),
+                    (t, None) => Reference::with_tag(m.clone(), repo, t.unwrap_or("latest").into()),
+                };
+                out.push((r, true));
             }
         }
-        out.push(origin.clone());
+        out.push((origin.clone(), false));
         out
     }
 
