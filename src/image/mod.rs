@@ -136,6 +136,11 @@ impl ImageStore {
                 let _ = std::fs::remove_dir_all(e.path());
             }
         }
+        // A cut-off pull's bytes wait for a retry, but not for ever.
+        forget_stale_downloads(
+            &root.join("downloads"),
+            std::time::Duration::from_secs(7 * 86400),
+        );
         let path = root.join("images.json");
         let index = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
@@ -407,6 +412,24 @@ impl ImageStore {
             source,
         })?;
         crate::fsutil::write_atomic(&path, &bytes).map_err(io_err("write", &path))
+    }
+}
+
+/// Removes downloads (kept for a pull's retry) untouched for `age`.
+fn forget_stale_downloads(dir: &Path, age: std::time::Duration) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|d| d > age);
+        if old {
+            let _ = std::fs::remove_file(e.path());
+        }
     }
 }
 

@@ -134,7 +134,7 @@ async fn copy(
             Err(e) => {
                 return Err(PullError::Interrupted {
                     digest: digest.into(),
-                    reason: e.to_string(),
+                    reason: super::reason::chain(&e),
                 })
             }
         };

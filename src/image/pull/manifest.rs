@@ -17,6 +17,10 @@ pub const ACCEPTED: [&str; 4] = [
 /// The most of a manifest berth reads (real ones are a few KiB).
 pub const MANIFEST_LIMIT: usize = 4 << 20;
 
+/// The most layers an image may have: overlayfs stacks no more than about 128 lowers on a
+/// page of mount options, and Docker refuses past 127.
+pub const LAYER_LIMIT: usize = 128;
+
 /// A blob to fetch: its digest and the size the manifest gives it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlobRef {
@@ -45,6 +49,8 @@ pub enum ManifestError {
     BadJson(String),
     #[error("the image index has no linux/amd64 image (it has: {0})")]
     NoPlatform(String),
+    #[error("the image has {0} layers, more than berth stacks (128)")]
+    TooManyLayers(usize),
     #[error("the registry sent a schema 1 manifest, which berth does not read; push the image again with a current client (skopeo copy, docker push)")]
     Schema1,
     #[error("the registry sent a manifest of type {0:?}, which is not an image")]
@@ -109,6 +115,9 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<Parsed, Manifes
     let (Some(config), Some(layers)) = (raw.config, raw.layers) else {
         return Err(ManifestError::NotAnImage(media_type));
     };
+    if layers.len() > LAYER_LIMIT {
+        return Err(ManifestError::TooManyLayers(layers.len()));
+    }
     let layers = layers
         .into_iter()
         .map(|l| {
@@ -273,6 +282,17 @@ mod tests {
     fn schema1_and_oversized_manifests_are_refused_with_advice() {
         let e = parse(br#"{"schemaVersion":1,"fsLayers":[]}"#, None).unwrap_err();
         assert_eq!(e, ManifestError::Schema1);
+        let many: Vec<String> = (0..=LAYER_LIMIT)
+            .map(|_| format!(r#"{{"digest":"{A}","size":1}}"#))
+            .collect();
+        let m = format!(
+            r#"{{"config":{{"digest":"{B}"}},"layers":[{}]}}"#,
+            many.join(",")
+        );
+        assert_eq!(
+            parse(m.as_bytes(), None),
+            Err(ManifestError::TooManyLayers(LAYER_LIMIT + 1))
+        );
         let big = vec![b' '; MANIFEST_LIMIT + 1];
         assert_eq!(
             parse(&big, None),

@@ -77,7 +77,12 @@ pub enum PullError {
     #[error("{0:?} is not an image reference: {1}")]
     BadReference(String, String),
     #[error("{registry}: {reason}")]
-    Registry { registry: String, reason: String },
+    Registry {
+        registry: String,
+        reason: String,
+        /// A timeout, a refused connection or a 5xx: worth asking again.
+        transient: bool,
+    },
     #[error(transparent)]
     Manifest(#[from] manifest::ManifestError),
     #[error(transparent)]
@@ -110,7 +115,21 @@ impl PullError {
         PullError::Registry {
             registry: reference.resolve_registry().to_string(),
             reason: reason::of(&e),
+            transient: reason::transient(&e),
         }
+    }
+
+    /// Whether asking again may succeed: a blob cut off, a registry that timed out, refused
+    /// the connection or failed on its side.
+    pub fn transient(&self) -> bool {
+        matches!(
+            self,
+            PullError::Interrupted { .. }
+                | PullError::Registry {
+                    transient: true,
+                    ..
+                }
+        )
     }
 }
 
@@ -192,6 +211,7 @@ impl Puller {
         .map_err(|e| PullError::Registry {
             registry: String::new(),
             reason: e.to_string(),
+            transient: false,
         })?;
         Ok(Puller {
             store,
@@ -463,17 +483,7 @@ impl Puller {
                         progress.bytes_done.fetch_add(b.size, Ordering::Relaxed);
                         p
                     }
-                    None => {
-                        fetch::blob(
-                            &self.client,
-                            reference,
-                            &b.digest,
-                            b.size,
-                            &dir,
-                            &progress.bytes_done,
-                        )
-                        .await?
-                    }
+                    None => self.fetch_retrying(reference, &b, &dir, progress).await?,
                 };
                 if b.digest != config_digest {
                     progress.layers_done.fetch_add(1, Ordering::Relaxed);
@@ -484,6 +494,45 @@ impl Puller {
         .buffer_unordered(self.config.concurrency.max(1))
         .try_collect()
         .await
+    }
+}
+
+impl Puller {
+    /// One blob, asked for again (resuming where it was cut) after a transient failure, twice,
+    /// as the ECS agent retries a pull: a flaky link does not fail a task.
+    async fn fetch_retrying(
+        &self,
+        reference: &Reference,
+        b: &manifest::BlobRef,
+        dir: &Path,
+        progress: &Progress,
+    ) -> Result<PathBuf, PullError> {
+        let mut attempt = 0;
+        loop {
+            let before = progress.bytes_done.load(Ordering::Relaxed);
+            let got = fetch::blob(
+                &self.client,
+                reference,
+                &b.digest,
+                b.size,
+                dir,
+                &progress.bytes_done,
+            )
+            .await;
+            match got {
+                Err(e) if e.transient() && attempt < 2 => {
+                    attempt += 1;
+                    // The next try counts the resumed bytes again.
+                    let now = progress.bytes_done.load(Ordering::Relaxed);
+                    progress
+                        .bytes_done
+                        .fetch_sub(now.saturating_sub(before), Ordering::Relaxed);
+                    tracing::info!(blob = %b.digest, error = %e, attempt, "blob fetch failed; asking again");
+                    tokio::time::sleep(Duration::from_secs(attempt)).await;
+                }
+                other => return other,
+            }
+        }
     }
 }
 

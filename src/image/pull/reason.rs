@@ -45,8 +45,20 @@ pub fn of(e: &OciDistributionError) -> String {
     }
 }
 
+/// Whether `e` may pass if asked again: a timeout, a connection refused or cut, a 5xx.
+pub fn transient(e: &OciDistributionError) -> bool {
+    match e {
+        OciDistributionError::RequestError(r) => {
+            r.is_timeout() || r.is_connect() || r.is_body() || r.is_request()
+        }
+        OciDistributionError::ServerError { code, .. } => *code >= 500,
+        OciDistributionError::IoError(_) => true,
+        _ => false,
+    }
+}
+
 /// `e` and its sources, each said once.
-fn chain(e: &dyn std::error::Error) -> String {
+pub fn chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
