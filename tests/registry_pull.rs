@@ -154,10 +154,9 @@ async fn pulls_from_a_real_registry() {
     );
     assert!(store.get(&format!("{a}/busybox:1")).is_err());
     assert!(spool_is_empty(&state));
-    drop(p);
 
-    // By tag, with the login file.
-    let (store, p) = puller(&state, &reg, &login(&reg, "s3cret-pw"));
+    // The login file mended: the same puller uses the new login (no login outlives a pull).
+    std::fs::write(state.join("auth.json"), login(&reg, "s3cret-pw")).expect("auth file");
     let rec = p
         .pull(&format!("{a}/busybox:1"), None, 0)
         .await
@@ -303,7 +302,7 @@ async fn pulls_from_a_real_registry() {
         "asked of the second mirror after the first failed"
     );
 
-    // A blob the registry serves corrupt (its storage changed under it) is refused by digest.
+    // A second store, new to every image.
     let (store2, p2) = puller(&work.path().join("state2"), &reg, &login(&reg, "s3cret-pw"));
 
     // Two pulls of one image new to this store at once: one pull.
@@ -316,12 +315,29 @@ async fn pulls_from_a_real_registry() {
     let zref = format!("{a}/zstd:1");
     let (x, y) = tokio::join!(p2.pull(&zref, None, now), p2.pull(&zref, None, now));
     assert_eq!(x.expect("first").id, y.expect("second").id);
+    assert!(store2.get(&zref).is_ok());
     assert_eq!(
         manifest_gets() - before,
         1,
         "the second pull took the first's image"
     );
 
+    // Two images sharing a layer, pulled at once: the layer is fetched once, into one file.
+    let shared = layer(0);
+    let blob_gets = || {
+        gets(&reg, &format!("/v2/busybox/blobs/{shared}"), 200)
+            + gets(&reg, &format!("/v2/big/blobs/{shared}"), 200)
+    };
+    let before = blob_gets();
+    let (bref, gref) = (format!("{a}/busybox:1"), format!("{a}/big:1"));
+    let (bb, bg) = tokio::join!(p2.pull(&bref, None, 0), p2.pull(&gref, None, 0));
+    assert_eq!(bb.expect("busybox:1").layers[0], shared);
+    assert_eq!(bg.expect("big:1").layers[0], shared);
+    assert_eq!(blob_gets() - before, 1, "the shared layer fetched once");
+    assert!(spool_is_empty(&work.path().join("state2")));
+
+    // A blob the registry serves corrupt (its storage changed under it) is refused by digest.
+    let (store4, p4) = puller(&work.path().join("state4"), &reg, &login(&reg, "s3cret-pw"));
     let hex = &layer(4)[7..];
     let data = reg.dir.join(format!(
         "storage/docker/registry/v2/blobs/sha256/{}/{hex}/data",
@@ -331,12 +347,12 @@ async fn pulls_from_a_real_registry() {
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;
     std::fs::write(&data, &bytes).expect("corrupt it");
-    let e = p2
+    let e = p4
         .pull(&format!("{a}/big:1"), None, 0)
         .await
         .unwrap_err()
         .to_string();
     assert!(e.contains(hex) && e.contains("corrupt"), "{e}");
-    assert!(store2.get(&format!("{a}/big:1")).is_err());
-    assert!(spool_is_empty(&work.path().join("state2")));
+    assert!(store4.get(&format!("{a}/big:1")).is_err());
+    assert!(spool_is_empty(&work.path().join("state4")));
 }

@@ -62,10 +62,12 @@ pub async fn pull(
         .check_disk()
         .map_err(|e| BerthError::ResourceUnavailable(e.to_string()))?;
     let asked_at = crate::clock::now_seconds();
-    let rec = puller
-        .pull(reference, None, asked_at)
-        .await
-        .map_err(|e| BerthError::Failed(format!("CannotPullContainerError: {reference}: {e}")))?;
+    let rec = puller.pull(reference, None, asked_at).await.map_err(|e| {
+        BerthError::Failed(format!(
+            "CannotPullContainerError: {reference}: {}",
+            e.describe()
+        ))
+    })?;
     Ok((rec.name, rec.id))
 }
 

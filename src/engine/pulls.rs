@@ -71,7 +71,7 @@ impl Engine {
                     puller
                         .pull(image, creds.as_deref(), asked_at)
                         .await
-                        .map_err(|e| format!("CannotPullContainerError: {image}: {e}"))
+                        .map_err(|e| format!("CannotPullContainerError: {image}: {}", e.describe()))
                 }
             });
             let result = futures_util::future::join_all(all)
@@ -100,6 +100,8 @@ impl Engine {
                 return;
             }
             let Some(reason) = failure else {
+                // From here StopTask takes the ordinary way (the backend will have the task).
+                task.handing_over = true;
                 drop(state);
                 if let Err(e) = self.launch(id, Some(pulled_at)) {
                     tracing::error!(task = %id, error = %e, "cannot launch the task after its pull");

@@ -122,6 +122,14 @@ pub struct Task {
     /// backend, or stopped).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pull_stopped_at: Option<u64>,
+    /// Its pulls are done and its backend is being given it: a stop now takes the ordinary
+    /// way. Not recorded: a restart finds out from the backend.
+    #[serde(skip)]
+    pub handing_over: bool,
+    /// The layer digests its containers run on, from when it was launched: an image's removal
+    /// (or the name's new content) leaves these in place while the task lives.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<String>,
 }
 
 impl Task {
@@ -169,6 +177,8 @@ impl Task {
             vm: None,
             pull_started_at: None,
             pull_stopped_at: None,
+            handing_over: false,
+            layers: Vec::new(),
         }
     }
 
@@ -243,6 +253,7 @@ impl Task {
 
     /// The pulls ended at `at`: the task was handed to its backend, or stops.
     pub fn end_pull(&mut self, at: u64) {
+        self.handing_over = false;
         if self.pull_started_at.is_some() {
             self.pull_stopped_at.get_or_insert(at);
         }

@@ -155,12 +155,30 @@ impl Engine {
     /// `pulled_at`); a task the backend cannot start is STOPPED with the cause as its reason.
     pub(super) fn launch(&self, id: &str, pulled_at: Option<u64>) -> Result<Task, TaskError> {
         let (registered, net, vm, reserved_memory_mib) = {
-            let state = self.lock();
+            let mut state = self.lock();
+            let reg = {
+                let task = state
+                    .tasks
+                    .get(id)
+                    .ok_or_else(|| TaskError::NotFound(id.to_string()))?;
+                if task.is_stopped() {
+                    return Ok(task.clone());
+                }
+                state.definitions.get(&task.task_definition)?
+            };
+            // What its containers will run on, kept from removal while it lives.
+            let layers: Vec<String> = reg
+                .definition
+                .containers
+                .iter()
+                .filter_map(|c| self.images.get(&c.image).ok())
+                .flat_map(|r| r.layers)
+                .collect();
             let task = state
                 .tasks
-                .get(id)
+                .get_mut(id)
                 .ok_or_else(|| TaskError::NotFound(id.to_string()))?;
-            let reg = state.definitions.get(&task.task_definition)?;
+            task.layers = layers;
             (
                 reg,
                 task.network.clone(),
@@ -185,6 +203,7 @@ impl Engine {
         if let Some(at) = pulled_at {
             task.end_pull(at);
         }
+        task.handing_over = false;
         match launched {
             Ok(()) => task.launched(),
             Err(e) => {
@@ -217,7 +236,7 @@ impl Engine {
             } else {
                 reason
             };
-            if task.pulling() {
+            if task.pulling() && !task.handing_over {
                 // Nothing of it runs yet: STOPPED now; its pull ends on its own.
                 task.stop_unlaunched(reason.to_string(), now_us());
                 let task = task.clone();
@@ -306,7 +325,14 @@ impl Engine {
         if let Some(task) = holder {
             return Err(TaskError::ImageInUse { image: want, task });
         }
-        self.images.remove(&want)?;
+        let live: std::collections::BTreeSet<String> = self
+            .lock()
+            .tasks
+            .values()
+            .filter(|t| !t.is_stopped())
+            .flat_map(|t| t.layers.iter().cloned())
+            .collect();
+        self.images.remove_keeping(&want, &live)?;
         Ok(())
     }
 

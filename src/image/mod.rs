@@ -310,6 +310,11 @@ impl ImageStore {
         let mut layers = Vec::new();
         let mut size = config_bytes.len() as u64;
         for blob in &found.layers {
+            // A layer listed again (old images repeat the empty one) was stored already.
+            if let Some(d) = blob.digest.as_ref().filter(|d| layers.contains(*d)) {
+                layers.push(d.clone());
+                continue;
+            }
             let (digest, bytes, file) = self.keep_blob(spool_fd.as_fd(), spool, blob)?;
             size += bytes;
             let dir = self.layer_dir(&digest);
@@ -386,6 +391,16 @@ impl ImageStore {
     /// Removes the image named `name` and every blob and layer no other image uses.
     /// The caller makes sure no task uses it.
     pub fn remove(&self, name: &str) -> Result<ImageRecord, ImageError> {
+        self.remove_keeping(name, &std::collections::BTreeSet::new())
+    }
+
+    /// [`ImageStore::remove`], leaving the layers in `keep` (those live tasks run on, which
+    /// an image of another name, or this name's earlier content, may have brought).
+    pub fn remove_keeping(
+        &self,
+        name: &str,
+        keep: &std::collections::BTreeSet<String>,
+    ) -> Result<ImageRecord, ImageError> {
         let want = reference::normalize(name);
         let mut index = self.lock();
         let pos = index
@@ -394,7 +409,9 @@ impl ImageStore {
             .ok_or_else(|| ImageError::NotFound(want.clone()))?;
         let gone = index.remove(pos);
         self.save(&index)?;
-        let used = |d: &String| index.iter().any(|r| r.id == *d || r.layers.contains(d));
+        let used = |d: &String| {
+            keep.contains(d) || index.iter().any(|r| r.id == *d || r.layers.contains(d))
+        };
         for layer in gone.layers.iter().filter(|d| !used(d)) {
             let _ = std::fs::remove_dir_all(self.layer_dir(layer));
             let _ = std::fs::remove_file(self.blob_path(layer));

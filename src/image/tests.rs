@@ -156,6 +156,22 @@ fn remove_keeps_layers_another_image_shares() {
 }
 
 #[test]
+fn layers_a_live_task_runs_on_stay_when_the_last_image_naming_them_goes() {
+    let d = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(d.path()).unwrap();
+    let a = store
+        .import(&oci_archive("a:1", false)[..], None, 1)
+        .unwrap();
+    let live = std::collections::BTreeSet::from([a.layers[0].clone()]);
+    store.remove_keeping("a:1", &live).unwrap();
+    assert!(
+        store.layer_dir(&a.layers[0]).is_dir(),
+        "a live task's lower layer"
+    );
+    assert!(store.get("a:1").is_err());
+}
+
+#[test]
 fn garbage_is_refused_naming_both_formats() {
     let d = tempfile::tempdir().unwrap();
     let store = ImageStore::open(d.path()).unwrap();

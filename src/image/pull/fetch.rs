@@ -14,20 +14,52 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::PullError;
 
+/// What one try at a blob added to the pull's byte count, to take back if it fails.
+pub struct Counter<'a> {
+    all: &'a AtomicU64,
+    mine: AtomicU64,
+}
+
+impl<'a> Counter<'a> {
+    pub fn new(all: &'a AtomicU64) -> Counter<'a> {
+        Counter {
+            all,
+            mine: AtomicU64::new(0),
+        }
+    }
+
+    fn add(&self, n: u64) {
+        self.all.fetch_add(n, Ordering::Relaxed);
+        self.mine.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn sub(&self, n: u64) {
+        let n = n.min(self.mine.load(Ordering::Relaxed));
+        self.all.fetch_sub(n, Ordering::Relaxed);
+        self.mine.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    /// Takes back every byte this try counted.
+    pub fn take_back(&self) {
+        self.sub(self.mine.load(Ordering::Relaxed));
+    }
+}
+
 /// Fetches `digest` (of `size` bytes) into `dir`, returning the verified file's path.
-/// `bytes_done` counts every byte that arrives, resumed ones included.
+/// `bytes_done` counts every byte that arrives, resumed ones included. The caller holds the
+/// digest's lock: no other fetch writes its file.
 pub async fn blob(
     client: &Client,
     reference: &Reference,
     digest: &str,
     size: u64,
     dir: &Path,
-    bytes_done: &AtomicU64,
+    bytes_done: &Counter<'_>,
 ) -> Result<PathBuf, PullError> {
     let hex = digest.trim_start_matches("sha256:");
     let done = dir.join(hex);
     if tokio::fs::metadata(&done).await.is_ok_and(|m| m.is_file()) {
-        bytes_done.fetch_add(size, Ordering::Relaxed);
+        bytes_done.add(size);
         return Ok(done);
     }
     let part = dir.join(format!("{hex}.partial"));
@@ -35,7 +67,7 @@ pub async fn blob(
     if have == size && size > 0 {
         // Every byte arrived before the cut: only the check and the rename were left.
         if format!("sha256:{:x}", hasher.clone().finalize()) == digest {
-            bytes_done.fetch_add(size, Ordering::Relaxed);
+            bytes_done.add(size);
             tokio::fs::rename(&part, &done)
                 .await
                 .map_err(|source| PullError::Io {
@@ -50,7 +82,7 @@ pub async fn blob(
         have = 0;
         hasher = Sha256::new();
     }
-    bytes_done.fetch_add(have, Ordering::Relaxed);
+    bytes_done.add(have);
     let stream = if have > 0 {
         match client
             .pull_blob_stream_partial(reference, digest, have, None)
@@ -60,7 +92,7 @@ pub async fn blob(
             BlobResponse::Partial(s) => s,
             // The registry does not do ranges: start again.
             BlobResponse::Full(s) => {
-                bytes_done.fetch_sub(have, Ordering::Relaxed);
+                bytes_done.sub(have);
                 have = 0;
                 hasher = Sha256::new();
                 s
@@ -80,7 +112,7 @@ pub async fn blob(
             source,
         }
     };
-    let mut file = tokio::fs::OpenOptions::new()
+    let file = tokio::fs::OpenOptions::new()
         .create(true)
         .write(true)
         .truncate(have == 0)
@@ -88,18 +120,15 @@ pub async fn blob(
         .open(&part)
         .await
         .map_err(io("open"))?;
-    copy(
-        stream,
-        &mut file,
-        &mut hasher,
-        &mut have,
-        size,
-        digest,
-        bytes_done,
-    )
-    .await?;
-    file.sync_all().await.map_err(io("sync"))?;
-    drop(file);
+    let mut to = Partial {
+        file,
+        path: &part,
+        hasher: &mut hasher,
+        have: &mut have,
+    };
+    copy(stream, &mut to, size, digest, bytes_done).await?;
+    to.file.sync_all().await.map_err(io("sync"))?;
+    drop(to);
     let got = format!("sha256:{:x}", hasher.finalize());
     if got != digest {
         // Bytes that hash wrong are no start for a resume either.
@@ -115,15 +144,21 @@ pub async fn blob(
     Ok(done)
 }
 
-/// Writes the stream to `file`, hashing it, refusing bytes past `size`.
+/// A download being written: its file, the hash of every byte in it, how many there are.
+struct Partial<'a> {
+    file: tokio::fs::File,
+    path: &'a Path,
+    hasher: &'a mut Sha256,
+    have: &'a mut u64,
+}
+
+/// Writes the stream to the partial file, hashing it, refusing bytes past `size`.
 async fn copy(
     mut stream: SizedStream,
-    file: &mut tokio::fs::File,
-    hasher: &mut Sha256,
-    have: &mut u64,
+    to: &mut Partial<'_>,
     size: u64,
     digest: &str,
-    bytes_done: &AtomicU64,
+    bytes_done: &Counter<'_>,
 ) -> Result<(), PullError> {
     while let Some(chunk) = stream.next().await {
         let chunk = match chunk {
@@ -138,22 +173,23 @@ async fn copy(
                 })
             }
         };
-        *have += chunk.len() as u64;
-        if *have > size {
+        *to.have += chunk.len() as u64;
+        if *to.have > size {
             return Err(PullError::TooLong {
                 digest: digest.into(),
                 size,
             });
         }
-        hasher.update(&chunk);
-        file.write_all(&chunk)
+        to.hasher.update(&chunk);
+        to.file
+            .write_all(&chunk)
             .await
             .map_err(|source| PullError::Io {
                 action: "write",
-                path: PathBuf::from(digest),
+                path: to.path.to_owned(),
                 source,
             })?;
-        bytes_done.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        bytes_done.add(chunk.len() as u64);
     }
     Ok(())
 }

@@ -8,9 +8,10 @@ pub mod auth;
 mod fetch;
 pub mod manifest;
 mod reason;
+mod session;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,9 +19,8 @@ use std::time::{Duration, Instant};
 use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference, RegistryOperation};
+use oci_client::{Client, Reference};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
 use super::{ImageError, ImageRecord, ImageStore};
 pub use auth::Credentials;
@@ -104,6 +104,12 @@ pub enum PullError {
     },
     #[error(transparent)]
     Store(#[from] ImageError),
+    #[error("the image needs {need_mib} MiB more than berth has; {dir} has {free_mib} MiB free")]
+    NoSpace {
+        need_mib: u64,
+        free_mib: u64,
+        dir: PathBuf,
+    },
     #[error("CA certificate {path}: {reason}")]
     Ca { path: PathBuf, reason: String },
 }
@@ -117,6 +123,22 @@ impl PullError {
             reason: reason::of(&e),
             transient: reason::transient(&e),
         }
+    }
+
+    /// The whole reason, every cause named, cut to what a stoppedReason can carry (a
+    /// registry's error page is not copied whole).
+    pub fn describe(&self) -> String {
+        const MAX: usize = 1000;
+        let mut r = reason::chain(self);
+        if r.len() > MAX {
+            let mut end = MAX;
+            while !r.is_char_boundary(end) {
+                end -= 1;
+            }
+            r.truncate(end);
+            r.push_str("...");
+        }
+        r
     }
 
     /// Whether asking again may succeed: a blob cut off, a registry that timed out, refused
@@ -155,8 +177,13 @@ pub struct PullView {
 /// Pulls images into one store.
 pub struct Puller {
     store: Arc<ImageStore>,
-    client: Client,
+    /// The CA certificates of `registry_ca_files`, read once.
+    certificates: Vec<Certificate>,
     config: PullConfig,
+    /// One lock per blob: two images sharing a layer fetch it once, never into one file twice.
+    blobs: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Numbers each pull's spool directory.
+    spools: AtomicU64,
     /// One lock per image name: a second pull of it waits for the first and takes its image.
     flights: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     progress: Mutex<BTreeMap<String, Arc<Progress>>>,
@@ -187,19 +214,6 @@ impl Puller {
                 data,
             });
         }
-        let client = Client::try_from(ClientConfig {
-            protocol: ClientProtocol::HttpsExcept(config.insecure.clone()),
-            extra_root_certificates: extra,
-            platform_resolver: None,
-            read_timeout: Some(config.inactivity_timeout),
-            connect_timeout: Some(config.inactivity_timeout),
-            user_agent: concat!("berth/", env!("CARGO_PKG_VERSION")),
-            ..ClientConfig::default()
-        })
-        .map_err(|e| PullError::Ca {
-            path: config.ca_files.first().cloned().unwrap_or_default(),
-            reason: e.to_string(),
-        })?;
         let durations = prometheus::HistogramVec::new(
             prometheus::HistogramOpts::new(
                 "berth_image_pull_duration_seconds",
@@ -213,14 +227,44 @@ impl Puller {
             reason: e.to_string(),
             transient: false,
         })?;
-        Ok(Puller {
+        let puller = Puller {
             store,
-            client,
+            certificates: extra,
             config,
+            blobs: Mutex::new(HashMap::new()),
+            spools: AtomicU64::new(0),
             flights: Mutex::new(HashMap::new()),
             progress: Mutex::new(BTreeMap::new()),
             durations,
+        };
+        // A certificate that does not parse is found now, not at the first pull.
+        puller.client()?;
+        Ok(puller)
+    }
+
+    /// A client of its own for one pull: oci-client keeps the first login it sees for a
+    /// registry for its life, which must not outlive a pull (a task's credentials, a password
+    /// changed in the login file).
+    fn client(&self) -> Result<Client, PullError> {
+        Client::try_from(ClientConfig {
+            protocol: ClientProtocol::HttpsExcept(self.config.insecure.clone()),
+            extra_root_certificates: self.certificates.clone(),
+            platform_resolver: None,
+            read_timeout: Some(self.config.inactivity_timeout),
+            connect_timeout: Some(self.config.inactivity_timeout),
+            user_agent: concat!("berth/", env!("CARGO_PKG_VERSION")),
+            ..ClientConfig::default()
         })
+        .map_err(|e| PullError::Ca {
+            path: self.config.ca_files.first().cloned().unwrap_or_default(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// The lock of blob `digest`.
+    fn blob_lock(&self, digest: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut blobs = self.blobs.lock().unwrap_or_else(|p| p.into_inner());
+        blobs.entry(digest.to_string()).or_default().clone()
     }
 
     /// The pull-duration histogram, for the metrics registry.
@@ -330,7 +374,14 @@ impl Puller {
                 reference.resolve_registry(),
                 credentials_parameter.filter(|_| !mirror),
             )?;
-            match self.pull_from(&reference, name, &login, progress).await {
+            let session = session::Session {
+                puller: self,
+                client: self.client()?,
+                reference: &reference,
+                login: &login,
+                progress,
+            };
+            match session.pull(name).await {
                 Ok(r) => return Ok(r),
                 Err(e) => {
                     if mirror {
@@ -363,218 +414,6 @@ impl Puller {
         out.push((origin.clone(), false));
         out
     }
-
-    async fn pull_from(
-        &self,
-        reference: &Reference,
-        name: &str,
-        login: &RegistryAuth,
-        progress: &Progress,
-    ) -> Result<ImageRecord, PullError> {
-        let reg = |e| PullError::registry(reference, e);
-        self.client
-            .auth(reference, login, RegistryOperation::Pull)
-            .await
-            .map_err(reg)?;
-        let (bytes, digest) = self.manifest(reference, login, reference.digest()).await?;
-        let (bytes, digest, parsed) = match manifest::parse(&bytes, None)? {
-            manifest::Parsed::Index { chosen } => {
-                let by_digest = reference.clone_with_digest(chosen.clone());
-                let (b, d) = self.manifest(&by_digest, login, Some(&chosen)).await?;
-                let parsed = manifest::parse(&b, None)?;
-                if let manifest::Parsed::Index { .. } = parsed {
-                    return Err(manifest::ManifestError::NotAnImage("a nested index".into()).into());
-                }
-                (b, d, parsed)
-            }
-            parsed => (bytes, digest, parsed),
-        };
-        let manifest::Parsed::Image {
-            media_type,
-            config,
-            layers,
-        } = parsed
-        else {
-            return Err(manifest::ManifestError::NotAnImage(String::new()).into());
-        };
-        progress
-            .layers_total
-            .store(layers.len() as u64, Ordering::Relaxed);
-        progress.bytes_total.store(
-            layers.iter().map(|l| l.size).sum::<u64>() + config.size,
-            Ordering::Relaxed,
-        );
-        let mut blobs = vec![config.clone()];
-        blobs.extend(layers.iter().cloned());
-        let fetched = self
-            .fetch_all(reference, &blobs, &config.digest, progress)
-            .await?;
-        let spool = self.store.new_spool(&format!("pull-{}", &digest[7..]))?;
-        let laid = lay_out(&spool, &media_type, &digest, &bytes, &fetched);
-        let record = match laid {
-            Ok(()) => {
-                let store = self.store.clone();
-                let (spool, name) = (spool.clone(), name.to_string());
-                let now = crate::clock::now_us() / 1_000_000;
-                tokio::task::spawn_blocking(move || store.import_layout(&spool, &name, now))
-                    .await
-                    .map_err(|e| PullError::Io {
-                        action: "import",
-                        path: PathBuf::from(name_of(&digest)),
-                        source: std::io::Error::other(e.to_string()),
-                    })??
-            }
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&spool);
-                return Err(e);
-            }
-        };
-        // In the store now: the downloads served their purpose.
-        for (_, path) in fetched {
-            if path.starts_with(self.store.downloads_dir()) {
-                let _ = std::fs::remove_file(path);
-            }
-        }
-        Ok(record)
-    }
-
-    /// A manifest's bytes and digest, checked against `want` when the reference names one.
-    async fn manifest(
-        &self,
-        reference: &Reference,
-        login: &RegistryAuth,
-        want: Option<&str>,
-    ) -> Result<(Vec<u8>, String), PullError> {
-        let (bytes, _) = self
-            .client
-            .pull_manifest_raw(reference, login, &manifest::ACCEPTED)
-            .await
-            .map_err(|e| PullError::registry(reference, e))?;
-        if bytes.len() > manifest::MANIFEST_LIMIT {
-            return Err(manifest::ManifestError::TooLarge(bytes.len()).into());
-        }
-        let got = format!("sha256:{:x}", Sha256::digest(&bytes));
-        if let Some(want) = want {
-            if got != want {
-                return Err(PullError::DigestMismatch {
-                    digest: want.to_string(),
-                    got,
-                });
-            }
-        }
-        Ok((bytes.to_vec(), got))
-    }
-
-    /// Every blob, `concurrency` at a time: taken from the store when it has it, else fetched.
-    async fn fetch_all(
-        &self,
-        reference: &Reference,
-        blobs: &[manifest::BlobRef],
-        config_digest: &str,
-        progress: &Progress,
-    ) -> Result<Vec<(String, PathBuf)>, PullError> {
-        use futures_util::stream::{self, StreamExt, TryStreamExt};
-        let dir = self.store.downloads_dir();
-        stream::iter(blobs.iter().cloned().map(|b| {
-            let dir = dir.clone();
-            async move {
-                let path = match self.store.stored_blob(&b.digest) {
-                    Some(p) => {
-                        progress.bytes_done.fetch_add(b.size, Ordering::Relaxed);
-                        p
-                    }
-                    None => self.fetch_retrying(reference, &b, &dir, progress).await?,
-                };
-                if b.digest != config_digest {
-                    progress.layers_done.fetch_add(1, Ordering::Relaxed);
-                }
-                Ok::<_, PullError>((b.digest, path))
-            }
-        }))
-        .buffer_unordered(self.config.concurrency.max(1))
-        .try_collect()
-        .await
-    }
-}
-
-impl Puller {
-    /// One blob, asked for again (resuming where it was cut) after a transient failure, twice,
-    /// as the ECS agent retries a pull: a flaky link does not fail a task.
-    async fn fetch_retrying(
-        &self,
-        reference: &Reference,
-        b: &manifest::BlobRef,
-        dir: &Path,
-        progress: &Progress,
-    ) -> Result<PathBuf, PullError> {
-        let mut attempt = 0;
-        loop {
-            let before = progress.bytes_done.load(Ordering::Relaxed);
-            let got = fetch::blob(
-                &self.client,
-                reference,
-                &b.digest,
-                b.size,
-                dir,
-                &progress.bytes_done,
-            )
-            .await;
-            match got {
-                Err(e) if e.transient() && attempt < 2 => {
-                    attempt += 1;
-                    // The next try counts the resumed bytes again.
-                    let now = progress.bytes_done.load(Ordering::Relaxed);
-                    progress
-                        .bytes_done
-                        .fetch_sub(now.saturating_sub(before), Ordering::Relaxed);
-                    tracing::info!(blob = %b.digest, error = %e, attempt, "blob fetch failed; asking again");
-                    tokio::time::sleep(Duration::from_secs(attempt)).await;
-                }
-                other => return other,
-            }
-        }
-    }
-}
-
-fn name_of(digest: &str) -> &str {
-    digest.trim_start_matches("sha256:")
-}
-
-/// Writes an OCI image layout in `spool`: the manifest, and every fetched blob linked in (the
-/// downloads and the store are on one filesystem, beneath the state directory).
-fn lay_out(
-    spool: &Path,
-    media_type: &str,
-    digest: &str,
-    manifest: &[u8],
-    blobs: &[(String, PathBuf)],
-) -> Result<(), PullError> {
-    let io = |action: &'static str, path: &Path| {
-        let path = path.to_owned();
-        move |source| PullError::Io {
-            action,
-            path,
-            source,
-        }
-    };
-    let dir = spool.join("blobs/sha256");
-    std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
-    let p = dir.join(name_of(digest));
-    std::fs::write(&p, manifest).map_err(io("write", &p))?;
-    for (d, from) in blobs {
-        let to = dir.join(name_of(d));
-        if !to.exists() {
-            std::fs::hard_link(from, &to).map_err(io("link", &to))?;
-        }
-    }
-    let index = serde_json::json!({
-        "schemaVersion": 2,
-        "manifests": [{"mediaType": media_type, "digest": digest, "size": manifest.len()}],
-    });
-    let p = spool.join("index.json");
-    std::fs::write(&p, index.to_string()).map_err(io("write", &p))?;
-    let p = spool.join("oci-layout");
-    std::fs::write(&p, r#"{"imageLayoutVersion":"1.0.0"}"#).map_err(io("write", &p))
 }
 
 #[cfg(test)]
