@@ -133,7 +133,7 @@ impl Session<'_> {
         let Ok(fs) = nix::sys::statvfs::statvfs(&dir) else {
             return Ok(());
         };
-        let free = (fs.blocks_available() as u64).saturating_mul(fs.fragment_size() as u64);
+        let free = fs.blocks_available().saturating_mul(fs.fragment_size());
         if need > free {
             return Err(PullError::NoSpace {
                 need_mib: need >> 20,
