@@ -179,11 +179,14 @@ test_missing_image_stops_the_task_with_cannot_pull() {
   ensure_images || return 1
   register ghost '{"name":"g","image":"no-such-image:1","memory":32}' >/dev/null
   id=$(CTL run ghost) || return 1
+  # PENDING while berth tries to pull it from Docker Hub, which the guest cannot reach.
+  wait_status 60 "$id" STOPPED || fail "the task of a missing image did not stop"
   json=$(task_json "$id")
   assert_eq STOPPED "$(echo "$json" | jfield lastStatus)" "lastStatus"
   assert_eq TaskFailedToStart "$(echo "$json" | jfield stopCode)" "stopCode"
   assert_contains "$(echo "$json" | jfield stoppedReason)" "CannotPullContainerError" "stoppedReason"
   assert_contains "$(echo "$json" | jfield stoppedReason)" "no-such-image:1" "stoppedReason"
+  [ "$(echo "$json" | jfield pullStoppedAt)" != null ] || fail "no pullStoppedAt on a failed pull: $json"
   # A script waiting for it to run is told at once that it never will, and why.
   out=$(CTL wait --status RUNNING --timeout 60 "$id" 2>&1)
   assert_eq 1 "$?" "berthctl wait --status RUNNING's exit status for a stopped task"
