@@ -174,6 +174,23 @@ async fn pulls_from_a_real_registry() {
         rec.config
     );
 
+    // A Docker schema 2 manifest, as docker push leaves it.
+    let d = p
+        .pull(&format!("{a}/docker:1"), None, 0)
+        .await
+        .expect("docker:1");
+    assert!(store.layer_dir(&d.layers[0]).join("bin/busybox").is_file());
+    let raw = curl(
+        &reg,
+        "/v2/docker/manifests/1",
+        "application/vnd.docker.distribution.manifest.v2+json",
+    );
+    assert!(
+        String::from_utf8_lossy(&raw)
+            .contains("application/vnd.docker.distribution.manifest.v2+json"),
+        "docker:1 is not a Docker schema 2 manifest"
+    );
+
     // zstd layers unpack.
     let z = p
         .pull(&format!("{a}/zstd:1"), None, 0)
