@@ -93,11 +93,29 @@ fn puller(state: &Path, reg: &Registry, auth: &str) -> (Arc<ImageStore>, Puller)
     puller_with(state, reg, auth, Vec::new())
 }
 
+fn puller_insecure(
+    state: &Path,
+    reg: &Registry,
+    insecure: Vec<String>,
+) -> (Arc<ImageStore>, Puller) {
+    puller_full(state, reg, "{}", Vec::new(), insecure)
+}
+
 fn puller_with(
     state: &Path,
     reg: &Registry,
     auth: &str,
     mirrors: Vec<String>,
+) -> (Arc<ImageStore>, Puller) {
+    puller_full(state, reg, auth, mirrors, Vec::new())
+}
+
+fn puller_full(
+    state: &Path,
+    reg: &Registry,
+    auth: &str,
+    mirrors: Vec<String>,
+    insecure: Vec<String>,
 ) -> (Arc<ImageStore>, Puller) {
     let store = Arc::new(ImageStore::open(&state.join("images")).expect("store"));
     let auth_file = state.join("auth.json");
@@ -108,7 +126,7 @@ fn puller_with(
         PullConfig {
             auth_file,
             mirrors,
-            insecure: Vec::new(),
+            insecure,
             ca_files: vec![reg.dir.join("ca.crt")],
             inactivity_timeout: Duration::from_secs(10),
             timeout: Duration::from_secs(120),
@@ -352,6 +370,39 @@ async fn pulls_from_a_real_registry() {
     assert_eq!(bg.expect("big:1").layers[0], shared);
     assert_eq!(blob_gets() - before, 1, "the shared layer fetched once");
     assert!(spool_is_empty(&work.path().join("state2")));
+
+    // A plain-HTTP registry: refused as HTTPS, pulled once named in insecure_registries.
+    let plain_dir = work.path().join("plain");
+    let plain_port = 20000 + ((std::process::id() + 1) % 20000);
+    let plain = Registry {
+        dir: plain_dir.clone(),
+        address: format!("127.0.0.1:{plain_port}"),
+    };
+    run(
+        &[
+            "plain",
+            plain_dir.to_str().expect("utf-8"),
+            &plain_port.to_string(),
+        ],
+        &plain_dir,
+    );
+    let (_, strict) = puller(&work.path().join("state5"), &reg, "{}");
+    let e = strict
+        .pull(&format!("{}/busybox:1", plain.address), None, 0)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(&plain.address), "{e}");
+    let (store5, lax) = puller_insecure(
+        &work.path().join("state5"),
+        &reg,
+        vec![plain.address.clone()],
+    );
+    lax.pull(&format!("{}/busybox:1", plain.address), None, 0)
+        .await
+        .expect("busybox:1 over plain HTTP");
+    assert!(store5.get(&format!("{}/busybox:1", plain.address)).is_ok());
+    drop(plain);
 
     // A blob the registry serves corrupt (its storage changed under it) is refused by digest.
     let (store4, p4) = puller(&work.path().join("state4"), &reg, &login(&reg, "s3cret-pw"));
