@@ -9,6 +9,7 @@ pub mod config;
 pub mod daemon;
 pub mod dbus;
 pub mod engine;
+pub mod errors;
 pub mod fsutil;
 pub mod host;
 pub mod image;

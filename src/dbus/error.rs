@@ -4,6 +4,7 @@
 use zbus::DBusError;
 
 use crate::engine::{DefinitionError, ServiceError, TaskError};
+use crate::errors::chain;
 use crate::image::ImageError;
 
 #[derive(Debug, DBusError)]
@@ -35,7 +36,7 @@ impl From<DefinitionError> for BerthError {
             DefinitionError::BadReference(_) => BerthError::InvalidArgument(e.to_string()),
             DefinitionError::Store(crate::store::StoreError::Full { .. })
             | DefinitionError::Disk(_) => BerthError::ResourceUnavailable(e.to_string()),
-            DefinitionError::Store(_) => BerthError::Failed(error_chain(&e)),
+            DefinitionError::Store(_) => BerthError::Failed(chain(&e)),
         }
     }
 }
@@ -54,7 +55,7 @@ impl From<TaskError> for BerthError {
             TaskError::Store(crate::store::StoreError::Full { .. }) => {
                 BerthError::ResourceUnavailable(e.to_string())
             }
-            TaskError::Store(_) | TaskError::Id(_) => BerthError::Failed(error_chain(&e)),
+            TaskError::Store(_) | TaskError::Id(_) => BerthError::Failed(chain(&e)),
         }
     }
 }
@@ -71,7 +72,7 @@ impl From<ServiceError> for BerthError {
             ServiceError::Store(crate::store::StoreError::Full { .. }) => {
                 BerthError::ResourceUnavailable(e.to_string())
             }
-            ServiceError::Store(_) => BerthError::Failed(error_chain(&e)),
+            ServiceError::Store(_) => BerthError::Failed(chain(&e)),
         }
     }
 }
@@ -81,20 +82,8 @@ impl From<ImageError> for BerthError {
         match e {
             ImageError::NotFound(_) => BerthError::NotFound(e.to_string()),
             ImageError::Refused(why) => BerthError::AccessDenied(why),
-            ImageError::Io { .. } | ImageError::Index { .. } => BerthError::Failed(error_chain(&e)),
-            _ => BerthError::InvalidArgument(error_chain(&e)),
+            ImageError::Io { .. } | ImageError::Index { .. } => BerthError::Failed(chain(&e)),
+            _ => BerthError::InvalidArgument(chain(&e)),
         }
     }
-}
-
-/// The error and its causes on one line, for messages that cross the bus.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cause = c.source();
-    }
-    out
 }

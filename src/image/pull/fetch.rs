@@ -56,7 +56,7 @@ pub async fn blob(
     dir: &Path,
     bytes_done: &Counter<'_>,
 ) -> Result<PathBuf, PullError> {
-    let hex = digest.trim_start_matches("sha256:");
+    let hex = crate::image::hex(digest);
     let done = dir.join(hex);
     if tokio::fs::metadata(&done).await.is_ok_and(|m| m.is_file()) {
         bytes_done.add(size);
@@ -130,13 +130,10 @@ pub async fn blob(
     to.file.sync_all().await.map_err(io("sync"))?;
     drop(to);
     let got = format!("sha256:{:x}", hasher.finalize());
-    if got != digest {
+    if let Err(e) = crate::image::import::check(digest, &got) {
         // Bytes that hash wrong are no start for a resume either.
         let _ = tokio::fs::remove_file(&part).await;
-        return Err(PullError::DigestMismatch {
-            digest: digest.into(),
-            got,
-        });
+        return Err(e.into());
     }
     tokio::fs::rename(&part, &done)
         .await
@@ -169,7 +166,7 @@ async fn copy(
             Err(e) => {
                 return Err(PullError::Interrupted {
                     digest: digest.into(),
-                    reason: super::reason::chain(&e),
+                    reason: crate::errors::chain(&e),
                 })
             }
         };

@@ -87,8 +87,6 @@ pub enum PullError {
     Manifest(#[from] manifest::ManifestError),
     #[error(transparent)]
     Auth(#[from] auth::AuthError),
-    #[error("blob {digest} is corrupt: its content hashes to {got}")]
-    DigestMismatch { digest: String, got: String },
     #[error("blob {digest} is longer than the {size} bytes its manifest gives")]
     TooLong { digest: String, size: u64 },
     #[error("the download of {digest} was cut off: {reason} (a retry resumes it)")]
@@ -129,7 +127,7 @@ impl PullError {
     /// registry's error page is not copied whole).
     pub fn describe(&self) -> String {
         const MAX: usize = 1000;
-        let mut r = reason::chain(self);
+        let mut r = crate::errors::chain(self);
         if r.len() > MAX {
             let mut end = MAX;
             while !r.is_char_boundary(end) {

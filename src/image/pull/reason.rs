@@ -4,6 +4,8 @@
 
 use oci_client::errors::OciDistributionError;
 
+use crate::errors::chain;
+
 /// The reason `e` gives, every cause named once.
 pub fn of(e: &OciDistributionError) -> String {
     match e {
@@ -55,18 +57,4 @@ pub fn transient(e: &OciDistributionError) -> bool {
         OciDistributionError::IoError(_) => true,
         _ => false,
     }
-}
-
-/// `e` and its sources, each said once.
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let said = s.to_string();
-        if !out.contains(&said) {
-            out = format!("{out}: {said}");
-        }
-        source = s.source();
-    }
-    out
 }

@@ -111,12 +111,7 @@ impl Session<'_> {
         }
         let got = format!("sha256:{:x}", Sha256::digest(&bytes));
         if let Some(want) = want {
-            if got != want {
-                return Err(PullError::DigestMismatch {
-                    digest: want.to_string(),
-                    got,
-                });
-            }
+            crate::image::import::check(want, &got)?;
         }
         Ok((bytes.to_vec(), got))
     }
@@ -227,10 +222,10 @@ fn lay_out(
     };
     let dir = spool.join("blobs/sha256");
     std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
-    let p = dir.join(hex(digest));
+    let p = dir.join(crate::image::hex(digest));
     std::fs::write(&p, manifest).map_err(io("write", &p))?;
     for (d, from) in blobs {
-        let to = dir.join(hex(d));
+        let to = dir.join(crate::image::hex(d));
         if to.exists() {
             continue;
         }
@@ -250,8 +245,4 @@ fn lay_out(
     std::fs::write(&p, index.to_string()).map_err(io("write", &p))?;
     let p = spool.join("oci-layout");
     std::fs::write(&p, r#"{"imageLayoutVersion":"1.0.0"}"#).map_err(io("write", &p))
-}
-
-fn hex(digest: &str) -> &str {
-    digest.trim_start_matches("sha256:")
 }
