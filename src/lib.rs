@@ -1,6 +1,7 @@
 //! berth: Amazon ECS for one Linux host. The library behind `berthd` and `berthctl`.
 
 pub mod autoscale;
+pub mod balance;
 pub mod beneath;
 pub mod capacity;
 pub mod cgroup;

@@ -11,6 +11,8 @@ pub struct Sample {
     pub at_ms: u64,
     pub cpu: f64,
     pub memory: f64,
+    /// New connections per minute per load-balancer target; 0 without a load balancer.
+    pub requests: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,12 +67,13 @@ fn average(samples: &[Sample], since: u64, f: fn(&Sample) -> f64) -> Option<f64>
 }
 
 /// Each policy's recommendation with its reason.
-fn recommendations(input: &Input, cpu: f64, memory: f64) -> Vec<(u32, String)> {
+fn recommendations(input: &Input, cpu: f64, memory: f64, requests: f64) -> Vec<(u32, String)> {
     let p = input.policies;
     let cur = input.current;
     let value = |m: Metric| match m {
         Metric::Cpu => cpu,
         Metric::Memory => memory,
+        Metric::Requests => requests,
     };
     let mut out = Vec::new();
     for t in &p.tracking {
@@ -81,9 +84,10 @@ fn recommendations(input: &Input, cpu: f64, memory: f64) -> Vec<(u32, String)> {
             (
                 cur,
                 format!(
-                    "{name} {v:.0}% is within {:.0}% of target {:.0}%",
+                    "{name} {} is within {:.0}% of target {}",
+                    t.metric.show(v),
                     p.tolerance * 100.0,
-                    t.target
+                    t.metric.show(t.target)
                 ),
             )
         } else {
@@ -96,8 +100,10 @@ fn recommendations(input: &Input, cpu: f64, memory: f64) -> Vec<(u32, String)> {
             (
                 want,
                 format!(
-                    "{name} {v:.0}% vs target {:.0}%: ceil({cur} x {v:.0} / {:.0}) = {want}",
-                    t.target, t.target
+                    "{name} {} vs target {}: ceil({cur} x {v:.0} / {:.0}) = {want}",
+                    t.metric.show(v),
+                    t.metric.show(t.target),
+                    t.target
                 ),
             )
         };
@@ -119,10 +125,10 @@ fn recommendations(input: &Input, cpu: f64, memory: f64) -> Vec<(u32, String)> {
             out.push((
                 want,
                 format!(
-                    "step {}{op}{:.0} ({:.0}%): {:+}",
+                    "step {}{op}{:.0} ({}): {:+}",
                     s.metric.as_str(),
                     s.threshold,
-                    value(s.metric),
+                    s.metric.show(value(s.metric)),
                     s.adjustment
                 ),
             ));
@@ -149,6 +155,7 @@ pub fn decide(input: &Input) -> Decision {
         .max(last_change);
     let cpu = average(input.samples, since, |s| s.cpu);
     let memory = average(input.samples, since, |s| s.memory);
+    let requests = average(input.samples, since, |s| s.requests).unwrap_or(0.0);
     let hold = |desired: u32, recommendation: u32, reason: String| Decision {
         desired,
         direction: Direction::Hold,
@@ -165,7 +172,7 @@ pub fn decide(input: &Input) -> Decision {
             "no samples in the window since the last change".into(),
         );
     };
-    let recs = recommendations(input, c, m);
+    let recs = recommendations(input, c, m, requests);
     if recs.is_empty() {
         return hold(cur, cur, "no policy recommends a change".into());
     }

@@ -10,6 +10,9 @@ pub enum Metric {
     Cpu,
     /// Memory used over memory reserved, percent, averaged likewise.
     Memory,
+    /// New connections per minute per load-balancer target (ECS's
+    /// `ALBRequestCountPerTarget`, counted by connection: the kernel balances connections).
+    Requests,
 }
 
 impl Metric {
@@ -17,6 +20,15 @@ impl Metric {
         match self {
             Metric::Cpu => "cpu",
             Metric::Memory => "memory",
+            Metric::Requests => "requests",
+        }
+    }
+
+    /// How a value of the metric reads.
+    pub fn show(self, v: f64) -> String {
+        match self {
+            Metric::Cpu | Metric::Memory => format!("{v:.0}%"),
+            Metric::Requests => format!("{v:.0}/min"),
         }
     }
 }
@@ -102,7 +114,8 @@ pub fn parse_steps(text: &str) -> Result<Vec<Step>, String> {
             let metric = match name.trim() {
                 "cpu" => Metric::Cpu,
                 "memory" | "mem" => Metric::Memory,
-                other => return Err(bad(&format!("\"{other}\" is not cpu or memory"))),
+                "requests" | "ALBRequestCountPerTarget" => Metric::Requests,
+                other => return Err(bad(&format!("\"{other}\" is not cpu, memory or requests"))),
             };
             let threshold: f64 = threshold
                 .trim()
@@ -192,7 +205,7 @@ mod tests {
         );
         assert_eq!(
             parse_steps("cpu>80:+2,disk>1:+1").unwrap_err(),
-            "step \"disk>1:+1\": \"disk\" is not cpu or memory (form: cpu>80:+2)"
+            "step \"disk>1:+1\": \"disk\" is not cpu, memory or requests (form: cpu>80:+2)"
         );
         assert!(parse_steps("cpu=80:+1")
             .unwrap_err()

@@ -3,7 +3,7 @@
 
 mod ports;
 
-pub use ports::{HostPort, PortBook, PortHolder};
+pub use ports::{HostPort, PortBook, PortHolder, LISTENER_HOLDER};
 
 use std::net::Ipv4Addr;
 use std::ops::RangeInclusive;
@@ -247,6 +247,21 @@ impl Books {
         if let Ok(bridge) = &mut self.bridge {
             bridge.addresses.take(claim.holder, &claim.addresses);
         }
+    }
+
+    /// Holds a service's listener ports, or says who has one of them.
+    pub fn hold_listeners(&mut self, service: &str, ports: &[HostPort]) -> Result<(), Refusal> {
+        if let Some((port, holder)) = self.ports.conflict(ports) {
+            return Err(Refusal::Ports { port, holder });
+        }
+        self.ports
+            .take(&format!("{LISTENER_HOLDER}{service}"), ports);
+        Ok(())
+    }
+
+    pub fn release_listeners(&mut self, service: &str, ports: &[HostPort]) {
+        self.ports
+            .give_back(&format!("{LISTENER_HOLDER}{service}"), ports);
     }
 
     /// Gives back what an admitted task reserved.

@@ -28,13 +28,19 @@ pub enum PortHolder {
     Task(String),
     /// Kept by the host: `reserved_ports` in the config, or berthd's own listener.
     Host,
+    /// A service's load-balancer listener.
+    Listener(String),
 }
+
+/// How a service's listener holds its port in the books (a task id is hex, never this).
+pub const LISTENER_HOLDER: &str = "service:";
 
 impl fmt::Display for PortHolder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PortHolder::Task(id) => write!(f, "held by task {id}"),
             PortHolder::Host => write!(f, "reserved for the host (reserved_ports in berthd.toml)"),
+            PortHolder::Listener(s) => write!(f, "held by service {s}'s load balancer listener"),
         }
     }
 }
@@ -59,9 +65,13 @@ impl PortBook {
             if self.host.contains(p) {
                 Some((*p, PortHolder::Host))
             } else {
-                self.held
-                    .get(p)
-                    .map(|id| (*p, PortHolder::Task(id.clone())))
+                self.held.get(p).map(|id| {
+                    let holder = match id.strip_prefix(LISTENER_HOLDER) {
+                        Some(service) => PortHolder::Listener(service.to_string()),
+                        None => PortHolder::Task(id.clone()),
+                    };
+                    (*p, holder)
+                })
             }
         })
     }

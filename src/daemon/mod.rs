@@ -116,6 +116,14 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let images = Arc::new(ImageStore::open(&config.state_dir.join("images"))?);
     let (shim_exe, shim_args) = shim_command()?;
     let networks = start_networks(&config)?;
+    // Listeners live in the table the bridge's setup made: without it, none.
+    let balancer = networks.as_ref().ok().map(|_| {
+        Arc::new(crate::balance::Balancer::new(
+            &config.nft,
+            Path::new("/proc/net/nf_conntrack"),
+            std::time::Duration::from_secs(1),
+        ))
+    });
     let bridge = networks
         .as_ref()
         .map(|_| Bridge {
@@ -177,12 +185,17 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     .with_min_free_disk(config.min_free_disk_mib)
     .with_puller(puller.clone(), config.image_pull_behavior)
     .with_image_cleanup(config.image_cleanup_age());
+    let engine = match balancer {
+        Some(b) => engine.with_balancer(b),
+        None => engine,
+    };
     let metrics = Metrics::new(engine.clone())?;
     metrics.add(Box::new(puller.durations()))?;
     // Following before the watch loop runs, so no launch it completes goes uncounted.
     let lifecycle_task = tokio::spawn(metrics.lifecycle().follow(engine.clone()));
     let watch_task = tokio::spawn(engine.clone().watch());
     let services_task = tokio::spawn(engine.clone().schedule_services());
+    let balance_task = tokio::spawn(engine.clone().balance(std::time::Duration::from_secs(1)));
     // Often enough that a short retention (a test's) is kept to, at most once a minute.
     let history_every = (config.stopped_task_retention_secs / 4).clamp(1, 60);
     let history_task = tokio::spawn(
@@ -232,6 +245,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     metrics_task.abort();
     watch_task.abort();
     services_task.abort();
+    balance_task.abort();
     history_task.abort();
     autoscale_task.abort();
     lifecycle_task.abort();

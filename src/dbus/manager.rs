@@ -61,14 +61,33 @@ fn isolation_option(
             "isolation" => {
                 isolation = Some(Isolation::parse(v).map_err(BerthError::InvalidArgument)?)
             }
+            "loadBalancers" if method == "CreateServiceWith" => {}
             other => {
+                let known = if method == "CreateServiceWith" {
+                    "isolation, loadBalancers"
+                } else {
+                    "isolation"
+                };
                 return Err(BerthError::InvalidArgument(format!(
-                    "{method}: unknown option {other:?} (known: isolation)"
-                )))
+                    "{method}: unknown option {other:?} (known: {known})"
+                )));
             }
         }
     }
     Ok(isolation)
+}
+
+/// `CreateServiceWith`'s `loadBalancers`: ECS's list as JSON, with berth's `listen` and
+/// `deregistrationDelaySeconds`.
+fn load_balancers_option(
+    options: &std::collections::HashMap<String, String>,
+) -> Result<Vec<crate::balance::LoadBalancer>, BerthError> {
+    let Some(text) = options.get("loadBalancers") else {
+        return Ok(Vec::new());
+    };
+    let v: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| BerthError::InvalidArgument(format!("loadBalancers: not JSON: {e}")))?;
+    crate::balance::parse(&v).map_err(BerthError::InvalidArgument)
 }
 
 #[interface(
@@ -159,6 +178,7 @@ impl Manager {
             min_healthy_percent,
             max_percent,
             isolation: None,
+            load_balancers: Vec::new(),
         })?;
         Ok(service_path(&s.name)?)
     }
@@ -180,6 +200,7 @@ impl Manager {
         let uid = require_admin(conn, &hdr).await?;
         self.check_group_ref(uid, &task_definition)?;
         let isolation = isolation_option("CreateServiceWith", &options)?;
+        let load_balancers = load_balancers_option(&options)?;
         let s = self.engine.create_service(&ServiceSpec {
             name,
             task_definition,
@@ -187,6 +208,7 @@ impl Manager {
             min_healthy_percent,
             max_percent,
             isolation,
+            load_balancers,
         })?;
         Ok(service_path(&s.name)?)
     }

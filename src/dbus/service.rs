@@ -67,8 +67,29 @@ pub fn describe(s: &Service, engine: &Engine) -> serde_json::Value {
             "decisions": sc.decisions,
             "last": sc.last,
         })),
+        "loadBalancers": s.load_balancers,
+        "targets": targets_json(engine, &s.name),
         "createdAt": time(s.created_at),
     })
+}
+
+/// The service's load-balancer targets, as `service describe` lists them.
+fn targets_json(engine: &Engine, name: &str) -> Vec<serde_json::Value> {
+    engine
+        .targets_report(Some(name))
+        .into_iter()
+        .flat_map(|(_, v)| v)
+        .map(|r| {
+            serde_json::json!({
+                "listener": r.listener.to_string(),
+                "taskId": r.target.task_id,
+                "target": format!("{}:{}", r.target.address, r.target.port),
+                "state": r.state.as_str(),
+                "activeConnections": r.active,
+                "newConnections": r.new,
+            })
+        })
+        .collect()
 }
 
 pub struct ServiceObject {
@@ -147,6 +168,27 @@ impl ServiceObject {
                 })
                 .collect()
         })
+    }
+
+    /// (listener, task id, target address:port, state, open connections) of each load-balancer
+    /// target; state is initial (not yet probed), healthy or draining. Read when wanted: the
+    /// kernel's connections change without a signal.
+    #[zbus(property(emits_changed_signal = "false"))]
+    fn targets(&self) -> Vec<(String, String, String, String, u32)> {
+        self.engine
+            .targets_report(Some(&self.name))
+            .into_iter()
+            .flat_map(|(_, v)| v)
+            .map(|r| {
+                (
+                    r.listener.to_string(),
+                    r.target.task_id,
+                    format!("{}:{}", r.target.address, r.target.port),
+                    r.state.as_str().to_string(),
+                    r.active,
+                )
+            })
+            .collect()
     }
 
     /// The autoscaler's last decision: "from -> to: reason", or "" when it has made none.

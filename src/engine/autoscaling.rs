@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::services::ServiceError;
 use super::{Change, Engine, Status};
-use crate::autoscale::{self, Direction, Policies, Sample};
+use crate::autoscale::{self, Direction, Metric, Policies, Sample};
 use crate::clock::now_us;
 use crate::service::model::{Scaling, ScalingDecision, MAX_DECISIONS};
 use crate::service::Service;
@@ -22,6 +22,8 @@ pub(super) struct Sampler {
     cpu: HashMap<String, (u64, u64)>,
     /// Each service's samples within the window.
     samples: HashMap<String, Vec<Sample>>,
+    /// Each load-balanced service's last connection counters: (µs clock, count by target chain).
+    pub(super) connections: HashMap<String, (u64, std::collections::BTreeMap<String, u64>)>,
 }
 
 /// Decisions counted by direction since berthd started, for `/metrics`.
@@ -47,12 +49,25 @@ impl Engine {
             }
             if p.tracking.is_empty() && p.steps.is_none() {
                 return Err(ServiceError::Invalid(
-                    "give a target (--target-cpu, --target-memory) or steps (--step)".into(),
+                    "give a target (--target-cpu, --target-memory, --target-requests) or steps (--step)".into(),
                 ));
             }
         }
+        let on_requests = policies.as_ref().is_some_and(|p| {
+            p.tracking.iter().any(|t| t.metric == Metric::Requests)
+                || p.steps
+                    .iter()
+                    .flat_map(|s| &s.steps)
+                    .any(|s| s.metric == Metric::Requests)
+        });
         let _gate = self.service_gate();
         self.change_service(name, |s| {
+            if on_requests && s.load_balancers.is_empty() {
+                return Err(ServiceError::Invalid(format!(
+                    "requests: service {} has no loadBalancers, so no requests to count",
+                    s.name
+                )));
+            }
             s.scaling = policies.map(|policies| Scaling {
                 policies,
                 recent: Vec::new(),
@@ -117,10 +132,11 @@ impl Engine {
             at_ms: now / 1000,
             cpu: avg(&cpu)?,
             memory: avg(&memory).unwrap_or(0.0),
+            requests: self.requests_per_target(name, now).unwrap_or(0.0),
         })
     }
 
-    fn sampler(&self) -> std::sync::MutexGuard<'_, Sampler> {
+    pub(super) fn sampler(&self) -> std::sync::MutexGuard<'_, Sampler> {
         self.sampler.lock().unwrap_or_else(|p| p.into_inner())
     }
 

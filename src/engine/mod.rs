@@ -6,6 +6,7 @@
 //! definitions and tasks are rebuilt from the store (see `restore`).
 
 mod autoscaling;
+mod balancing;
 mod definitions;
 mod history;
 mod image_cleanup;
@@ -22,6 +23,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::broadcast;
 
 pub use autoscaling::DecisionCounts;
+pub use balancing::TargetReport;
 pub use definitions::{DefinitionError, Registered};
 pub use history::History;
 pub use services::{counts as service_counts, ServiceError, ServiceSpec};
@@ -85,6 +87,8 @@ pub struct Engine {
     pulls: Option<pulls::Pulls>,
     /// Seconds a pulled image may go unused before it is removed (None: never).
     image_cleanup_age: Option<u64>,
+    /// Services' load balancers; without (no bridge), `loadBalancers` are refused.
+    balancer: Option<Arc<crate::balance::Balancer>>,
 }
 
 /// The daemon's isolation settings the engine applies at RunTask.
@@ -128,6 +132,12 @@ impl Engine {
         let definitions = restore::definitions(&store)?;
         let tasks = restore::tasks(&store, &mut books, runtime.as_ref(), boot_id, now_us())?;
         let services = restore::services(&store)?;
+        for s in services.values() {
+            let ports: Vec<_> = s.load_balancers.iter().map(|l| l.listener_port()).collect();
+            if let Err(e) = books.hold_listeners(&s.name, &ports) {
+                tracing::warn!(service = %s.name, error = %e, "a listener's port is taken");
+            }
+        }
         let (changes, _) = broadcast::channel(1024);
         Ok(Engine {
             state: Arc::new(Mutex::new(State {
@@ -149,6 +159,7 @@ impl Engine {
             min_free_disk_mib: 0,
             pulls: None,
             image_cleanup_age: None,
+            balancer: None,
         })
     }
 

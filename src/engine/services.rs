@@ -38,6 +38,7 @@ pub struct ServiceSpec {
     pub min_healthy_percent: u32,
     pub max_percent: u32,
     pub isolation: Option<crate::vm::sizing::Isolation>,
+    pub load_balancers: Vec<crate::balance::LoadBalancer>,
 }
 
 pub fn started_by(name: &str) -> String {
@@ -51,7 +52,7 @@ fn valid_name(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
-fn view(t: &Task) -> TaskView {
+pub(super) fn view(t: &Task, draining: bool) -> TaskView {
     TaskView {
         id: t.id.clone(),
         task_definition: t.task_definition.clone(),
@@ -65,6 +66,7 @@ fn view(t: &Task) -> TaskView {
         stop_code: t.stop_code,
         stopped_reason: t.stopped_reason.clone(),
         created_at: t.created_at,
+        draining,
     }
 }
 
@@ -87,6 +89,11 @@ fn keep(state: &mut super::State, s: &Service) -> Result<(), StoreError> {
     state.store.put_service(&s.name, &json)?;
     state.services.insert(s.name.clone(), s.clone());
     Ok(())
+}
+
+fn release_listeners(state: &mut super::State, s: &Service) {
+    let ports: Vec<_> = s.load_balancers.iter().map(|l| l.listener_port()).collect();
+    state.books.release_listeners(&s.name, &ports);
 }
 
 impl Engine {
@@ -120,16 +127,22 @@ impl Engine {
         if spec.isolation.is_some() {
             self.microvm_size(&reference, spec.isolation)?;
         }
+        self.check_load_balancers(&spec.load_balancers, &reference)?;
         let mut s = Service::new(&spec.name, &reference, spec.desired_count, now_us());
         s.min_healthy_percent = spec.min_healthy_percent;
         s.max_percent = spec.max_percent;
         s.isolation = spec.isolation;
+        s.load_balancers = spec.load_balancers.clone();
         {
             let mut state = self.lock();
             if state.services.contains_key(&spec.name) {
                 return Err(ServiceError::Exists(spec.name.clone()));
             }
-            keep(&mut state, &s)?;
+            Engine::hold_listeners(&mut state, &s)?;
+            if let Err(e) = keep(&mut state, &s) {
+                release_listeners(&mut state, &s);
+                return Err(e.into());
+            }
         }
         self.emit(Change::ServiceAdded(s.name.clone()));
         Ok(s)
@@ -147,6 +160,7 @@ impl Engine {
             .transpose()?;
         if let Some(r) = &reference {
             self.check_runnable(r)?;
+            self.check_load_balancers(&self.service(name)?.load_balancers, r)?;
         }
         let _gate = self.service_gate();
         let s = self.change_service(name, |s| {
@@ -260,14 +274,21 @@ impl Engine {
         let _gate = self.service_gate();
         let now = now_us();
         let tasks = self.service_tasks(name);
-        let views: Vec<TaskView> = tasks.iter().map(view).collect();
         let mut s = self.service(name)?;
+        let Some(views) = self.balanced_views(&s, &tasks) else {
+            return Ok(());
+        };
         let mut changed = scheduler::account(&mut s, &views, now);
         changed |= scheduler::settle(&mut s, &views, now);
         let actions = scheduler::plan(&s, &views, now);
         for (id, reason) in &actions.stop {
+            if actions.drainable.contains(id) && self.start_draining(&mut s, id, reason, now) {
+                changed = true;
+                continue;
+            }
             self.stop_task(id, reason)?;
         }
+        changed |= self.finish_draining(&mut s, &tasks, now)?;
         let mut started = Vec::new();
         for reference in &actions.start {
             match self.run_task_as(reference, Some(&started_by(name)), s.isolation) {
@@ -305,6 +326,7 @@ impl Engine {
             let mut state = self.lock();
             state.store.delete_service(name)?;
             state.services.remove(name);
+            release_listeners(&mut state, &s);
             drop(state);
             self.emit(Change::ServiceRemoved(name.to_string()));
             return Ok(());

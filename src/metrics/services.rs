@@ -1,7 +1,8 @@
-//! Service series: desired and running counts per service, and the autoscaler's decisions by
-//! direction since berthd started.
+//! Service series: desired and running counts per service, the load balancers' targets and
+//! connections, and the autoscaler's decisions by direction since berthd started.
 
 use super::tasks::Families;
+use crate::balance::TargetState;
 use crate::engine::{service_counts, Engine};
 
 pub fn collect(engine: &Engine, f: &mut Families) {
@@ -27,6 +28,7 @@ pub fn collect(engine: &Engine, f: &mut Families) {
             f64::from(pending),
         );
     }
+    balancers(engine, f);
     let c = engine.decision_counts();
     let help = "Autoscaler decisions that changed a service's desired count, by direction.";
     for (direction, n) in [("out", c.out), ("in", c.r#in)] {
@@ -36,5 +38,50 @@ pub fn collect(engine: &Engine, f: &mut Families) {
             &[("direction", direction)],
             n as f64,
         );
+    }
+}
+
+/// Per listener, its healthy targets; per target, its open connections (conntrack) and the new
+/// connections it took (the kernel's counter in its chain).
+fn balancers(engine: &Engine, f: &mut Families) {
+    for (service, targets) in engine.targets_report(None) {
+        let mut healthy: std::collections::BTreeMap<String, u32> = Default::default();
+        for t in &targets {
+            let listener = t.listener.to_string();
+            let n = healthy.entry(listener.clone()).or_default();
+            if t.state == TargetState::Healthy {
+                *n += 1;
+            }
+            let l = [
+                ("service", service.as_str()),
+                ("listener", listener.as_str()),
+                ("task_id", t.target.task_id.as_str()),
+            ];
+            f.gauge(
+                "berth_lb_active_connections",
+                "Open connections the service's load balancer sent to the target.",
+                &l,
+                f64::from(t.active),
+            );
+            if let Some(n) = t.new {
+                f.counter(
+                    "berth_lb_new_connections_total",
+                    "New connections the service's load balancer sent to the target since it joined.",
+                    &l,
+                    n as f64,
+                );
+            }
+        }
+        for (listener, n) in healthy {
+            f.gauge(
+                "berth_lb_healthy_targets",
+                "Targets taking new connections behind the listener.",
+                &[
+                    ("service", service.as_str()),
+                    ("listener", listener.as_str()),
+                ],
+                f64::from(n),
+            );
+        }
     }
 }

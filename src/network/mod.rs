@@ -11,7 +11,7 @@ pub mod files;
 mod host;
 mod links;
 pub mod netns;
-mod nft;
+pub mod nft;
 pub mod rules;
 pub mod stats;
 

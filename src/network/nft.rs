@@ -53,7 +53,15 @@ impl Nft {
 
     /// The publish chain with rule handles; an empty listing when berth's table is absent.
     pub fn list_published(&self) -> Result<Value, NftError> {
-        let args = ["-a", "list", "chain", "ip", TABLE, PUBLISH];
+        self.list(&["-a", "list", "chain", "ip", TABLE, PUBLISH])
+    }
+
+    /// Berth's whole table, with counters; an empty listing when it is absent.
+    pub fn list_table(&self) -> Result<Value, NftError> {
+        self.list(&["list", "table", "ip", TABLE])
+    }
+
+    fn list(&self, args: &[&str]) -> Result<Value, NftError> {
         match nftables::helper::get_current_ruleset_raw(Some(&self.program), args) {
             Ok(out) => serde_json::from_str(&out).map_err(NftError::Listing),
             Err(nftables::helper::NftablesError::NftFailed { stderr, .. })

@@ -82,6 +82,7 @@ pub fn setup(bridge: &str, subnet: Subnet) -> Value {
         )
     };
     let jump = json!({"jump": {"target": PUBLISH}});
+    let balance = json!({"jump": {"target": crate::balance::rules::SERVICES}});
     let from_bridge = || matches("==", meta("iifname"), json!(bridge));
     let to_loopback = || {
         matches(
@@ -93,12 +94,16 @@ pub fn setup(bridge: &str, subnet: Subnet) -> Value {
     json!({"nftables": [
         {"add": {"table": {"family": FAMILY, "name": TABLE}}},
         chain(PUBLISH, None),
+        // Load-balancer listeners (balance/rules.rs): kept through a restart, as PUBLISH is.
+        chain(crate::balance::rules::SERVICES, None),
         // dstnat (-100): traffic to any of the host's addresses, from outside or from the host.
         chain("prerouting", Some(("prerouting", -100))),
         chain("output", Some(("output", -100))),
         chain("postrouting", Some(("postrouting", 100))),
         filter_chain("input", "input"),
         flush("prerouting"), flush("output"), flush("postrouting"), flush("input"),
+        rule("prerouting", vec![to_local(), balance.clone()], None),
+        rule("output", vec![to_local(), balance], None),
         rule("prerouting", vec![to_local(), jump.clone()], None),
         rule("output", vec![to_local(), jump], None),
         // Leaving the host: the tasks' addresses are private to it.

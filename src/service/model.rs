@@ -2,7 +2,7 @@
 //! primary), the tasks it has started and not yet seen stop, its failure back-off, its events,
 //! and its autoscaling state. Plain data, persisted whole as JSON like a task.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -104,6 +104,22 @@ pub struct Service {
     /// The isolation its tasks get; `None`: the daemon's choice for the definition.
     #[serde(default)]
     pub isolation: Option<Isolation>,
+    /// ECS's `loadBalancers`: listeners spreading new connections over its serving tasks.
+    #[serde(default)]
+    pub load_balancers: Vec<crate::balance::LoadBalancer>,
+    /// Tasks taken out of the load balancer on their way to a stop, by id.
+    #[serde(default)]
+    pub draining: BTreeMap<String, Drain>,
+}
+
+/// A task being drained: no new connections; stopped with `reason` once its connections end
+/// or at `until` (µs), the deregistration delay after `since`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Drain {
+    pub since: u64,
+    pub until: u64,
+    pub reason: String,
 }
 
 impl Service {
@@ -122,6 +138,8 @@ impl Service {
             created_at: now,
             deleting: false,
             isolation: None,
+            load_balancers: Vec::new(),
+            draining: BTreeMap::new(),
         };
         s.deploy(task_definition, now);
         s

@@ -20,15 +20,18 @@ pub struct TaskView {
     pub stop_code: Option<StopCode>,
     pub stopped_reason: Option<String>,
     pub created_at: u64,
+    /// Taken out of the service's load balancer on its way to a stop: as good as stopping.
+    pub draining: bool,
 }
 
 impl TaskView {
     fn live(&self) -> bool {
-        self.last_status != Status::Stopped && !self.desired_stopped
+        self.last_status != Status::Stopped && !self.desired_stopped && !self.draining
     }
 
-    /// RUNNING and, if it has checks, HEALTHY: what a rolling update counts.
-    fn healthy(&self) -> bool {
+    /// RUNNING and, if it has checks, HEALTHY: what a rolling update counts, and what a load
+    /// balancer sends connections to.
+    pub fn healthy(&self) -> bool {
         self.live()
             && self.last_status == Status::Running
             && (!self.checked || self.health == HealthStatus::Healthy)
@@ -44,6 +47,9 @@ pub struct Actions {
     /// Task definitions to run, one task each.
     pub start: Vec<String>,
     pub stop: Vec<(String, String)>,
+    /// Those of `stop` a load balancer may drain first (replaced by a deployment, scaled in);
+    /// an unhealthy task or a deleted service's stops at once.
+    pub drainable: Vec<String>,
 }
 
 /// Back-off after `failures` task failures in a row: none for the first, then 2 s doubling
@@ -192,11 +198,13 @@ pub fn plan(s: &Service, tasks: &[TaskView], now: u64) -> Actions {
             t.id.clone(),
             format!("deployment of {} replaced it", primary.task_definition),
         ));
+        a.drainable.push(t.id.clone());
     }
     // Scale-in stops the primary's extra tasks at once, those not yet healthy first.
     for t in newest_first(&mine).into_iter().take(extra_mine) {
         a.stop
             .push((t.id.clone(), format!("service {} scaled in to {d}", s.name)));
+        a.drainable.push(t.id.clone());
     }
     a
 }

@@ -51,6 +51,7 @@ impl Sim {
                 at_ms: now,
                 cpu: util,
                 memory: 10.0,
+                requests: 0.0,
             });
             let d = decide(&Input {
                 now_ms: now,
@@ -224,6 +225,7 @@ fn several_policies_largest_out_wins_and_in_needs_all_to_agree() {
             at_ms: 61_000,
             cpu,
             memory,
+            requests: 0.0,
         }];
         decide(&Input {
             now_ms: 61_000,
@@ -269,4 +271,38 @@ fn several_policies_largest_out_wins_and_in_needs_all_to_agree() {
         (d.desired, d.reason.as_str()),
         (3, "no samples in the window since the last change")
     );
+}
+
+#[test]
+fn requests_per_target_track_like_any_metric_and_read_per_minute() {
+    let mut p = cpu_policy(50.0, 1, 10);
+    p.tracking = vec![TargetTracking::new(Metric::Requests, 100.0)];
+    let samples = vec![Sample {
+        at_ms: 61_000,
+        cpu: 1.0,
+        memory: 1.0,
+        requests: 240.0,
+    }];
+    let d = decide(&Input {
+        now_ms: 61_000,
+        current: 2,
+        samples: &samples,
+        window_ms: 60_000,
+        policies: &p,
+        last_scale_out_ms: None,
+        last_scale_in_ms: None,
+        recent: &[],
+        room: None,
+    });
+    assert_eq!(d.desired, 5);
+    assert_eq!(d.direction, Direction::Out);
+    assert!(
+        d.reason
+            .contains("requests 240/min vs target 100/min: ceil(2 x 240 / 100) = 5"),
+        "{}",
+        d.reason
+    );
+    let steps = parse_steps("requests>200:+1,ALBRequestCountPerTarget<10:-1").unwrap();
+    assert_eq!(steps[0].metric, Metric::Requests);
+    assert_eq!(steps[1].metric, Metric::Requests);
 }

@@ -27,6 +27,15 @@ pub enum ServiceCommand {
         /// `container` or `microvm` for every task (default: the daemon's choice).
         #[arg(long)]
         isolation: Option<String>,
+        /// Balance new TCP connections over the serving tasks' CONTAINER:PORT (repeatable).
+        #[arg(long = "load-balancer", value_name = "CONTAINER:PORT")]
+        load_balancer: Vec<String>,
+        /// Where each --load-balancer listens, in order (default 0.0.0.0:PORT).
+        #[arg(long, value_name = "ADDR:PORT")]
+        listen: Vec<String>,
+        /// Seconds a task being replaced or scaled in keeps its connections (default 300).
+        #[arg(long = "deregistration-delay", value_name = "SECS")]
+        deregistration_delay: Option<u32>,
     },
     /// Roll out a new revision and/or set the desired count.
     Update {
@@ -63,6 +72,10 @@ pub struct ScalingArgs {
     /// Target average memory utilization, percent of the tasks' reserved memory.
     #[arg(long = "target-memory")]
     target_memory: Option<f64>,
+    /// Target new connections per minute per load-balancer target (ECS's
+    /// ALBRequestCountPerTarget).
+    #[arg(long = "target-requests")]
+    target_requests: Option<f64>,
     /// Such as 30s or 2m.
     #[arg(long = "scale-out-cooldown", value_parser = seconds)]
     scale_out_cooldown: Option<u64>,
@@ -101,9 +114,15 @@ fn policies(a: &ScalingArgs) -> anyhow::Result<Policies> {
     for (metric, target) in [
         (Metric::Cpu, a.target_cpu),
         (Metric::Memory, a.target_memory),
+        (Metric::Requests, a.target_requests),
     ] {
         let Some(target) = target else { continue };
-        if !(1.0..=100.0).contains(&target) {
+        if metric == Metric::Requests && !(target >= 1.0 && target.is_finite()) {
+            anyhow::bail!(
+                "--target-requests {target}: connections per minute per target, 1 or more"
+            );
+        }
+        if metric != Metric::Requests && !(1.0..=100.0).contains(&target) {
             anyhow::bail!(
                 "--target-{} {target}: a percent between 1 and 100",
                 metric.as_str()
@@ -159,10 +178,20 @@ pub async fn run(m: &ManagerProxy<'_>, cmd: ServiceCommand, json: bool) -> anyho
             min_healthy_percent,
             max_percent,
             isolation,
+            load_balancer,
+            listen,
+            deregistration_delay,
         } => {
-            match isolation {
-                Some(i) => {
-                    let options = std::collections::HashMap::from([("isolation".to_string(), i)]);
+            let mut options = std::collections::HashMap::new();
+            if let Some(i) = isolation {
+                options.insert("isolation".to_string(), i);
+            }
+            if !load_balancer.is_empty() {
+                let lbs = load_balancers(&load_balancer, &listen, deregistration_delay)?;
+                options.insert("loadBalancers".to_string(), lbs.to_string());
+            }
+            match options.is_empty() {
+                false => {
                     m.create_service_with(
                         name.clone(),
                         task_definition,
@@ -173,7 +202,7 @@ pub async fn run(m: &ManagerProxy<'_>, cmd: ServiceCommand, json: bool) -> anyho
                     )
                     .await
                 }
-                None => {
+                true => {
                     m.create_service(
                         name.clone(),
                         task_definition,
@@ -300,6 +329,37 @@ fn print_decision(d: &Value) {
     );
 }
 
+/// ECS's `loadBalancers` list from `--load-balancer`, `--listen` and `--deregistration-delay`.
+fn load_balancers(lbs: &[String], listen: &[String], delay: Option<u32>) -> anyhow::Result<Value> {
+    if listen.len() > lbs.len() {
+        anyhow::bail!(
+            "--listen given {} times for {} --load-balancer",
+            listen.len(),
+            lbs.len()
+        );
+    }
+    lbs.iter()
+        .enumerate()
+        .map(|(i, lb)| {
+            let (container, port) = lb
+                .rsplit_once(':')
+                .and_then(|(c, p)| Some((c, p.parse::<u16>().ok()?)))
+                .with_context(|| {
+                    format!("--load-balancer {lb}: give CONTAINER:PORT, such as web:80")
+                })?;
+            let mut v = serde_json::json!({"containerName": container, "containerPort": port});
+            if let Some(l) = listen.get(i) {
+                v["listen"] = l.as_str().into();
+            }
+            if let Some(d) = delay {
+                v["deregistrationDelaySeconds"] = d.into();
+            }
+            Ok(v)
+        })
+        .collect::<anyhow::Result<Vec<Value>>>()
+        .map(Value::from)
+}
+
 fn print_service(s: &Value) {
     let t = |k: &str| s[k].as_str().unwrap_or("-").to_string();
     println!("Service:        {}", t("serviceName"));
@@ -330,6 +390,21 @@ fn print_service(s: &Value) {
             x["lastStatus"].as_str().unwrap_or(""),
             x["healthStatus"].as_str().unwrap_or("")
         );
+    }
+    let targets = s["targets"].as_array().cloned().unwrap_or_default();
+    if !targets.is_empty() {
+        println!("Targets:");
+        for x in targets {
+            println!(
+                "  {:<21} {:<32} {:<21} {:<9} active {} new {}",
+                x["listener"].as_str().unwrap_or(""),
+                x["taskId"].as_str().unwrap_or(""),
+                x["target"].as_str().unwrap_or(""),
+                x["state"].as_str().unwrap_or(""),
+                x["activeConnections"],
+                x["newConnections"]
+            );
+        }
     }
     println!("Events:");
     for e in s["events"]

@@ -31,6 +31,7 @@ fn a_service_and_its_scaling_survive_a_restart_and_the_autoscaler_holds_without_
             min_healthy_percent: 100,
             max_percent: 200,
             isolation: Some(crate::vm::sizing::Isolation::Microvm),
+            load_balancers: Vec::new(),
         };
         // This engine has no guest kernel: a microVM service is refused at once, by its cause.
         let refused = e.create_service(&spec).unwrap_err().to_string();

@@ -11,6 +11,7 @@ fn view(id: &str, def: &str, status: Status) -> TaskView {
         stop_code: None,
         stopped_reason: None,
         created_at: id.len() as u64,
+        draining: false,
     }
 }
 
@@ -195,4 +196,53 @@ fn a_task_started_just_before_a_crash_is_taken_back_and_its_failure_counts() {
         .events
         .iter()
         .any(|e| e.message.starts_with("(service web) task a stopped")));
+}
+
+#[test]
+fn a_draining_task_counts_as_gone_so_the_rollout_goes_on_and_a_scale_in_is_drainable() {
+    let mut s = Service::new("web", "web:1", 2, 0);
+    s.deploy("web:2", 1);
+    let draining = TaskView {
+        draining: true,
+        ..view("a", "web:1", Status::Running)
+    };
+    let tasks = [
+        draining,
+        view("b", "web:1", Status::Running),
+        view("c", "web:2", Status::Running),
+        view("d", "web:2", Status::Running),
+    ];
+    let a = plan(&s, &tasks, 2);
+    // Two of web:2 healthy: b may go, drained; the draining a is not stopped again.
+    assert_eq!(
+        a.stop.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(),
+        ["b"]
+    );
+    assert_eq!(a.drainable, ["b"]);
+    assert!(a.start.is_empty());
+    let mut s = Service::new("web", "web:1", 1, 0);
+    s.desired_count = 1;
+    let tasks = [
+        view("a", "web:1", Status::Running),
+        view("bb", "web:1", Status::Running),
+    ];
+    let a = plan(&s, &tasks, 0);
+    assert_eq!(
+        a.drainable,
+        ["bb"],
+        "the newest is scaled in, drained first"
+    );
+}
+
+#[test]
+fn an_unhealthy_task_stops_at_once_never_drained() {
+    let s = Service::new("web", "web:1", 1, 0);
+    let sick = TaskView {
+        checked: true,
+        health: HealthStatus::Unhealthy,
+        ..view("a", "web:1", Status::Running)
+    };
+    let a = plan(&s, &[sick], 0);
+    assert_eq!(a.stop.len(), 1);
+    assert!(a.drainable.is_empty());
 }

@@ -1,0 +1,123 @@
+//! The balancer's hands: applies the listeners the engine wants to the kernel (one nft
+//! transaction per change, nothing when nothing changed), remembers what it applied, finds
+//! what a previous berthd left (re-adopted unchanged), probes a new target before it takes
+//! traffic, and reads the connection counts.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddrV4;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use super::conntrack::{self, Counts};
+use super::rules::{self, Listener};
+use super::Target;
+use crate::network::nft::{Nft, NftError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BalancerError {
+    #[error("load balancer rules: {0}")]
+    Nft(#[from] NftError),
+}
+
+#[derive(Debug, Default)]
+struct Applied {
+    /// `None` until the first sync, which re-adopts what the kernel has.
+    listeners: Option<Vec<Listener>>,
+    /// Target chains that took traffic (probed, or found at start): they need no new probe.
+    proven: BTreeSet<String>,
+}
+
+#[derive(Debug)]
+pub struct Balancer {
+    nft: Nft,
+    conntrack: PathBuf,
+    probe_timeout: Duration,
+    applied: Mutex<Applied>,
+}
+
+impl Balancer {
+    pub fn new(nft: &Path, conntrack: &Path, probe_timeout: Duration) -> Balancer {
+        Balancer {
+            nft: Nft::new(nft),
+            conntrack: conntrack.to_owned(),
+            probe_timeout,
+            applied: Mutex::new(Applied::default()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Applied> {
+        self.applied.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes the kernel's listeners `desired`. The first call reads berth's table and keeps
+    /// what a previous berthd made that is still wanted.
+    pub fn apply(&self, desired: Vec<Listener>) -> Result<(), BalancerError> {
+        let mut applied = self.lock();
+        let existing = match applied.listeners {
+            Some(_) => None,
+            None => Some(rules::chains_in(&self.nft.list_table()?)),
+        };
+        let before = applied.listeners.clone().unwrap_or_default();
+        if let Some(doc) = rules::sync(&before, &desired, existing.as_ref()) {
+            self.nft.apply("load balancer", &doc)?;
+        }
+        let live: BTreeSet<String> = desired
+            .iter()
+            .flat_map(|l| l.targets.iter().map(|t| l.target_chain(&t.task_id)))
+            .collect();
+        applied.proven.retain(|c| live.contains(c));
+        applied.listeners = Some(desired);
+        Ok(())
+    }
+
+    /// The chains a previous berthd left with traffic flowing: their targets need no probe.
+    pub fn adopt(&self) -> Result<(), BalancerError> {
+        let found = rules::chains_in(&self.nft.list_table()?);
+        self.lock().proven.extend(found);
+        Ok(())
+    }
+
+    /// Whether `l`'s target `t` has taken traffic (or answered a probe) already.
+    pub fn proven(&self, l: &Listener, t: &Target) -> bool {
+        self.lock().proven.contains(&l.target_chain(&t.task_id))
+    }
+
+    /// Whether the kernel has had the engine's listeners applied since berthd started.
+    pub fn synced(&self) -> bool {
+        self.lock().listeners.is_some()
+    }
+
+    pub fn prove(&self, l: &Listener, t: &Target) {
+        self.lock().proven.insert(l.target_chain(&t.task_id));
+    }
+
+    /// Whether `task` is behind one of `service`'s listeners now.
+    pub fn in_service(&self, service: &str, task: &str) -> bool {
+        self.lock()
+            .listeners
+            .iter()
+            .flatten()
+            .any(|l| l.service == service && l.targets.iter().any(|t| t.task_id == task))
+    }
+
+    /// Whether the target accepts a TCP connection: a server still starting would refuse
+    /// the connections sent to it.
+    pub async fn probe(&self, t: &Target) -> bool {
+        let addr = SocketAddrV4::new(t.address, t.port);
+        matches!(
+            tokio::time::timeout(self.probe_timeout, tokio::net::TcpStream::connect(addr)).await,
+            Ok(Ok(_))
+        )
+    }
+
+    /// Open connections by target address and port; empty where the kernel keeps no table.
+    pub fn active(&self) -> Counts {
+        conntrack::read(&self.conntrack).unwrap_or_default()
+    }
+
+    /// New connections each target chain has taken since it was made.
+    pub fn new_connections(&self) -> Result<BTreeMap<String, u64>, BalancerError> {
+        Ok(rules::counters_in(&self.nft.list_table()?))
+    }
+}
