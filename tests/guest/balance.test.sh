@@ -155,3 +155,30 @@ test_balance_refuses_held_listener_ports_and_targets_the_definition_lacks() {
   CTL stop "$id" >/dev/null
   wait_status 60 "$id" STOPPED || fail "lb-8093 did not stop"
 }
+
+test_balance_autoscaler_scales_out_on_requests_per_target() {
+  ensure_images || return 1
+  guest_address
+  lb_def lb-scale 1
+  CTL service create lbscale --task-definition lb-scale --desired 1 --load-balancer web:80 \
+    --listen 0.0.0.0:8095 --deregistration-delay 5 >/dev/null || { fail "create refused"; return 1; }
+  local out
+  wait_for 180 eval '[ "$(lb_targets lbscale healthy)" == 1 ]' || { fail "no healthy target"; return 1; }
+  CTL service scaling lbscale --min 1 --max 2 --target-requests 30 --scale-out-cooldown 10s \
+    || { fail "scaling refused"; return 1; }
+  # Some 3 connections a second: ~180 a minute on one target, six times the target.
+  rm -f /tmp/lb-scale.stop
+  ( while [ ! -e /tmp/lb-scale.stop ]; do curl -sf -m 5 -o /dev/null "http://$GUEST_ADDR:8095/"; sleep 0.3; done ) &
+  local loop=$!
+  wait_for 90 eval '[ "$(svc_field lbscale desiredCount)" == 2 ]' || fail "no scale-out on requests: $(CTL service why lbscale)"
+  touch /tmp/lb-scale.stop; wait "$loop"
+  assert_contains "$(CTL service why lbscale)" "/min vs target 30/min" "service why shows requests per target"
+  # A service without a load balancer has no requests to scale on.
+  idle_def lb-noscale
+  CTL service create lbnone --task-definition lb-noscale --desired 0 >/dev/null
+  out=$(CTL service scaling lbnone --min 0 --max 2 --target-requests 30 2>&1)
+  assert_contains "$out" "service lbnone has no loadBalancers" "requests without a load balancer"
+  CTL service delete lbnone >/dev/null
+  CTL service delete lbscale >/dev/null || fail "delete refused"
+  wait_for 120 eval '! CTL service describe lbscale >/dev/null 2>&1' || fail "service not gone"
+}
