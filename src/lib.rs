@@ -9,6 +9,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod dbus;
+pub mod ecs_api;
 pub mod engine;
 pub mod errors;
 pub mod fsutil;

@@ -11,8 +11,9 @@ pub struct Sample {
     pub at_ms: u64,
     pub cpu: f64,
     pub memory: f64,
-    /// New connections per minute per load-balancer target; 0 without a load balancer.
-    pub requests: f64,
+    /// New connections per minute per load-balancer target; `None` without a reading (no
+    /// load balancer, the first sample after a start, the kernel's counters unreadable).
+    pub requests: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,17 +68,26 @@ fn average(samples: &[Sample], since: u64, f: fn(&Sample) -> f64) -> Option<f64>
 }
 
 /// Each policy's recommendation with its reason.
-fn recommendations(input: &Input, cpu: f64, memory: f64, requests: f64) -> Vec<(u32, String)> {
+fn recommendations(
+    input: &Input,
+    cpu: f64,
+    memory: f64,
+    requests: Option<f64>,
+) -> Vec<(u32, String)> {
     let p = input.policies;
     let cur = input.current;
     let value = |m: Metric| match m {
-        Metric::Cpu => cpu,
-        Metric::Memory => memory,
+        Metric::Cpu => Some(cpu),
+        Metric::Memory => Some(memory),
         Metric::Requests => requests,
     };
     let mut out = Vec::new();
     for t in &p.tracking {
-        let v = value(t.metric);
+        let Some(v) = value(t.metric) else {
+            // No reading: this policy holds, so it vetoes a scale-in and adds no scale-out.
+            out.push((cur, format!("no {} readings yet", t.metric.as_str())));
+            continue;
+        };
         let ratio = v / t.target;
         let name = t.metric.as_str();
         let rec = if (ratio - 1.0).abs() <= p.tolerance {
@@ -110,8 +120,11 @@ fn recommendations(input: &Input, cpu: f64, memory: f64, requests: f64) -> Vec<(
         out.push(rec);
     }
     if let Some(sp) = &p.steps {
+        // A step on a metric with no reading does not match.
         let hit = sp.steps.iter().find(|s| {
-            let v = value(s.metric);
+            let Some(v) = value(s.metric) else {
+                return false;
+            };
             if s.above {
                 v > s.threshold
             } else {
@@ -128,7 +141,7 @@ fn recommendations(input: &Input, cpu: f64, memory: f64, requests: f64) -> Vec<(
                     "step {}{op}{:.0} ({}): {:+}",
                     s.metric.as_str(),
                     s.threshold,
-                    s.metric.show(value(s.metric)),
+                    s.metric.show(value(s.metric).unwrap_or(f64::NAN)),
                     s.adjustment
                 ),
             ));
@@ -155,7 +168,15 @@ pub fn decide(input: &Input) -> Decision {
         .max(last_change);
     let cpu = average(input.samples, since, |s| s.cpu);
     let memory = average(input.samples, since, |s| s.memory);
-    let requests = average(input.samples, since, |s| s.requests).unwrap_or(0.0);
+    let requests = {
+        let v: Vec<f64> = input
+            .samples
+            .iter()
+            .filter(|s| s.at_ms >= since)
+            .filter_map(|s| s.requests)
+            .collect();
+        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+    };
     let hold = |desired: u32, recommendation: u32, reason: String| Decision {
         desired,
         direction: Direction::Hold,

@@ -26,6 +26,9 @@ struct Applied {
     listeners: Option<Vec<Listener>>,
     /// Target chains that took traffic (probed, or found at start): they need no new probe.
     proven: BTreeSet<String>,
+    told_no_conntrack: bool,
+    /// Why the last apply failed; cleared by one that works.
+    last_error: Option<String>,
 }
 
 #[derive(Debug)]
@@ -53,6 +56,17 @@ impl Balancer {
     /// Makes the kernel's listeners `desired`. The first call reads berth's table and keeps
     /// what a previous berthd made that is still wanted.
     pub fn apply(&self, desired: Vec<Listener>) -> Result<(), BalancerError> {
+        let result = self.apply_locked(desired);
+        self.lock().last_error = result.as_ref().err().map(|e| e.to_string());
+        result
+    }
+
+    /// Why the kernel's rules could not be made as wanted, while that lasts.
+    pub fn last_error(&self) -> Option<String> {
+        self.lock().last_error.clone()
+    }
+
+    fn apply_locked(&self, desired: Vec<Listener>) -> Result<(), BalancerError> {
         let mut applied = self.lock();
         let existing = match applied.listeners {
             Some(_) => None,
@@ -111,9 +125,14 @@ impl Balancer {
         )
     }
 
-    /// Open connections by target address and port; empty where the kernel keeps no table.
-    pub fn active(&self) -> Counts {
-        conntrack::read(&self.conntrack).unwrap_or_default()
+    /// Open connections by target address and port; `None` where the kernel shows no table
+    /// (then said once in the log).
+    pub fn active(&self) -> Option<Counts> {
+        let counts = conntrack::read(&self.conntrack);
+        if counts.is_none() && !std::mem::replace(&mut self.lock().told_no_conntrack, true) {
+            tracing::warn!(path = %self.conntrack.display(), "no connection table: draining tasks wait their whole deregistration delay (load the nf_conntrack module)");
+        }
+        counts
     }
 
     /// New connections each target chain has taken since it was made.

@@ -133,6 +133,11 @@ impl PortBook {
         self.host.iter()
     }
 
+    /// Who holds `port` (a task id, or a listener's `service:NAME`).
+    pub fn holder(&self, port: &HostPort) -> Option<&String> {
+        self.held.get(port)
+    }
+
     pub fn held(&self) -> impl Iterator<Item = (&HostPort, &String)> {
         self.held.iter()
     }

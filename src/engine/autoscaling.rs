@@ -132,7 +132,7 @@ impl Engine {
             at_ms: now / 1000,
             cpu: avg(&cpu)?,
             memory: avg(&memory).unwrap_or(0.0),
-            requests: self.requests_per_target(name, now).unwrap_or(0.0),
+            requests: self.requests_per_target(name, now),
         })
     }
 

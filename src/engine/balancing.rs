@@ -11,6 +11,7 @@ use super::services::{started_by, view, ServiceError};
 use super::{Engine, Task, TaskError};
 use crate::balance::rules::Listener;
 use crate::balance::{self, Balancer, LoadBalancer, Target, TargetState};
+use crate::capacity::LISTENER_HOLDER;
 use crate::runtime::report::HealthStatus;
 use crate::service::model::Drain;
 use crate::service::Service;
@@ -70,12 +71,21 @@ impl Engine {
             // traffic the listener would take.
             if let Err(e) = std::net::TcpListener::bind(lb.listen) {
                 state.books.release_listeners(&s.name, &ports);
-                return Err(ServiceError::Invalid(format!(
-                    "RESOURCE:PORTS: tcp/{} is in use on the host ({e}): a process listens on {} (`ss -ltnp 'sport = :{}'` names it)",
-                    lb.listen.port(),
-                    lb.listen,
-                    lb.listen.port()
-                )));
+                let msg = if e.kind() == std::io::ErrorKind::AddrInUse {
+                    format!(
+                        "RESOURCE:PORTS: tcp/{} is in use on the host ({e}): a process listens on {} (`ss -ltnp 'sport = :{}'` names it)",
+                        lb.listen.port(),
+                        lb.listen,
+                        lb.listen.port()
+                    )
+                } else {
+                    format!(
+                        "loadBalancers: cannot listen on {} ({e}): is {} an address of this host?",
+                        lb.listen,
+                        lb.listen.ip()
+                    )
+                };
+                return Err(ServiceError::Invalid(msg));
             }
         }
         Ok(())
@@ -115,6 +125,12 @@ impl Engine {
                 .zip(Self::candidates(s, &tasks))
                 .enumerate()
             {
+                // A port a task took while the service's listener was down (restored with a
+                // clash): the listener waits, rather than take the task's published port.
+                let holder = state.books.ports().holder(&lb.listener_port());
+                if holder != Some(&format!("{LISTENER_HOLDER}{}", s.name)) {
+                    continue;
+                }
                 out.push(Listener {
                     service: s.name.clone(),
                     index,
@@ -146,18 +162,54 @@ impl Engine {
                 _ = tick.tick() => {}
                 _ = changes.recv() => {}
             }
-            let mut wanted = self.wanted_listeners();
-            for l in &mut wanted {
-                let mut ready = Vec::new();
-                for t in std::mem::take(&mut l.targets) {
-                    if b.proven(l, &t) || b.probe(&t).await {
-                        b.prove(l, &t);
-                        ready.push(t);
-                    }
-                }
-                l.targets = ready;
+            self.sync_balancer(&b).await;
+        }
+    }
+
+    /// One round: the proven targets applied at once (so a target that went leaves without
+    /// waiting on any probe), then the new ones probed together and, if still wanted after
+    /// the probes, added.
+    async fn sync_balancer(&self, b: &Balancer) {
+        let proven_only = |mut ls: Vec<Listener>| {
+            for l in &mut ls {
+                let keep: Vec<Target> = l
+                    .targets
+                    .iter()
+                    .filter(|t| b.proven(l, t))
+                    .cloned()
+                    .collect();
+                l.targets = keep;
             }
-            if let Err(e) = b.apply(wanted) {
+            ls
+        };
+        let wanted = self.wanted_listeners();
+        let fresh: Vec<(Listener, Target)> = wanted
+            .iter()
+            .flat_map(|l| {
+                l.targets
+                    .iter()
+                    .filter(|t| !b.proven(l, t))
+                    .map(move |t| (l.clone(), t.clone()))
+            })
+            .collect();
+        if let Err(e) = b.apply(proven_only(wanted)) {
+            tracing::warn!(error = %e, "load balancer");
+            return;
+        }
+        if fresh.is_empty() {
+            return;
+        }
+        let answers = futures_util::future::join_all(fresh.iter().map(|(_, t)| b.probe(t))).await;
+        let mut any = false;
+        for ((l, t), ok) in fresh.iter().zip(answers) {
+            if ok {
+                b.prove(l, t);
+                any = true;
+            }
+        }
+        // Read again: a task may have stopped while the probes ran.
+        if any {
+            if let Err(e) = b.apply(proven_only(self.wanted_listeners())) {
                 tracing::warn!(error = %e, "load balancer");
             }
         }
@@ -193,21 +245,43 @@ impl Engine {
         Some(views.collect())
     }
 
+    /// Says in the service's events why its load balancer's rules cannot be made, while that
+    /// lasts (the same words once). Whether it added the event.
+    pub(super) fn balancer_trouble(&self, s: &mut Service, now: u64) -> bool {
+        if s.load_balancers.is_empty() {
+            return false;
+        }
+        let Some(e) = self.balancer.as_ref().and_then(|b| b.last_error()) else {
+            return false;
+        };
+        let msg = format!(
+            "(service {}) the load balancer's rules cannot be made, so its tasks do not count as healthy: {e}",
+            s.name
+        );
+        if s.events.last().is_some_and(|x| x.message == msg) {
+            return false;
+        }
+        s.event(now, msg);
+        true
+    }
+
     /// Takes `id` out of the balancer instead of stopping it now, when it takes traffic there
     /// and the service gives it a delay. Whether it did.
     pub(super) fn start_draining(&self, s: &mut Service, id: &str, reason: &str, now: u64) -> bool {
         let Some(b) = &self.balancer else {
             return false;
         };
+        if s.draining.contains_key(id) || !b.in_service(&s.name, id) {
+            return false;
+        }
+        // A delay of 0 drains too: the task must leave the map before it stops, or new
+        // connections would reach a server going down.
         let delay = s
             .load_balancers
             .iter()
             .map(|l| l.deregistration_delay_seconds)
             .max()
             .unwrap_or(0);
-        if delay == 0 || s.draining.contains_key(id) || !b.in_service(&s.name, id) {
-            return false;
-        }
         let drain = Drain {
             since: now,
             until: now + u64::from(delay) * 1_000_000,
@@ -220,17 +294,20 @@ impl Engine {
     }
 
     /// Stops the draining tasks whose connections ended or whose delay passed (all of them
-    /// when the service is being deleted). Whether the service changed.
+    /// when the service is being deleted, or when berthd has no balancer since a restart).
+    /// Whether the service changed.
     pub(super) fn finish_draining(
         &self,
         s: &mut Service,
         tasks: &[Task],
         now: u64,
     ) -> Result<bool, ServiceError> {
-        let Some(b) = self.balancer.as_ref().filter(|_| !s.draining.is_empty()) else {
+        if s.draining.is_empty() {
             return Ok(false);
-        };
-        let active = b.active();
+        }
+        let b = self.balancer.as_ref();
+        // Without the kernel's table no connection can be seen: only the delay ends a drain.
+        let active = b.and_then(|b| b.active());
         let mut changed = false;
         for (id, d) in s.draining.clone() {
             let Some(t) = tasks.iter().find(|t| t.id == id && !t.is_stopped()) else {
@@ -239,28 +316,32 @@ impl Engine {
                 continue;
             };
             // Until the rules no longer send it connections, new ones may still arrive.
-            let out = b.synced() && !b.in_service(&s.name, &id);
-            let open: u32 = s
-                .load_balancers
-                .iter()
-                .filter_map(|lb| {
-                    let a = t.network.interface_of(&lb.container_name)?.address;
-                    active.get(&(a, lb.container_port)).copied()
-                })
-                .sum();
+            let out = b.is_some_and(|b| b.synced() && !b.in_service(&s.name, &id));
+            let open: Option<u32> = active.as_ref().map(|active| {
+                s.load_balancers
+                    .iter()
+                    .filter_map(|lb| {
+                        let a = t.network.interface_of(&lb.container_name)?.address;
+                        active.get(&(a, lb.container_port)).copied()
+                    })
+                    .sum()
+            });
             let why = if s.deleting {
                 "the service is being deleted"
-            } else if now >= d.until {
+            } else if b.is_none() {
+                "berthd has no load balancer since it started"
+            } else if now >= d.until && (out || d.until > d.since) {
                 "its deregistration delay passed"
-            } else if out && open == 0 {
+            } else if out && open == Some(0) {
                 "its connections ended"
             } else {
                 continue;
             };
             self.stop_task(&id, &d.reason)?;
             s.draining.remove(&id);
+            let open = open.map_or("unknown".to_string(), |n| n.to_string());
             let msg = format!(
-                "(service {}) task {id} drained ({why}, {open} connections open): stopping it",
+                "(service {}) task {id} drained ({why}, connections open: {open}): stopping it",
                 s.name
             );
             s.event(now, msg);
@@ -316,7 +397,7 @@ impl Engine {
         if services.is_empty() {
             return Vec::new();
         }
-        let active = b.active();
+        let active = b.active().unwrap_or_default();
         let counters = b.new_connections().unwrap_or_default();
         services
             .into_iter()

@@ -275,10 +275,17 @@ impl Engine {
         let now = now_us();
         let tasks = self.service_tasks(name);
         let mut s = self.service(name)?;
+        let troubled = self.balancer_trouble(&mut s, now);
         let Some(views) = self.balanced_views(&s, &tasks) else {
+            if troubled {
+                self.change_service(name, |cur| {
+                    *cur = s;
+                    Ok(())
+                })?;
+            }
             return Ok(());
         };
-        let mut changed = scheduler::account(&mut s, &views, now);
+        let mut changed = troubled | scheduler::account(&mut s, &views, now);
         changed |= scheduler::settle(&mut s, &views, now);
         let actions = scheduler::plan(&s, &views, now);
         for (id, reason) in &actions.stop {
@@ -289,9 +296,33 @@ impl Engine {
             self.stop_task(id, reason)?;
         }
         changed |= self.finish_draining(&mut s, &tasks, now)?;
+        changed |= self.start_tasks(&mut s, &actions.start, now);
+        if s.deleting && views.iter().all(|v| v.last_status == Status::Stopped) {
+            let mut state = self.lock();
+            state.store.delete_service(name)?;
+            state.services.remove(name);
+            release_listeners(&mut state, &s);
+            drop(state);
+            self.emit(Change::ServiceRemoved(name.to_string()));
+            return Ok(());
+        }
+        if changed {
+            self.change_service(name, |cur| {
+                *cur = s;
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Starts the plan's tasks until the books refuse one; their ids and any refusal go to
+    /// the service's events. Whether the service changed.
+    fn start_tasks(&self, s: &mut Service, references: &[String], now: u64) -> bool {
+        let name = s.name.clone();
+        let mut changed = false;
         let mut started = Vec::new();
-        for reference in &actions.start {
-            match self.run_task_as(reference, Some(&started_by(name)), s.isolation) {
+        for reference in references {
+            match self.run_task_as(reference, Some(&started_by(&name)), s.isolation) {
                 Ok(t) => {
                     s.tasks.insert(t.id.clone());
                     started.push(t.id);
@@ -322,22 +353,7 @@ impl Engine {
             );
             s.event(now, msg);
         }
-        if s.deleting && views.iter().all(|v| v.last_status == Status::Stopped) {
-            let mut state = self.lock();
-            state.store.delete_service(name)?;
-            state.services.remove(name);
-            release_listeners(&mut state, &s);
-            drop(state);
-            self.emit(Change::ServiceRemoved(name.to_string()));
-            return Ok(());
-        }
-        if changed {
-            self.change_service(name, |cur| {
-                *cur = s;
-                Ok(())
-            })?;
-        }
-        Ok(())
+        changed
     }
 }
 

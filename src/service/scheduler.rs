@@ -37,6 +37,12 @@ impl TaskView {
             && (!self.checked || self.health == HealthStatus::Healthy)
     }
 
+    /// Draining and not yet stopped: it still holds its place (maximumPercent, a fixed port)
+    /// and an old deployment is not done while it serves its last connections.
+    fn draining_now(&self) -> bool {
+        self.draining && self.last_status != Status::Stopped && !self.desired_stopped
+    }
+
     fn unhealthy(&self) -> bool {
         self.live() && self.last_status == Status::Running && self.health == HealthStatus::Unhealthy
     }
@@ -180,7 +186,8 @@ pub fn plan(s: &Service, tasks: &[TaskView], now: u64) -> Actions {
     let backing_off = s.retry_at.is_some_and(|t| now < t);
     if !backing_off && primary.rollout != Rollout::Failed {
         let need = (d as usize).saturating_sub(mine.len());
-        let room = max_total.saturating_sub(live.len());
+        let draining = tasks.iter().filter(|t| t.draining_now()).count();
+        let room = max_total.saturating_sub(live.len() + draining);
         a.start = vec![primary.task_definition.clone(); need.min(room)];
     }
     // Stop within minimumHealthyPercent: old tasks that are not healthy first, then healthy
@@ -227,7 +234,9 @@ pub fn settle(s: &mut Service, tasks: &[TaskView], now: u64) -> bool {
         .iter()
         .filter(|t| t.healthy() && t.task_definition == def)
         .count();
-    let old_live = tasks.iter().any(|t| t.live() && t.task_definition != def);
+    let old_live = tasks
+        .iter()
+        .any(|t| (t.live() || t.draining_now()) && t.task_definition != def);
     let mut changed = false;
     if !old_live {
         // Drained deployments go; while the primary is in progress, the last good one stays

@@ -20,10 +20,7 @@ lb_target_state() { # SERVICE TASK
 lb_chains() { nft list table ip berth 2>/dev/null | grep -c 'chain lb-'; }
 
 # N requests, each on a new connection: the answers, one per line, FAIL for a failed one.
-lb_requests() { # URL N
-  local i
-  for ((i = 0; i < $2; i++)); do curl -sf -m 5 "$1" || echo FAIL; done
-}
+lb_requests() { "$REPO/tests/guest/lb-client" "$1" "$2"; } # URL N
 
 test_balance_spreads_over_three_tasks_drops_a_killed_one_and_keeps_serving_through_kill_9_of_berthd() {
   ensure_images || return 1
@@ -91,7 +88,7 @@ test_balance_rolling_update_drains_a_long_download_and_fails_no_request() {
   # 4 MiB at 32 KiB/s: two minutes, longer than the rollout takes under emulation.
   curl -sf --limit-rate 32k -o /tmp/lb-big "${url}big" & download=$!
   rm -f /tmp/lb-loop.stop
-  ( while [ ! -e /tmp/lb-loop.stop ]; do curl -sf -m 5 "$url" || echo FAIL; sleep 0.2; done > /tmp/lb-loop.txt ) &
+  "$REPO/tests/guest/lb-client" "$url" --until /tmp/lb-loop.stop > /tmp/lb-loop.txt &
   loop=$!
   sleep 1
   CTL service update lbroll --task-definition lb-roll:2 >/dev/null || fail "update refused"
@@ -166,9 +163,9 @@ test_balance_autoscaler_scales_out_on_requests_per_target() {
   wait_for 180 eval '[ "$(lb_targets lbscale healthy)" == 1 ]' || { fail "no healthy target"; return 1; }
   CTL service scaling lbscale --min 1 --max 2 --target-requests 30 --scale-out-cooldown 10s \
     || { fail "scaling refused"; return 1; }
-  # Some 3 connections a second: ~180 a minute on one target, six times the target.
+  # Some 4 connections a second: ~240 a minute on one target, eight times the target.
   rm -f /tmp/lb-scale.stop
-  ( while [ ! -e /tmp/lb-scale.stop ]; do curl -sf -m 5 -o /dev/null "http://$GUEST_ADDR:8095/"; sleep 0.3; done ) &
+  "$REPO/tests/guest/lb-client" "http://$GUEST_ADDR:8095/" --until /tmp/lb-scale.stop >/dev/null &
   local loop=$!
   wait_for 90 eval '[ "$(svc_field lbscale desiredCount)" == 2 ]' || fail "no scale-out on requests: $(CTL service why lbscale)"
   touch /tmp/lb-scale.stop; wait "$loop"

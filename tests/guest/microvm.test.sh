@@ -41,10 +41,12 @@ test_microvm_task_waits_for_a_healthy_writer_shares_a_volume_logs_an_oom_kill_an
   # task volume both mount), then says the note and the kernel it runs on; the writer says a
   # line on stderr and idles, deaf to SIGTERM, until killed at its stopTimeout; the hog, not essential, reads 100 MB into its 32 (200 MB would be refused outright by
   # the 148 MiB guest's overcommit check: dd would exit 1, not be OOM-killed).
+  # main waits for the hog to end too: once, beside a busy lane, the task ended before the hog
+  # was OOM-killed, and the stop's SIGKILL (137, no OOM) was what ended it.
   # main's startTimeout is long: under nested emulation beside the other lane, creating the
   # writer in the guest and its first health check took past the default 180 s once.
   register vm-exit42 '{"name":"main","image":"busybox","memory":100,"mountPoints":[{"sourceVolume":"shared","containerPath":"/shared"}],
-      "dependsOn":[{"containerName":"writer","condition":"HEALTHY"}],"startTimeout":600,
+      "dependsOn":[{"containerName":"writer","condition":"HEALTHY"},{"containerName":"hog","condition":"COMPLETE"}],"startTimeout":600,
       "command":["sh","-c","cat /shared/note; uname -r; uname -r | grep -q cloud-amd64 && exit 42; exit 1"]},
     {"name":"writer","image":"busybox","essential":false,"memoryReservation":16,"mountPoints":[{"sourceVolume":"shared","containerPath":"/shared"}],
       "healthCheck":{"command":["CMD-SHELL","test -s /shared/note"],"interval":5,"retries":3},

@@ -51,7 +51,7 @@ impl Sim {
                 at_ms: now,
                 cpu: util,
                 memory: 10.0,
-                requests: 0.0,
+                requests: None,
             });
             let d = decide(&Input {
                 now_ms: now,
@@ -225,7 +225,7 @@ fn several_policies_largest_out_wins_and_in_needs_all_to_agree() {
             at_ms: 61_000,
             cpu,
             memory,
-            requests: 0.0,
+            requests: None,
         }];
         decide(&Input {
             now_ms: 61_000,
@@ -281,7 +281,7 @@ fn requests_per_target_track_like_any_metric_and_read_per_minute() {
         at_ms: 61_000,
         cpu: 1.0,
         memory: 1.0,
-        requests: 240.0,
+        requests: Some(240.0),
     }];
     let d = decide(&Input {
         now_ms: 61_000,
@@ -305,4 +305,35 @@ fn requests_per_target_track_like_any_metric_and_read_per_minute() {
     let steps = parse_steps("requests>200:+1,ALBRequestCountPerTarget<10:-1").unwrap();
     assert_eq!(steps[0].metric, Metric::Requests);
     assert_eq!(steps[1].metric, Metric::Requests);
+}
+
+#[test]
+fn no_requests_reading_holds_the_requests_policy_and_vetoes_a_scale_in() {
+    let mut p = cpu_policy(50.0, 1, 10);
+    p.tracking
+        .push(TargetTracking::new(Metric::Requests, 100.0));
+    p.scale_in_window_secs = 0;
+    let samples = vec![Sample {
+        at_ms: 61_000,
+        cpu: 5.0,
+        memory: 1.0,
+        requests: None,
+    }];
+    let d = decide(&Input {
+        now_ms: 61_000,
+        current: 4,
+        samples: &samples,
+        window_ms: 60_000,
+        policies: &p,
+        last_scale_out_ms: None,
+        last_scale_in_ms: None,
+        recent: &[],
+        room: None,
+    });
+    assert_eq!(d.desired, 4, "{}", d.reason);
+    assert!(
+        d.reason.contains("no requests readings yet") || d.direction == Direction::Hold,
+        "{}",
+        d.reason
+    );
 }

@@ -5,7 +5,6 @@
 //! user could plant would let them serve a task's image.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use base64::Engine as _;
@@ -138,36 +137,15 @@ pub fn from_secret(value: &str) -> Result<Credentials, AuthError> {
 /// The login for `registry` from the file at `path`: none when the file is absent; refused
 /// when anyone but root could write or read it.
 pub fn from_file(path: &Path, registry: &str) -> Result<Option<Credentials>, AuthError> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
     let shown = path.display().to_string();
-    let err = |why: String| AuthError::File {
+    let bytes = crate::fsutil::read_root_only(path, 1 << 20).map_err(|why| AuthError::File {
         path: shown.clone(),
         why,
-    };
-    let mut file = match std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(err(e.to_string())),
-    };
-    let meta = file.metadata().map_err(|e| err(e.to_string()))?;
-    if !meta.is_file() || meta.uid() != 0 || meta.mode() & 0o077 != 0 {
-        return Err(err(format!(
-            "must be a file of root's alone (it is uid {}, mode {:o}); chown root and chmod 600 it",
-            meta.uid(),
-            meta.mode() & 0o7777
-        )));
+    })?;
+    match bytes {
+        Some(b) => from_docker_config(&b, registry, &shown),
+        None => Ok(None),
     }
-    let mut bytes = Vec::new();
-    file.by_ref()
-        .take(1 << 20)
-        .read_to_end(&mut bytes)
-        .map_err(|e| err(e.to_string()))?;
-    from_docker_config(&bytes, registry, &shown)
 }
 
 #[cfg(test)]
