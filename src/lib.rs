@@ -14,6 +14,7 @@ pub mod engine;
 pub mod errors;
 pub mod fsutil;
 pub mod host;
+pub mod httpd;
 pub mod image;
 pub mod metrics;
 pub mod names;

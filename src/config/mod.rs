@@ -163,6 +163,16 @@ pub struct Config {
     /// Seconds a pulled image may go unused by any task before it is removed (0: never; never
     /// with `prefer-cached`, as the ECS agent does). Imported images are never removed.
     pub image_cleanup_age_secs: u64,
+    /// Where the ECS API (AWS JSON 1.1) listens; unset: no ECS API.
+    pub ecs_api_listen: Option<SocketAddr>,
+    /// The ECS API's access keys, root's alone: `{"keys": [{"accessKeyId", "secretAccessKey",
+    /// "access": "read-only" | "read-write"}]}`. Absent: every request is refused.
+    pub ecs_api_keys_file: PathBuf,
+    /// The account and region in the ARNs the ECS API gives.
+    pub ecs_api_account: String,
+    pub ecs_api_region: String,
+    /// The host's cluster, as the ECS API names it (`default` is accepted too).
+    pub cluster_name: String,
 }
 
 /// How microVMs run guest code.
@@ -247,6 +257,11 @@ impl Default for Config {
             image_pull_timeout_secs: 7200,
             image_pull_concurrency: 3,
             image_cleanup_age_secs: 3 * 3600,
+            ecs_api_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9581))),
+            ecs_api_keys_file: PathBuf::from("/etc/berth/ecs-api-keys.json"),
+            ecs_api_account: "000000000000".into(),
+            ecs_api_region: "us-east-1".into(),
+            cluster_name: "default".into(),
         }
     }
 }

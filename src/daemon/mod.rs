@@ -64,6 +64,14 @@ pub enum DaemonError {
     Signals(#[source] std::io::Error),
     #[error(transparent)]
     Network(crate::network::NetworkError),
+    #[error(transparent)]
+    EcsApiKeys(crate::ecs_api::keys::KeysError),
+    #[error("cannot listen for the ECS API on {addr} (ecs_api_listen)")]
+    EcsApiListen {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl DaemonError {
@@ -73,6 +81,7 @@ impl DaemonError {
         matches!(
             self,
             DaemonError::Host(_)
+                | DaemonError::EcsApiKeys(_)
                 | DaemonError::Network(crate::network::NetworkError::Clash { .. })
                 | DaemonError::Store(StoreError::TooNew { .. } | StoreError::Damaged { .. })
         )
@@ -215,6 +224,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
             source,
         })?;
     let metrics_task = tokio::spawn(metrics::serve(listener, metrics));
+    let ecs_api_task = start_ecs_api(&config, &engine).await?;
 
     let bus_err = |source| DaemonError::Bus {
         name: dbus::BUS_NAME,
@@ -243,6 +253,9 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     }
     notify::stopping();
     metrics_task.abort();
+    if let Some(t) = ecs_api_task {
+        t.abort();
+    }
     watch_task.abort();
     services_task.abort();
     balance_task.abort();
@@ -310,5 +323,40 @@ fn host_ports(config: &Config) -> Vec<HostPort> {
         protocol: Protocol::Tcp,
         port: config.metrics_listen.port(),
     });
+    if let Some(a) = config.ecs_api_listen {
+        v.push(HostPort {
+            protocol: Protocol::Tcp,
+            port: a.port(),
+        });
+    }
     v
+}
+
+/// The ECS API's listener, with its keys read now (a bad keys file stops berthd naming it).
+async fn start_ecs_api(
+    config: &Config,
+    engine: &Engine,
+) -> Result<Option<tokio::task::JoinHandle<()>>, DaemonError> {
+    let Some(addr) = config.ecs_api_listen else {
+        return Ok(None);
+    };
+    let keys = crate::ecs_api::keys::load(&config.ecs_api_keys_file).map_err(DaemonError::EcsApiKeys)?;
+    if keys.is_empty() {
+        tracing::warn!(file = %config.ecs_api_keys_file.display(), "the ECS API has no access keys: every request is refused");
+    }
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| DaemonError::EcsApiListen { addr, source })?;
+    let api = crate::ecs_api::http::Api {
+        engine: engine.clone(),
+        arns: crate::ecs_api::arn::Arns {
+            region: config.ecs_api_region.clone(),
+            account: config.ecs_api_account.clone(),
+            cluster: config.cluster_name.clone(),
+        },
+        keys,
+        skew_secs: 300,
+    };
+    tracing::info!(listen = %addr, "ECS API listening");
+    Ok(Some(tokio::spawn(crate::ecs_api::http::serve(listener, api))))
 }

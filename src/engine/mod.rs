@@ -26,7 +26,7 @@ pub use autoscaling::DecisionCounts;
 pub use balancing::TargetReport;
 pub use definitions::{DefinitionError, Registered};
 pub use history::History;
-pub use services::{counts as service_counts, ServiceError, ServiceSpec};
+pub use services::{counts as service_counts, started_by, ServiceError, ServiceSpec};
 pub use task::{Status, StopCode, Task};
 pub use tasks::TaskError;
 

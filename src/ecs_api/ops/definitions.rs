@@ -1,0 +1,75 @@
+//! Task definitions: register (the request is ECS's definition JSON, validated as
+//! `berthctl register` validates it), describe, list, list families, deregister.
+
+use serde_json::{json, Value};
+
+use super::{page, required, str_field, Context};
+use crate::ecs_api::arn::definition_reference;
+use crate::ecs_api::error::ApiError;
+use crate::engine::Registered;
+
+/// ECS's TaskDefinition: the JSON as registered with the fields ECS adds.
+pub fn shape(cx: &Context<'_>, r: &Registered) -> Value {
+    let mut v = r.json.clone();
+    if let Some(o) = v.as_object_mut() {
+        // Request-only members are not part of a TaskDefinition.
+        o.remove("tags");
+        o.insert("taskDefinitionArn".into(), cx.arns.task_definition(&r.reference()).into());
+        o.insert("family".into(), r.family.clone().into());
+        o.insert("revision".into(), r.revision.into());
+        o.insert("status".into(), if r.active { "ACTIVE" } else { "INACTIVE" }.into());
+        o.insert("compatibilities".into(), json!(["EC2"]));
+    }
+    v
+}
+
+pub fn register(cx: &Context<'_>, body: &Value) -> Result<Value, ApiError> {
+    required(body, "family")?;
+    let r = cx.engine.register_definition(&body.to_string())?;
+    Ok(json!({"taskDefinition": shape(cx, &r), "tags": []}))
+}
+
+pub fn describe(cx: &Context<'_>, body: &Value) -> Result<Value, ApiError> {
+    let given = required(body, "taskDefinition")?;
+    let r = cx
+        .engine
+        .describe_definition(definition_reference(&given))
+        .map_err(|_| ApiError::client("Unable to describe task definition."))?;
+    Ok(json!({"taskDefinition": shape(cx, &r)}))
+}
+
+pub fn list(cx: &Context<'_>, body: &Value) -> Result<Value, ApiError> {
+    let prefix = str_field(body, "familyPrefix")?.unwrap_or_default();
+    let mut refs: Vec<String> = cx
+        .engine
+        .list_definitions(&prefix)
+        .into_iter()
+        .filter(|r| prefix.is_empty() || r.split(':').next() == Some(prefix.as_str()))
+        .collect();
+    if str_field(body, "sort")?.as_deref() == Some("DESC") {
+        refs.reverse();
+    }
+    let arns = refs.iter().map(|r| cx.arns.task_definition(r)).collect();
+    let (arns, next) = page(arns, body, 100)?;
+    Ok(json!({"taskDefinitionArns": arns, "nextToken": next}))
+}
+
+pub fn families(cx: &Context<'_>, body: &Value) -> Result<Value, ApiError> {
+    let prefix = str_field(body, "familyPrefix")?.unwrap_or_default();
+    let mut fams: Vec<String> = cx
+        .engine
+        .list_definitions(&prefix)
+        .into_iter()
+        .filter_map(|r| r.split(':').next().map(String::from))
+        .collect();
+    fams.dedup();
+    let (fams, next) = page(fams, body, 100)?;
+    Ok(json!({"families": fams, "nextToken": next}))
+}
+
+pub fn deregister(cx: &Context<'_>, body: &Value) -> Result<Value, ApiError> {
+    let given = required(body, "taskDefinition")?;
+    let reference = cx.engine.deregister_definition(definition_reference(&given))?;
+    let r = cx.engine.describe_definition(&reference)?;
+    Ok(json!({"taskDefinition": shape(cx, &r)}))
+}

@@ -1,0 +1,109 @@
+//! Tasks: RunTask (one to ten of a definition), StopTask, DescribeTasks, ListTasks.
+
+use serde_json::{json, Value};
+
+use super::{page, required, str_field, strings, Context};
+use crate::ecs_api::arn::{definition_reference, last_segment};
+use crate::ecs_api::error::ApiError;
+use crate::engine::{Task, TaskError};
+
+/// ECS's Task: what `berthctl describe` shows, with ARNs in ECS's form.
+pub fn shape(cx: &Context<'_>, t: &Task) -> Value {
+    let mut v = crate::dbus::task::describe(t);
+    if let Some(o) = v.as_object_mut() {
+        o.insert("taskArn".into(), cx.arns.task(&t.id).into());
+        o.insert("clusterArn".into(), cx.arns.cluster().into());
+        o.insert("taskDefinitionArn".into(), cx.arns.task_definition(&t.task_definition).into());
+        o.insert("launchType".into(), "EC2".into());
+        o.insert("group".into(), format!("family:{}", t.task_definition.split(':').next().unwrap_or("")).into());
+        if let Some(cs) = o.get_mut("containers").and_then(Value::as_array_mut) {
+            for c in cs {
+                c["taskArn"] = cx.arns.task(&t.id).into();
+            }
+        }
+        // ECS leaves a member out rather than send null.
+        o.retain(|_, v| !v.is_null());
+    }
+    v
+}
+
+pub fn run(cx: &Context<'_>, body: &Value) -> Result<Value, ApiError> {
+    let reference = required(body, "taskDefinition")?;
+    let count = match body.get("count") {
+        None | Some(Value::Null) => 1,
+        Some(c) => c
+            .as_u64()
+            .filter(|n| (1..=10).contains(n))
+            .ok_or_else(|| ApiError::invalid("count must be 1-10"))?,
+    };
+    let started_by = str_field(body, "startedBy")?;
+    let mut tasks = Vec::new();
+    let mut failures = Vec::new();
+    for _ in 0..count {
+        match cx.engine.run_task_as(definition_reference(&reference), started_by.as_deref(), None) {
+            Ok(t) => tasks.push(shape(cx, &t)),
+            // A host that cannot take the task answers as ECS's instance would.
+            Err(TaskError::Capacity(refusal)) => failures.push(json!({
+                "arn": cx.arns.container_instance("host"),
+                "reason": refusal.to_string(),
+            })),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(json!({"tasks": tasks, "failures": failures}))
+}
+
+pub fn stop(cx: &Context<'_>, body: &Value) -> Result<Value, ApiError> {
+    let given = required(body, "task")?;
+    let reason = str_field(body, "reason")?.unwrap_or_else(|| "Task stopped by user".into());
+    let t = cx
+        .engine
+        .stop_task(last_segment(&given), &reason)
+        .map_err(|e| match e {
+            TaskError::NotFound(_) => ApiError::invalid("The referenced task was not found."),
+            other => other.into(),
+        })?;
+    Ok(json!({"task": shape(cx, &t)}))
+}
+
+pub fn describe(cx: &Context<'_>, body: &Value) -> Result<Value, ApiError> {
+    let asked = strings(body, "tasks")?;
+    if asked.is_empty() || asked.len() > 100 {
+        return Err(ApiError::invalid("tasks must name 1-100 tasks"));
+    }
+    let mut tasks = Vec::new();
+    let mut failures = Vec::new();
+    for given in asked {
+        match cx.engine.task(last_segment(&given)) {
+            Ok(t) => tasks.push(shape(cx, &t)),
+            Err(_) => failures.push(json!({"arn": given, "reason": "MISSING"})),
+        }
+    }
+    Ok(json!({"tasks": tasks, "failures": failures}))
+}
+
+pub fn list(cx: &Context<'_>, body: &Value) -> Result<Value, ApiError> {
+    let family = str_field(body, "family")?;
+    let started_by = str_field(body, "startedBy")?;
+    let service = str_field(body, "serviceName")?;
+    let desired = str_field(body, "desiredStatus")?.unwrap_or_else(|| "RUNNING".into());
+    if !matches!(desired.as_str(), "RUNNING" | "PENDING" | "STOPPED") {
+        return Err(ApiError::invalid("desiredStatus must be RUNNING, PENDING or STOPPED"));
+    }
+    let ids: Vec<String> = cx
+        .engine
+        .tasks(true)
+        .into_iter()
+        .filter(|t| t.desired_status.as_str() == desired)
+        .filter(|t| family.as_ref().is_none_or(|f| t.task_definition.split(':').next() == Some(f.as_str())))
+        .filter(|t| started_by.as_ref().is_none_or(|s| t.started_by.as_ref() == Some(s)))
+        .filter(|t| {
+            service.as_ref().is_none_or(|s| {
+                t.started_by.as_deref() == Some(crate::engine::started_by(last_segment(s)).as_str())
+            })
+        })
+        .map(|t| cx.arns.task(&t.id))
+        .collect();
+    let (arns, next) = page(ids, body, 100)?;
+    Ok(json!({"taskArns": arns, "nextToken": next}))
+}
