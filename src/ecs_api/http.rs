@@ -106,7 +106,8 @@ async fn respond(api: Arc<Api>, req: Request<Incoming>) -> Response<Full<Bytes>>
     else {
         return error(&ApiError::new("UnknownOperationException", format!("X-Amz-Target must be {TARGET_PREFIX}<Operation>")));
     };
-    let json: Value = match serde_json::from_slice(if body.is_empty() { b"{}" } else { &body }) {
+    let raw: &[u8] = if body.is_empty() { b"{}" } else { &body };
+    let json: Value = match serde_json::from_slice(raw) {
         Ok(v) => v,
         Err(e) => return error(&ApiError::new("SerializationException", format!("the body is not JSON: {e}"))),
     };
