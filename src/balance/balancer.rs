@@ -4,7 +4,6 @@
 //! traffic, and reads the connection counts.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddrV4;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -27,6 +26,8 @@ struct Applied {
     /// Target chains that took traffic (probed, or found at start): they need no new probe.
     proven: BTreeSet<String>,
     told_no_conntrack: bool,
+    /// The balancer's chains the kernel held at start (`adopt`), for the first sync.
+    adopted: Option<BTreeSet<String>>,
     /// Why the last apply failed; cleared by one that works.
     last_error: Option<String>,
 }
@@ -68,9 +69,11 @@ impl Balancer {
 
     fn apply_locked(&self, desired: Vec<Listener>) -> Result<(), BalancerError> {
         let mut applied = self.lock();
-        let existing = match applied.listeners {
-            Some(_) => None,
-            None => Some(rules::chains_in(&self.nft.list_table()?)),
+        let adopted = applied.adopted.take();
+        let existing = match (applied.listeners.is_some(), adopted) {
+            (true, _) => None,
+            (false, Some(found)) => Some(found),
+            (false, None) => Some(rules::chains_in(&self.nft.list_table()?)),
         };
         let before = applied.listeners.clone().unwrap_or_default();
         if let Some(doc) = rules::sync(&before, &desired, existing.as_ref()) {
@@ -88,7 +91,9 @@ impl Balancer {
     /// The chains a previous berthd left with traffic flowing: their targets need no probe.
     pub fn adopt(&self) -> Result<(), BalancerError> {
         let found = rules::chains_in(&self.nft.list_table()?);
-        self.lock().proven.extend(found);
+        let mut applied = self.lock();
+        applied.proven.extend(found.iter().cloned());
+        applied.adopted = Some(found);
         Ok(())
     }
 
@@ -118,9 +123,12 @@ impl Balancer {
     /// Whether the target accepts a TCP connection: a server still starting would refuse
     /// the connections sent to it.
     pub async fn probe(&self, t: &Target) -> bool {
-        let addr = SocketAddrV4::new(t.address, t.port);
         matches!(
-            tokio::time::timeout(self.probe_timeout, tokio::net::TcpStream::connect(addr)).await,
+            tokio::time::timeout(
+                self.probe_timeout,
+                tokio::net::TcpStream::connect(t.endpoint())
+            )
+            .await,
             Ok(Ok(_))
         )
     }

@@ -229,6 +229,13 @@ pub struct Target {
     pub port: u16,
 }
 
+impl Target {
+    /// Where its connections go.
+    pub fn endpoint(&self) -> SocketAddrV4 {
+        SocketAddrV4::new(self.address, self.port)
+    }
+}
+
 /// What the balancing needs of a service task.
 #[derive(Debug, Clone)]
 pub struct TaskView<'a> {

@@ -36,17 +36,27 @@ pub struct Listener {
 
 impl Listener {
     pub fn dispatch_chain(&self) -> String {
-        format!("{PREFIX}{}.{}", key(&self.service), self.index)
+        dispatch_chain(&self.service, self.index)
     }
 
     pub fn target_chain(&self, task_id: &str) -> String {
-        format!("{}.{task_id}", self.dispatch_chain())
+        target_chain(&self.service, self.index, task_id)
     }
 
     fn chains(&self) -> impl Iterator<Item = String> + '_ {
         std::iter::once(self.dispatch_chain())
             .chain(self.targets.iter().map(|t| self.target_chain(&t.task_id)))
     }
+}
+
+/// The chain choosing among the targets of `service`'s listener number `index`.
+pub fn dispatch_chain(service: &str, index: usize) -> String {
+    format!("{PREFIX}{}.{index}", key(service))
+}
+
+/// The chain sending that listener's connections to `task_id` (and counting them).
+pub fn target_chain(service: &str, index: usize, task_id: &str) -> String {
+    format!("{}.{task_id}", dispatch_chain(service, index))
 }
 
 fn key(service: &str) -> String {

@@ -3,7 +3,8 @@
 
 mod ports;
 
-pub use ports::{HostPort, PortBook, PortHolder, LISTENER_HOLDER};
+use ports::LISTENER_HOLDER;
+pub use ports::{HostPort, PortBook, PortHolder};
 
 use std::net::Ipv4Addr;
 use std::ops::RangeInclusive;
@@ -81,6 +82,11 @@ pub fn disk(path: &str, free_bytes: Option<u64>, min_mib: u64) -> Result<(), Ref
         free_mib,
         min_mib,
     })
+}
+
+/// How a service's listener is named as a port's holder.
+fn listener_holder(service: &str) -> String {
+    format!("{LISTENER_HOLDER}{service}")
 }
 
 /// What one task asks of the books.
@@ -254,14 +260,17 @@ impl Books {
         if let Some((port, holder)) = self.ports.conflict(ports) {
             return Err(Refusal::Ports { port, holder });
         }
-        self.ports
-            .take(&format!("{LISTENER_HOLDER}{service}"), ports);
+        self.ports.take(&listener_holder(service), ports);
         Ok(())
     }
 
     pub fn release_listeners(&mut self, service: &str, ports: &[HostPort]) {
-        self.ports
-            .give_back(&format!("{LISTENER_HOLDER}{service}"), ports);
+        self.ports.give_back(&listener_holder(service), ports);
+    }
+
+    /// Whether `service`'s listener holds `port` (not a task that took it meanwhile).
+    pub fn holds_listener(&self, service: &str, port: HostPort) -> bool {
+        self.ports.holder(&port) == Some(&listener_holder(service))
     }
 
     /// Gives back what an admitted task reserved.

@@ -83,7 +83,7 @@ fn targets_json(engine: &Engine, name: &str) -> Vec<serde_json::Value> {
             serde_json::json!({
                 "listener": r.listener.to_string(),
                 "taskId": r.target.task_id,
-                "target": format!("{}:{}", r.target.address, r.target.port),
+                "target": r.target.endpoint().to_string(),
                 "state": r.state.as_str(),
                 "activeConnections": r.active,
                 "newConnections": r.new,
@@ -180,10 +180,11 @@ impl ServiceObject {
             .into_iter()
             .flat_map(|(_, v)| v)
             .map(|r| {
+                let endpoint = r.target.endpoint().to_string();
                 (
                     r.listener.to_string(),
                     r.target.task_id,
-                    format!("{}:{}", r.target.address, r.target.port),
+                    endpoint,
                     r.state.as_str().to_string(),
                     r.active,
                 )

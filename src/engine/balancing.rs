@@ -9,9 +9,8 @@ use std::time::Duration;
 
 use super::services::{started_by, view, ServiceError};
 use super::{Engine, Task, TaskError};
-use crate::balance::rules::Listener;
+use crate::balance::rules::{self, Listener};
 use crate::balance::{self, Balancer, LoadBalancer, Target, TargetState};
-use crate::capacity::LISTENER_HOLDER;
 use crate::runtime::report::HealthStatus;
 use crate::service::model::Drain;
 use crate::service::Service;
@@ -61,7 +60,7 @@ impl Engine {
         state: &mut super::State,
         s: &Service,
     ) -> Result<(), ServiceError> {
-        let ports: Vec<_> = s.load_balancers.iter().map(|l| l.listener_port()).collect();
+        let ports = s.listener_ports();
         state
             .books
             .hold_listeners(&s.name, &ports)
@@ -127,8 +126,7 @@ impl Engine {
             {
                 // A port a task took while the service's listener was down (restored with a
                 // clash): the listener waits, rather than take the task's published port.
-                let holder = state.books.ports().holder(&lb.listener_port());
-                if holder != Some(&format!("{LISTENER_HOLDER}{}", s.name)) {
+                if !state.books.holds_listener(&s.name, lb.listener_port()) {
                     continue;
                 }
                 out.push(Listener {
@@ -258,11 +256,7 @@ impl Engine {
             "(service {}) the load balancer's rules cannot be made, so its tasks do not count as healthy: {e}",
             s.name
         );
-        if s.events.last().is_some_and(|x| x.message == msg) {
-            return false;
-        }
-        s.event(now, msg);
-        true
+        s.event(now, msg)
     }
 
     /// Takes `id` out of the balancer instead of stopping it now, when it takes traffic there
@@ -360,15 +354,7 @@ impl Engine {
             return None;
         }
         let prefixes: Vec<String> = (0..s.load_balancers.len())
-            .map(|index| {
-                let l = Listener {
-                    service: s.name.clone(),
-                    index,
-                    listen: s.load_balancers[index].listen,
-                    targets: Vec::new(),
-                };
-                format!("{}.", l.dispatch_chain())
-            })
+            .map(|index| format!("{}.", rules::dispatch_chain(&s.name, index)))
             .collect();
         let counters: std::collections::BTreeMap<String, u64> = b
             .new_connections()
@@ -411,12 +397,6 @@ impl Engine {
                     .zip(Self::candidates(&s, &refs))
                     .enumerate()
                 {
-                    let l = Listener {
-                        service: s.name.clone(),
-                        index,
-                        listen: lb.listen,
-                        targets: Vec::new(),
-                    };
                     for (target, mut state) in targets {
                         if state == TargetState::Healthy && !b.in_service(&s.name, &target.task_id)
                         {
@@ -428,7 +408,9 @@ impl Engine {
                                 .get(&(target.address, target.port))
                                 .copied()
                                 .unwrap_or(0),
-                            new: counters.get(&l.target_chain(&target.task_id)).copied(),
+                            new: counters
+                                .get(&rules::target_chain(&s.name, index, &target.task_id))
+                                .copied(),
                             target,
                             state,
                         });

@@ -133,8 +133,7 @@ impl Engine {
         let tasks = restore::tasks(&store, &mut books, runtime.as_ref(), boot_id, now_us())?;
         let services = restore::services(&store)?;
         for s in services.values() {
-            let ports: Vec<_> = s.load_balancers.iter().map(|l| l.listener_port()).collect();
-            if let Err(e) = books.hold_listeners(&s.name, &ports) {
+            if let Err(e) = books.hold_listeners(&s.name, &s.listener_ports()) {
                 tracing::warn!(service = %s.name, error = %e, "a listener's port is taken");
             }
         }

@@ -92,8 +92,7 @@ fn keep(state: &mut super::State, s: &Service) -> Result<(), StoreError> {
 }
 
 fn release_listeners(state: &mut super::State, s: &Service) {
-    let ports: Vec<_> = s.load_balancers.iter().map(|l| l.listener_port()).collect();
-    state.books.release_listeners(&s.name, &ports);
+    state.books.release_listeners(&s.name, &s.listener_ports());
 }
 
 impl Engine {

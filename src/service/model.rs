@@ -177,15 +177,25 @@ impl Service {
         );
     }
 
-    pub fn event(&mut self, at: u64, message: String) {
-        // The same message again (a back-off retried, a wall still there) is not news.
+    /// Records an event; whether it did (the same message again is not news).
+    pub fn event(&mut self, at: u64, message: String) -> bool {
+        // A back-off retried, a wall still there: said once.
         if self.events.last().is_some_and(|e| e.message == message) {
-            return;
+            return false;
         }
         self.events.push(Event { at, message });
         if self.events.len() > MAX_EVENTS {
             self.events.remove(0);
         }
+        true
+    }
+
+    /// The host ports its load balancers listen on.
+    pub fn listener_ports(&self) -> Vec<crate::capacity::HostPort> {
+        self.load_balancers
+            .iter()
+            .map(|l| l.listener_port())
+            .collect()
     }
 
     /// The newest deployment after the primary that completed: where a rollback goes.

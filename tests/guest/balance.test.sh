@@ -19,6 +19,16 @@ lb_target_state() { # SERVICE TASK
 }
 lb_chains() { nft list table ip berth 2>/dev/null | grep -c 'chain lb-'; }
 
+# A service of N lb_def tasks behind a listener on PORT, waited on until all N take traffic:
+# lb_service NAME DEFINITION N PORT WAIT-SECONDS [CREATE-OPTIONS...]
+lb_service() {
+  local name=$1 def=$2 n=$3 port=$4 wait=$5; shift 5
+  CTL service create "$name" --task-definition "$def" --desired "$n" --load-balancer web:80 \
+    --listen "0.0.0.0:$port" "$@" >/dev/null || { fail "create $name refused"; return 1; }
+  wait_for "$wait" eval '[ "$(lb_targets '"$name"' healthy)" == '"$n"' ]' \
+    || { fail "$name: not $n healthy targets: $(svc_json "$name" | jq -c .targets)"; return 1; }
+}
+
 # N requests, each on a new connection: the answers, one per line, FAIL for a failed one.
 lb_requests() { "$REPO/tests/guest/lb-client" "$1" "$2"; } # URL N
 
@@ -26,10 +36,7 @@ test_balance_spreads_over_three_tasks_drops_a_killed_one_and_keeps_serving_throu
   ensure_images || return 1
   guest_address
   lb_def lb-web 1
-  CTL service create lbweb --task-definition lb-web --desired 3 --load-balancer web:80 \
-    --listen 0.0.0.0:8090 --deregistration-delay 5 >/dev/null || { fail "create refused"; return 1; }
-  wait_for 240 eval '[ "$(lb_targets lbweb healthy)" == 3 ]' \
-    || { fail "not 3 healthy targets: $(svc_json lbweb | jq -c .targets)"; return 1; }
+  lb_service lbweb lb-web 3 8090 240 --deregistration-delay 5 || return 1
   local url=http://$GUEST_ADDR:8090/ answers ids n victim pid old fails
   answers=$(lb_requests "$url" 300)
   assert_eq 0 "$(grep -c FAIL <<<"$answers")" "failed requests of 300"
@@ -52,7 +59,9 @@ test_balance_spreads_over_three_tasks_drops_a_killed_one_and_keeps_serving_throu
   victim=$(svc_json lbweb | jq -r '.targets[0].taskId')
   pid=$(container_pid "$victim" web) || { fail "no container pid for $victim"; return 1; }
   kill -9 "$pid"
-  wait_for 30 eval '[ -z "$(lb_target_state lbweb '"$victim"')" ]' || fail "the killed task is still a target"
+  # Gone from the faces and from the kernel's rules (its chain is named by its id).
+  wait_for 30 eval '[ -z "$(lb_target_state lbweb '"$victim"')" ] && ! nft list table ip berth | grep -q '"$victim"'' \
+    || fail "the killed task is still a target"
   answers=$(lb_requests "$url" 30)
   assert_eq 0 "$(grep -c FAIL <<<"$answers")" "failed requests once the dead task left"
   wait_for 180 eval '[ "$(lb_targets lbweb healthy)" == 3 ]' || fail "no replacement target"
@@ -78,15 +87,14 @@ test_balance_rolling_update_drains_a_long_download_and_fails_no_request() {
   guest_address
   lb_def lb-roll 1
   lb_def lb-roll 2
-  CTL service create lbroll --task-definition lb-roll:1 --desired 1 --load-balancer web:80 \
-    --listen 0.0.0.0:8091 >/dev/null || { fail "create refused"; return 1; }
-  wait_for 180 eval '[ "$(lb_targets lbroll healthy)" == 1 ]' || { fail "no healthy target"; return 1; }
+  lb_service lbroll lb-roll:1 1 8091 180 || return 1
   local url=http://$GUEST_ADDR:8091/ old old_page new_page after download loop answers n
   old=$(svc_json lbroll | jq -r '.targets[0].taskId')
   old_page=$(curl -sf -m 5 "$url")
   # A slow download from the old task, and a steady stream of requests, through the update.
-  # 4 MiB at 32 KiB/s: two minutes, longer than the rollout takes under emulation.
-  curl -sf --limit-rate 32k -o /tmp/lb-big "${url}big" & download=$!
+  # 4 MiB at 32 KiB/s through a small receive window: two minutes of the old task sending,
+  # longer than the rollout takes under emulation.
+  "$REPO/tests/guest/lb-client" "${url}big" --slow /tmp/lb-big 32768 & download=$!
   rm -f /tmp/lb-loop.stop
   "$REPO/tests/guest/lb-client" "$url" --until /tmp/lb-loop.stop > /tmp/lb-loop.txt &
   loop=$!
@@ -157,10 +165,8 @@ test_balance_autoscaler_scales_out_on_requests_per_target() {
   ensure_images || return 1
   guest_address
   lb_def lb-scale 1
-  CTL service create lbscale --task-definition lb-scale --desired 1 --load-balancer web:80 \
-    --listen 0.0.0.0:8095 --deregistration-delay 5 >/dev/null || { fail "create refused"; return 1; }
+  lb_service lbscale lb-scale 1 8095 180 --deregistration-delay 5 || return 1
   local out
-  wait_for 180 eval '[ "$(lb_targets lbscale healthy)" == 1 ]' || { fail "no healthy target"; return 1; }
   CTL service scaling lbscale --min 1 --max 2 --target-requests 30 --scale-out-cooldown 10s \
     || { fail "scaling refused"; return 1; }
   # Some 4 connections a second: ~240 a minute on one target, eight times the target.

@@ -220,8 +220,7 @@ fn a_draining_task_counts_as_gone_so_the_rollout_goes_on_and_a_scale_in_is_drain
     );
     assert_eq!(a.drainable, ["b"]);
     assert!(a.start.is_empty());
-    let mut s = Service::new("web", "web:1", 1, 0);
-    s.desired_count = 1;
+    let s = Service::new("web", "web:1", 1, 0);
     let tasks = [
         view("a", "web:1", Status::Running),
         view("bb", "web:1", Status::Running),
