@@ -9,7 +9,7 @@ use crate::engine::{Task, TaskError};
 
 /// ECS's Task: what `berthctl describe` shows, with ARNs in ECS's form.
 pub fn shape(cx: &Context<'_>, t: &Task) -> Value {
-    let mut v = crate::dbus::task::describe(t);
+    let mut v = crate::dbus::describe(t);
     if let Some(o) = v.as_object_mut() {
         o.insert("taskArn".into(), cx.arns.task(&t.id).into());
         o.insert("clusterArn".into(), cx.arns.cluster().into());
