@@ -340,7 +340,8 @@ async fn start_ecs_api(
     let Some(addr) = config.ecs_api_listen else {
         return Ok(None);
     };
-    let keys = crate::ecs_api::keys::load(&config.ecs_api_keys_file).map_err(DaemonError::EcsApiKeys)?;
+    let keys =
+        crate::ecs_api::keys::load(&config.ecs_api_keys_file).map_err(DaemonError::EcsApiKeys)?;
     if keys.is_empty() {
         tracing::warn!(file = %config.ecs_api_keys_file.display(), "the ECS API has no access keys: every request is refused");
     }
@@ -353,10 +354,26 @@ async fn start_ecs_api(
             region: config.ecs_api_region.clone(),
             account: config.ecs_api_account.clone(),
             cluster: config.cluster_name.clone(),
+            instance: crate::ecs_api::arn::instance_id(&machine_id()),
         },
         keys,
         skew_secs: 300,
     };
     tracing::info!(listen = %addr, "ECS API listening");
-    Ok(Some(tokio::spawn(crate::ecs_api::http::serve(listener, api))))
+    Ok(Some(tokio::spawn(crate::ecs_api::http::serve(
+        listener, api,
+    ))))
+}
+
+/// The host's machine id, or its name where the file is missing (a container or an initrd).
+fn machine_id() -> String {
+    std::fs::read_to_string("/etc/machine-id")
+        .ok()
+        .filter(|id| !id.trim().is_empty())
+        .or_else(|| {
+            nix::unistd::gethostname()
+                .ok()
+                .map(|h| h.to_string_lossy().into_owned())
+        })
+        .unwrap_or_default()
 }

@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use crate::engine::{DefinitionError, ServiceError, TaskError};
+use crate::engine::{DefinitionError, ServiceError, TagError, TaskError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -58,10 +58,25 @@ impl From<TaskError> for ApiError {
 impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> ApiError {
         match e {
-            ServiceError::NotFound(_) => ApiError::new("ServiceNotFoundException", "Service not found."),
+            ServiceError::NotFound(_) => {
+                ApiError::new("ServiceNotFoundException", "Service not found.")
+            }
             ServiceError::Invalid(m) => ApiError::invalid(m),
             ServiceError::Store(_) => ApiError::new("ServerException", crate::errors::chain(&e)),
             other => ApiError::client(crate::errors::chain(&other)),
+        }
+    }
+}
+
+impl From<TagError> for ApiError {
+    fn from(e: TagError) -> ApiError {
+        match e {
+            TagError::Invalid(m) => ApiError::invalid(m),
+            TagError::NotFound(_) => ApiError::new(
+                "ResourceNotFoundException",
+                "The specified resource could not be found.",
+            ),
+            TagError::Store(_) => ApiError::new("ServerException", crate::errors::chain(&e)),
         }
     }
 }

@@ -34,9 +34,13 @@ pub struct Api {
 
 fn reply(status: u16, body: &Value) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
-    *resp.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::BAD_REQUEST);
+    *resp.status_mut() =
+        hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::BAD_REQUEST);
     let h = resp.headers_mut();
-    h.insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(CONTENT_TYPE));
+    h.insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(CONTENT_TYPE),
+    );
     if let Ok(id) = hyper::header::HeaderValue::from_str(&request_id()) {
         h.insert("x-amzn-requestid", id);
     }
@@ -45,7 +49,12 @@ fn reply(status: u16, body: &Value) -> Response<Full<Bytes>> {
 
 fn request_id() -> String {
     let n = crate::clock::now_us();
-    format!("{:08x}-{:04x}-4000-8000-{:012x}", n >> 32, n & 0xffff, n & 0xffff_ffff_ffff)
+    format!(
+        "{:08x}-{:04x}-4000-8000-{:012x}",
+        n >> 32,
+        n & 0xffff,
+        n & 0xffff_ffff_ffff
+    )
 }
 
 fn error(e: &ApiError) -> Response<Full<Bytes>> {
@@ -61,13 +70,10 @@ fn authenticate(api: &Api, headers: &[(String, String)], body: &[u8]) -> Result<
         .ok_or(sigv4::SigError::Missing)
         .and_then(sigv4::parse_authorization)
         .map_err(|e| ApiError::new(e.exception(), e.to_string()))?;
-    let key = api
-        .keys
-        .get(&auth.access_key)
-        .ok_or_else(|| {
-            let e = sigv4::SigError::UnknownKey;
-            ApiError::new(e.exception(), e.to_string())
-        })?;
+    let key = api.keys.get(&auth.access_key).ok_or_else(|| {
+        let e = sigv4::SigError::UnknownKey;
+        ApiError::new(e.exception(), e.to_string())
+    })?;
     let request = sigv4::Request {
         method: "POST",
         path: "/",
@@ -83,7 +89,10 @@ fn authenticate(api: &Api, headers: &[(String, String)], body: &[u8]) -> Result<
 
 async fn respond(api: Arc<Api>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     if req.method() != Method::POST || req.uri().path() != "/" {
-        return error(&ApiError::new("UnknownOperationException", "berth's ECS API answers POST / only"));
+        return error(&ApiError::new(
+            "UnknownOperationException",
+            "berth's ECS API answers POST / only",
+        ));
     }
     let headers: Vec<(String, String)> = req
         .headers()
@@ -92,7 +101,12 @@ async fn respond(api: Arc<Api>, req: Request<Incoming>) -> Response<Full<Bytes>>
         .collect();
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
-        Err(_) => return error(&ApiError::new("SerializationException", format!("the request body is over {MAX_BODY} bytes or was cut off"))),
+        Err(_) => {
+            return error(&ApiError::new(
+                "SerializationException",
+                format!("the request body is over {MAX_BODY} bytes or was cut off"),
+            ))
+        }
     };
     let access = match authenticate(&api, &headers, &body) {
         Ok(a) => a,
@@ -104,19 +118,35 @@ async fn respond(api: Arc<Api>, req: Request<Incoming>) -> Response<Full<Bytes>>
         .and_then(|(_, v)| v.strip_prefix(TARGET_PREFIX))
         .map(String::from)
     else {
-        return error(&ApiError::new("UnknownOperationException", format!("X-Amz-Target must be {TARGET_PREFIX}<Operation>")));
+        return error(&ApiError::new(
+            "UnknownOperationException",
+            format!("X-Amz-Target must be {TARGET_PREFIX}<Operation>"),
+        ));
     };
     let raw: &[u8] = if body.is_empty() { b"{}" } else { &body };
     let json: Value = match serde_json::from_slice(raw) {
         Ok(v) => v,
-        Err(e) => return error(&ApiError::new("SerializationException", format!("the body is not JSON: {e}"))),
+        Err(e) => {
+            return error(&ApiError::new(
+                "SerializationException",
+                format!("the body is not JSON: {e}"),
+            ))
+        }
     };
     let answer = tokio::task::spawn_blocking(move || {
-        let cx = Context { engine: &api.engine, arns: &api.arns };
+        let cx = Context {
+            engine: &api.engine,
+            arns: &api.arns,
+        };
         dispatch(&cx, &op, access, &json)
     })
     .await
-    .unwrap_or_else(|_| Err(ApiError::new("ServerException", "the operation failed inside berthd")));
+    .unwrap_or_else(|_| {
+        Err(ApiError::new(
+            "ServerException",
+            "the operation failed inside berthd",
+        ))
+    });
     match answer {
         Ok(v) => reply(200, &v),
         Err(e) => error(&e),

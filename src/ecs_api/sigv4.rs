@@ -103,11 +103,11 @@ pub struct Request<'a> {
     pub body: &'a [u8],
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn hmac(key: &[u8], msg: &[u8]) -> Vec<u8> {
+pub(crate) fn hmac(key: &[u8], msg: &[u8]) -> Vec<u8> {
     // HMAC takes a key of any length: new_from_slice cannot fail for it.
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
     mac.update(msg);

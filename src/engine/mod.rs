@@ -14,6 +14,7 @@ mod pulls;
 mod restore;
 pub mod retention;
 mod services;
+mod tags;
 pub mod task;
 mod tasks;
 
@@ -27,6 +28,7 @@ pub use balancing::TargetReport;
 pub use definitions::{DefinitionError, Registered};
 pub use history::History;
 pub use services::{counts as service_counts, started_by, ServiceError, ServiceSpec};
+pub use tags::{check as check_tags, TagError};
 pub use task::{Status, StopCode, Task};
 pub use tasks::TaskError;
 

@@ -35,5 +35,8 @@ async fn respond(metrics: Metrics, req: Request<Incoming>) -> Response<Full<Byte
 
 /// Serves until the task is dropped.
 pub async fn serve(listener: TcpListener, metrics: Metrics) {
-    crate::httpd::serve(listener, "metrics", move |req| respond(metrics.clone(), req)).await
+    crate::httpd::serve(listener, "metrics", move |req| {
+        respond(metrics.clone(), req)
+    })
+    .await
 }

@@ -34,6 +34,15 @@ pub const STEPS: &[(i64, &str)] = &[
         state TEXT NOT NULL
     );",
     ),
+    (
+        5,
+        "CREATE TABLE tags (
+        resource TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (resource, key)
+    );",
+    ),
 ];
 
 pub const LATEST: i64 = STEPS[STEPS.len() - 1].0;

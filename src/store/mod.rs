@@ -5,10 +5,13 @@
 //! Holds task definitions, tasks, and facts about the host berthd last ran on (`meta`).
 
 mod migrations;
+mod tags;
 
 use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension};
+
+pub use tags::{Tag, Tagged};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -226,7 +229,7 @@ impl Store {
         self.conn
             .execute("DELETE FROM tasks WHERE id = ?1", params![id])
             .map_err(self.query_err("forget a task"))?;
-        Ok(())
+        self.delete_tags(&Tagged::Task(id.to_string()))
     }
 
     /// A fact berthd keeps about itself (such as the boot it last ran in).
@@ -279,7 +282,7 @@ impl Store {
         self.conn
             .execute("DELETE FROM services WHERE name = ?1", params![name])
             .map_err(self.query_err("delete a service"))?;
-        Ok(())
+        self.delete_tags(&Tagged::Service(name.to_string()))
     }
 
     /// Every recorded service as (name, state JSON).

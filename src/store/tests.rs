@@ -136,3 +136,37 @@ fn the_state_directory_reports_its_free_space() {
     assert_eq!(s.dir(), dir.path());
     assert!(s.free_bytes().is_some_and(|b| b > 0));
 }
+
+#[test]
+fn tags_survive_reopening_replace_by_key_and_go_with_their_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let tag = |k: &str, v: &str| Tag {
+        key: k.into(),
+        value: v.into(),
+    };
+    let task = Tagged::Task("abc".into());
+    {
+        let s = Store::open(dir.path()).unwrap();
+        s.put_task("abc", "{}").unwrap();
+        s.put_tags(&task, &[tag("team", "a"), tag("env", "prod")])
+            .unwrap();
+        s.put_tags(&task, &[tag("team", "b")]).unwrap();
+        s.put_tags(&Tagged::Service("abc".into()), &[tag("x", "1")])
+            .unwrap();
+    }
+    let s = Store::open(dir.path()).unwrap();
+    assert_eq!(
+        s.tags(&task).unwrap(),
+        vec![tag("env", "prod"), tag("team", "b")]
+    );
+    s.remove_tags(&task, &["env".into(), "nosuch".into()])
+        .unwrap();
+    assert_eq!(s.tags(&task).unwrap(), vec![tag("team", "b")]);
+    s.delete_task("abc").unwrap();
+    assert!(s.tags(&task).unwrap().is_empty());
+    // A service of the same name keeps its own.
+    assert_eq!(
+        s.tags(&Tagged::Service("abc".into())).unwrap(),
+        vec![tag("x", "1")]
+    );
+}

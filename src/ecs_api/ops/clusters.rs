@@ -12,9 +12,16 @@ pub fn list(cx: &Context<'_>, _: &Value) -> Result<Value, ApiError> {
 
 pub fn describe(cx: &Context<'_>, body: &Value) -> Result<Value, ApiError> {
     let asked = strings(body, "clusters")?;
-    let asked = if asked.is_empty() { vec![cx.arns.cluster.clone()] } else { asked };
+    let asked = if asked.is_empty() {
+        vec![cx.arns.cluster.clone()]
+    } else {
+        asked
+    };
     let tasks = cx.engine.tasks(false);
-    let running = tasks.iter().filter(|t| t.last_status == Status::Running).count();
+    let running = tasks
+        .iter()
+        .filter(|t| t.last_status == Status::Running)
+        .count();
     let pending = tasks
         .iter()
         .filter(|t| matches!(t.last_status, Status::Provisioning | Status::Pending))

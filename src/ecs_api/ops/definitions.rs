@@ -3,10 +3,11 @@
 
 use serde_json::{json, Value};
 
-use super::{page, required, str_field, Context};
+use super::{page, required, str_field, tags, Context};
 use crate::ecs_api::arn::definition_reference;
 use crate::ecs_api::error::ApiError;
 use crate::engine::Registered;
+use crate::store::Tagged;
 
 /// ECS's TaskDefinition: the JSON as registered with the fields ECS adds.
 pub fn shape(cx: &Context<'_>, r: &Registered) -> Value {
@@ -14,10 +15,16 @@ pub fn shape(cx: &Context<'_>, r: &Registered) -> Value {
     if let Some(o) = v.as_object_mut() {
         // Request-only members are not part of a TaskDefinition.
         o.remove("tags");
-        o.insert("taskDefinitionArn".into(), cx.arns.task_definition(&r.reference()).into());
+        o.insert(
+            "taskDefinitionArn".into(),
+            cx.arns.task_definition(&r.reference()).into(),
+        );
         o.insert("family".into(), r.family.clone().into());
         o.insert("revision".into(), r.revision.into());
-        o.insert("status".into(), if r.active { "ACTIVE" } else { "INACTIVE" }.into());
+        o.insert(
+            "status".into(),
+            if r.active { "ACTIVE" } else { "INACTIVE" }.into(),
+        );
         o.insert("compatibilities".into(), json!(["EC2"]));
     }
     v
@@ -25,8 +32,11 @@ pub fn shape(cx: &Context<'_>, r: &Registered) -> Value {
 
 pub fn register(cx: &Context<'_>, body: &Value) -> Result<Value, ApiError> {
     required(body, "family")?;
+    let tags = tags::given(body)?;
+    tags::check_new(&tags)?;
     let r = cx.engine.register_definition(&body.to_string())?;
-    Ok(json!({"taskDefinition": shape(cx, &r), "tags": []}))
+    tags::put(cx, &Tagged::Definition(r.reference()), &tags)?;
+    Ok(json!({"taskDefinition": shape(cx, &r), "tags": tags}))
 }
 
 pub fn describe(cx: &Context<'_>, body: &Value) -> Result<Value, ApiError> {
@@ -35,7 +45,11 @@ pub fn describe(cx: &Context<'_>, body: &Value) -> Result<Value, ApiError> {
         .engine
         .describe_definition(definition_reference(&given))
         .map_err(|_| ApiError::client("Unable to describe task definition."))?;
-    Ok(json!({"taskDefinition": shape(cx, &r)}))
+    let mut answer = json!({"taskDefinition": shape(cx, &r)});
+    if tags::included(body)? {
+        answer["tags"] = tags::of(cx, &Tagged::Definition(r.reference()))?;
+    }
+    Ok(answer)
 }
 
 pub fn list(cx: &Context<'_>, body: &Value) -> Result<Value, ApiError> {
@@ -69,7 +83,9 @@ pub fn families(cx: &Context<'_>, body: &Value) -> Result<Value, ApiError> {
 
 pub fn deregister(cx: &Context<'_>, body: &Value) -> Result<Value, ApiError> {
     let given = required(body, "taskDefinition")?;
-    let reference = cx.engine.deregister_definition(definition_reference(&given))?;
+    let reference = cx
+        .engine
+        .deregister_definition(definition_reference(&given))?;
     let r = cx.engine.describe_definition(&reference)?;
     Ok(json!({"taskDefinition": shape(cx, &r)}))
 }

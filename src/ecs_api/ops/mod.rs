@@ -3,7 +3,9 @@
 
 mod clusters;
 mod definitions;
+mod instances;
 mod services;
+mod tags;
 mod tasks;
 
 use serde_json::Value;
@@ -30,6 +32,7 @@ const OPS: &[(&str, bool, Op)] = &[
     ("ListTaskDefinitionFamilies", false, definitions::families),
     ("DeregisterTaskDefinition", true, definitions::deregister),
     ("RunTask", true, tasks::run),
+    ("StartTask", true, tasks::start),
     ("StopTask", true, tasks::stop),
     ("DescribeTasks", false, tasks::describe),
     ("ListTasks", false, tasks::list),
@@ -38,10 +41,20 @@ const OPS: &[(&str, bool, Op)] = &[
     ("DeleteService", true, services::delete),
     ("DescribeServices", false, services::describe),
     ("ListServices", false, services::list),
+    ("ListContainerInstances", false, instances::list),
+    ("DescribeContainerInstances", false, instances::describe),
+    ("TagResource", true, tags::tag),
+    ("UntagResource", true, tags::untag),
+    ("ListTagsForResource", false, tags::list),
 ];
 
 /// Runs `op` for a caller with `access`.
-pub fn dispatch(cx: &Context<'_>, op: &str, access: Access, body: &Value) -> Result<Value, ApiError> {
+pub fn dispatch(
+    cx: &Context<'_>,
+    op: &str,
+    access: Access,
+    body: &Value,
+) -> Result<Value, ApiError> {
     let Some((_, writes, handler)) = OPS.iter().find(|(name, _, _)| *name == op) else {
         return Err(ApiError::new(
             "UnknownOperationException",
@@ -55,10 +68,16 @@ pub fn dispatch(cx: &Context<'_>, op: &str, access: Access, body: &Value) -> Res
         ));
     }
     if !body.is_object() {
-        return Err(ApiError::new("SerializationException", "the body must be a JSON object"));
+        return Err(ApiError::new(
+            "SerializationException",
+            "the body must be a JSON object",
+        ));
     }
     if !cx.arns.is_cluster(str_field(body, "cluster")?.as_deref()) {
-        return Err(ApiError::new("ClusterNotFoundException", "Cluster not found."));
+        return Err(ApiError::new(
+            "ClusterNotFoundException",
+            "Cluster not found.",
+        ));
     }
     handler(cx, body)
 }
@@ -88,23 +107,32 @@ pub fn strings(body: &Value, name: &str) -> Result<Vec<String>, ApiError> {
                     .ok_or_else(|| ApiError::invalid(format!("{name} must be a list of strings")))
             })
             .collect(),
-        Some(_) => Err(ApiError::invalid(format!("{name} must be a list of strings"))),
+        Some(_) => Err(ApiError::invalid(format!(
+            "{name} must be a list of strings"
+        ))),
     }
 }
 
 /// ECS's paging over a sorted list: `maxResults` (1-100, `default`) and `nextToken`, which
 /// is the index to go on from.
-pub fn page(items: Vec<String>, body: &Value, default: usize) -> Result<(Vec<String>, Option<String>), ApiError> {
+pub fn page(
+    items: Vec<String>,
+    body: &Value,
+    default: usize,
+) -> Result<(Vec<String>, Option<String>), ApiError> {
     let max = match body.get("maxResults") {
         None | Some(Value::Null) => default,
-        Some(v) => v
-            .as_u64()
-            .filter(|n| (1..=100).contains(n))
-            .ok_or_else(|| ApiError::invalid("maxResults must be 1-100"))? as usize,
+        Some(v) => {
+            v.as_u64()
+                .filter(|n| (1..=100).contains(n))
+                .ok_or_else(|| ApiError::invalid("maxResults must be 1-100"))? as usize
+        }
     };
     let start = match str_field(body, "nextToken")? {
         None => 0,
-        Some(t) => t.parse::<usize>().map_err(|_| ApiError::invalid("nextToken is not one berth gave"))?,
+        Some(t) => t
+            .parse::<usize>()
+            .map_err(|_| ApiError::invalid("nextToken is not one berth gave"))?,
     };
     let rest: Vec<String> = items.into_iter().skip(start).collect();
     let next = (rest.len() > max).then(|| (start + max).to_string());

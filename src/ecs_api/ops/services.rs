@@ -4,11 +4,12 @@
 
 use serde_json::{json, Value};
 
-use super::{page, required, str_field, strings, Context};
+use super::{page, required, str_field, strings, tags, Context};
 use crate::ecs_api::arn::{definition_reference, last_segment};
 use crate::ecs_api::error::ApiError;
 use crate::engine::ServiceSpec;
 use crate::service::Service;
+use crate::store::Tagged;
 
 fn service_name(body: &Value, field: &str) -> Result<String, ApiError> {
     Ok(last_segment(&required(body, field)?).to_string())
@@ -46,12 +47,19 @@ pub fn shape(cx: &Context<'_>, s: &Service) -> Value {
 }
 
 fn percent(body: &Value, name: &str, default: u32) -> Result<u32, ApiError> {
-    match body.get("deploymentConfiguration").and_then(|d| d.get(name)) {
+    match body
+        .get("deploymentConfiguration")
+        .and_then(|d| d.get(name))
+    {
         None | Some(Value::Null) => Ok(default),
         Some(v) => v
             .as_u64()
             .and_then(|n| u32::try_from(n).ok())
-            .ok_or_else(|| ApiError::invalid(format!("deploymentConfiguration.{name} must be a whole number"))),
+            .ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "deploymentConfiguration.{name} must be a whole number"
+                ))
+            }),
     }
 }
 
@@ -80,8 +88,15 @@ pub fn create(cx: &Context<'_>, body: &Value) -> Result<Value, ApiError> {
         isolation: None,
         load_balancers,
     };
+    let given_tags = tags::given(body)?;
+    tags::check_new(&given_tags)?;
     let s = cx.engine.create_service(&spec)?;
-    Ok(json!({"service": shape(cx, &s)}))
+    tags::put(cx, &Tagged::Service(s.name.clone()), &given_tags)?;
+    let mut v = shape(cx, &s);
+    if !given_tags.is_empty() {
+        v["tags"] = json!(given_tags);
+    }
+    Ok(json!({"service": v}))
 }
 
 pub fn update(cx: &Context<'_>, body: &Value) -> Result<Value, ApiError> {
@@ -89,9 +104,16 @@ pub fn update(cx: &Context<'_>, body: &Value) -> Result<Value, ApiError> {
     let td = str_field(body, "taskDefinition")?;
     let current = cx.engine.service(&name)?;
     if current.deleting {
-        return Err(ApiError::new("ServiceNotActiveException", "Service was not ACTIVE."));
+        return Err(ApiError::new(
+            "ServiceNotActiveException",
+            "Service was not ACTIVE.",
+        ));
     }
-    let s = cx.engine.update_service(&name, td.as_deref().map(definition_reference), count(body, "desiredCount")?)?;
+    let s = cx.engine.update_service(
+        &name,
+        td.as_deref().map(definition_reference),
+        count(body, "desiredCount")?,
+    )?;
     Ok(json!({"service": shape(cx, &s)}))
 }
 
@@ -113,11 +135,18 @@ pub fn describe(cx: &Context<'_>, body: &Value) -> Result<Value, ApiError> {
     if asked.is_empty() || asked.len() > 10 {
         return Err(ApiError::invalid("services must name 1-10 services"));
     }
+    let with_tags = tags::included(body)?;
     let mut services = Vec::new();
     let mut failures = Vec::new();
     for given in asked {
         match cx.engine.service(last_segment(&given)) {
-            Ok(s) => services.push(shape(cx, &s)),
+            Ok(s) => {
+                let mut v = shape(cx, &s);
+                if with_tags && !s.deleting {
+                    v["tags"] = tags::of(cx, &Tagged::Service(s.name.clone()))?;
+                }
+                services.push(v);
+            }
             Err(_) => failures.push(json!({
                 "arn": cx.arns.service(last_segment(&given)),
                 "reason": "MISSING",

@@ -1,11 +1,12 @@
-//! Tasks: RunTask (one to ten of a definition), StopTask, DescribeTasks, ListTasks.
+//! Tasks: RunTask (one to ten of a definition), StartTask (on named instances), StopTask, DescribeTasks, ListTasks.
 
 use serde_json::{json, Value};
 
-use super::{page, required, str_field, strings, Context};
+use super::{page, required, str_field, strings, tags, Context};
 use crate::ecs_api::arn::{definition_reference, last_segment};
 use crate::ecs_api::error::ApiError;
 use crate::engine::{Task, TaskError};
+use crate::store::Tagged;
 
 /// ECS's Task: what `berthctl describe` shows, with ARNs in ECS's form.
 pub fn shape(cx: &Context<'_>, t: &Task) -> Value {
@@ -13,9 +14,19 @@ pub fn shape(cx: &Context<'_>, t: &Task) -> Value {
     if let Some(o) = v.as_object_mut() {
         o.insert("taskArn".into(), cx.arns.task(&t.id).into());
         o.insert("clusterArn".into(), cx.arns.cluster().into());
-        o.insert("taskDefinitionArn".into(), cx.arns.task_definition(&t.task_definition).into());
+        o.insert(
+            "taskDefinitionArn".into(),
+            cx.arns.task_definition(&t.task_definition).into(),
+        );
         o.insert("launchType".into(), "EC2".into());
-        o.insert("group".into(), format!("family:{}", t.task_definition.split(':').next().unwrap_or("")).into());
+        o.insert(
+            "group".into(),
+            format!(
+                "family:{}",
+                t.task_definition.split(':').next().unwrap_or("")
+            )
+            .into(),
+        );
         if let Some(cs) = o.get_mut("containers").and_then(Value::as_array_mut) {
             for c in cs {
                 c["taskArn"] = cx.arns.task(&t.id).into();
@@ -37,14 +48,66 @@ pub fn run(cx: &Context<'_>, body: &Value) -> Result<Value, ApiError> {
             .ok_or_else(|| ApiError::invalid("count must be 1-10"))?,
     };
     let started_by = str_field(body, "startedBy")?;
+    launch(cx, body, &reference, started_by.as_deref(), count)
+}
+
+/// StartTask: one task on each container instance named; berth's host is the only one.
+pub fn start(cx: &Context<'_>, body: &Value) -> Result<Value, ApiError> {
+    let reference = required(body, "taskDefinition")?;
+    let instances = strings(body, "containerInstances")?;
+    if instances.is_empty() || instances.len() > 10 {
+        return Err(ApiError::invalid(
+            "containerInstances must name 1-10 container instances",
+        ));
+    }
+    let started_by = str_field(body, "startedBy")?;
+    let (ours, others): (Vec<String>, Vec<String>) =
+        instances.into_iter().partition(|i| cx.arns.is_instance(i));
+    let mut answer = launch(
+        cx,
+        body,
+        &reference,
+        started_by.as_deref(),
+        ours.len() as u64,
+    )?;
+    if let Some(f) = answer["failures"].as_array_mut() {
+        f.extend(
+            others
+                .into_iter()
+                .map(|arn| json!({"arn": arn, "reason": "MISSING"})),
+        );
+    }
+    Ok(answer)
+}
+
+/// Starts `count` tasks of `reference` on this host, with the request's `tags`; those the
+/// host cannot take are failures as ECS's instance reports them.
+fn launch(
+    cx: &Context<'_>,
+    body: &Value,
+    reference: &str,
+    started_by: Option<&str>,
+    count: u64,
+) -> Result<Value, ApiError> {
+    let given_tags = tags::given(body)?;
+    tags::check_new(&given_tags)?;
     let mut tasks = Vec::new();
     let mut failures = Vec::new();
     for _ in 0..count {
-        match cx.engine.run_task_as(definition_reference(&reference), started_by.as_deref(), None) {
-            Ok(t) => tasks.push(shape(cx, &t)),
-            // A host that cannot take the task answers as ECS's instance would.
+        match cx
+            .engine
+            .run_task_as(definition_reference(reference), started_by, None)
+        {
+            Ok(t) => {
+                tags::put(cx, &Tagged::Task(t.id.clone()), &given_tags)?;
+                let mut v = shape(cx, &t);
+                if !given_tags.is_empty() {
+                    v["tags"] = json!(given_tags);
+                }
+                tasks.push(v);
+            }
             Err(TaskError::Capacity(refusal)) => failures.push(json!({
-                "arn": cx.arns.container_instance("host"),
+                "arn": cx.arns.instance(),
                 "reason": refusal.to_string(),
             })),
             Err(e) => return Err(e.into()),
@@ -71,11 +134,18 @@ pub fn describe(cx: &Context<'_>, body: &Value) -> Result<Value, ApiError> {
     if asked.is_empty() || asked.len() > 100 {
         return Err(ApiError::invalid("tasks must name 1-100 tasks"));
     }
+    let with_tags = tags::included(body)?;
     let mut tasks = Vec::new();
     let mut failures = Vec::new();
     for given in asked {
         match cx.engine.task(last_segment(&given)) {
-            Ok(t) => tasks.push(shape(cx, &t)),
+            Ok(t) => {
+                let mut v = shape(cx, &t);
+                if with_tags {
+                    v["tags"] = tags::of(cx, &Tagged::Task(t.id.clone()))?;
+                }
+                tasks.push(v);
+            }
             Err(_) => failures.push(json!({"arn": given, "reason": "MISSING"})),
         }
     }
@@ -88,15 +158,25 @@ pub fn list(cx: &Context<'_>, body: &Value) -> Result<Value, ApiError> {
     let service = str_field(body, "serviceName")?;
     let desired = str_field(body, "desiredStatus")?.unwrap_or_else(|| "RUNNING".into());
     if !matches!(desired.as_str(), "RUNNING" | "PENDING" | "STOPPED") {
-        return Err(ApiError::invalid("desiredStatus must be RUNNING, PENDING or STOPPED"));
+        return Err(ApiError::invalid(
+            "desiredStatus must be RUNNING, PENDING or STOPPED",
+        ));
     }
     let ids: Vec<String> = cx
         .engine
         .tasks(true)
         .into_iter()
         .filter(|t| t.desired_status.as_str() == desired)
-        .filter(|t| family.as_ref().is_none_or(|f| t.task_definition.split(':').next() == Some(f.as_str())))
-        .filter(|t| started_by.as_ref().is_none_or(|s| t.started_by.as_ref() == Some(s)))
+        .filter(|t| {
+            family
+                .as_ref()
+                .is_none_or(|f| t.task_definition.split(':').next() == Some(f.as_str()))
+        })
+        .filter(|t| {
+            started_by
+                .as_ref()
+                .is_none_or(|s| t.started_by.as_ref() == Some(s))
+        })
         .filter(|t| {
             service.as_ref().is_none_or(|s| {
                 t.started_by.as_deref() == Some(crate::engine::started_by(last_segment(s)).as_str())
