@@ -3,9 +3,10 @@
 //!
 //! The `prometheus` crate (0.14) is used rather than `prometheus-client`: it writes the 0.0.4
 //! text format that every Prometheus and `promtool check metrics` reads. Host series live in
-//! its registry; per-task series are built fresh at each scrape (`tasks.rs`), so a stopped
-//! task's series disappear with it.
+//! its registry; per-task series are built fresh at each scrape (`tasks.rs`), written straight
+//! as text (`families.rs`), so a stopped task's series disappear with it.
 
+mod families;
 mod http;
 mod lifecycle;
 mod network;

@@ -1,13 +1,14 @@
 //! Network series of bridge and awsvpc tasks, cAdvisor's `container_network_*` under berth's
 //! prefix: per task (all its interfaces) and, in bridge mode, per container (its own).
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use super::tasks::Families;
 use crate::engine::Task;
 use crate::network::stats::{self, NetStats};
 
-const SYS_CLASS_NET: &str = "/sys/class/net";
+const PROC_NET_DEV: &str = "/proc/net/dev";
 
 type Series = (&'static str, &'static str, fn(&NetStats) -> u64);
 
@@ -68,11 +69,17 @@ fn sum(a: NetStats, b: NetStats) -> NetStats {
     }
 }
 
-/// Adds the task's network series, read from `sys_class_net`.
-pub fn add_task(f: &mut Families, t: &Task, task_labels: &[(&str, &str)], sys_class_net: &Path) {
+/// Adds the task's network series from `links` (every host link's counters, read once per
+/// scrape).
+pub fn add_task(
+    f: &mut Families,
+    t: &Task,
+    task_labels: &[(&str, &str)],
+    links: &HashMap<String, NetStats>,
+) {
     let mut total: Option<NetStats> = None;
     for iface in &t.network.interfaces {
-        let Some(s) = stats::read(sys_class_net, &iface.host_link) else {
+        let Some(s) = links.get(&iface.host_link).copied() else {
             continue;
         };
         if let Some(c) = &iface.container {
@@ -87,9 +94,9 @@ pub fn add_task(f: &mut Families, t: &Task, task_labels: &[(&str, &str)], sys_cl
     }
 }
 
-/// [`add_task`] on the host's `/sys/class/net`.
-pub fn add_task_on_host(f: &mut Families, t: &Task, task_labels: &[(&str, &str)]) {
-    add_task(f, t, task_labels, Path::new(SYS_CLASS_NET))
+/// The host's links' counters, for [`add_task`].
+pub fn host_links() -> HashMap<String, NetStats> {
+    stats::read_all(Path::new(PROC_NET_DEV))
 }
 
 #[cfg(test)]
@@ -99,31 +106,19 @@ mod tests {
 
     #[test]
     fn bridge_containers_and_their_task_get_network_series() {
-        let d = tempfile::tempdir().unwrap();
-        for (link, rx) in [("bva0", 10), ("bva1", 32)] {
-            let s = d.path().join(link).join("statistics");
-            std::fs::create_dir_all(&s).unwrap();
-            for f in [
-                "rx_bytes",
-                "rx_packets",
-                "rx_errors",
-                "rx_dropped",
-                "tx_bytes",
-                "tx_packets",
-                "tx_errors",
-                "tx_dropped",
-            ] {
-                std::fs::write(
-                    s.join(f),
-                    if f == "rx_bytes" {
-                        format!("{rx}")
-                    } else {
-                        "0".into()
+        // The links' counters in the container's view (network::stats swaps the host end's).
+        let links: HashMap<String, NetStats> = [("bva0", 10), ("bva1", 32)]
+            .into_iter()
+            .map(|(link, tx)| {
+                (
+                    link.to_string(),
+                    NetStats {
+                        transmit_bytes: tx,
+                        ..Default::default()
                     },
                 )
-                .unwrap();
-            }
-        }
+            })
+            .collect();
         let def = crate::spec::parse(
             r#"{"family":"f","containerDefinitions":[
             {"name":"a","image":"b","memory":32},{"name":"b","image":"b","memory":32}]}"#,
@@ -145,11 +140,8 @@ mod tests {
             bindings: vec![],
         };
         let mut f = Families::default();
-        add_task(&mut f, &t, &[("task_id", "a")], d.path());
-        let mut out = Vec::new();
-        prometheus::Encoder::encode(&prometheus::TextEncoder::new(), &f.into_vec(), &mut out)
-            .unwrap();
-        let text = String::from_utf8(out).unwrap();
+        add_task(&mut f, &t, &[("task_id", "a")], &links);
+        let text = f.text();
         assert!(text.contains(r#"berth_container_network_transmit_bytes_total{task_id="a",container="b",interface="eth0"} 32"#), "{text}");
         assert!(
             text.contains(

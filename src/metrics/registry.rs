@@ -98,15 +98,14 @@ impl Metrics {
                     .set(n as i64);
             }
         }
-        let mut families = self.registry.gather();
         let mut series = super::tasks::collect(&self.engine);
         super::services::collect(&self.engine, &mut series);
-        families.extend(series.into_vec());
         let mut out = Vec::new();
         // Encoding into a Vec fails only on malformed families, which `new` rules out.
-        if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             tracing::error!(error = %e, "cannot encode metrics");
         }
+        series.write_text(&mut out);
         out
     }
 }

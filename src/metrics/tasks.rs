@@ -3,68 +3,12 @@
 //! Names follow cAdvisor where it has one (`container_cpu_usage_seconds_total` becomes
 //! `berth_container_cpu_usage_seconds_total`), base units, `_total` for counters.
 
-use std::collections::BTreeMap;
-
-use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
-
+pub use super::families::Families;
 use crate::cgroup::stats::{CgroupStats, Pressure};
 use crate::engine::{Engine, Status};
 
 const US: f64 = 1e6;
 const OOM_HELP: &str = "Processes killed by the OOM killer in it.";
-
-/// Metric families under construction, by name.
-#[derive(Default)]
-pub struct Families {
-    map: BTreeMap<String, MetricFamily>,
-}
-
-impl Families {
-    fn add(&mut self, name: &str, help: &str, kind: MetricType, labels: &[(&str, &str)], v: f64) {
-        let family = self.map.entry(name.to_string()).or_insert_with(|| {
-            let mut f = MetricFamily::default();
-            f.set_name(name.to_string());
-            f.set_help(help.to_string());
-            f.set_field_type(kind);
-            f
-        });
-        let pairs = labels
-            .iter()
-            .map(|(k, val)| {
-                let mut p = LabelPair::default();
-                p.set_name(k.to_string());
-                p.set_value(val.to_string());
-                p
-            })
-            .collect();
-        let mut m = Metric::from_label(pairs);
-        match kind {
-            MetricType::COUNTER => {
-                let mut c = Counter::default();
-                c.set_value(v);
-                m.set_counter(c);
-            }
-            _ => {
-                let mut g = Gauge::default();
-                g.set_value(v);
-                m.set_gauge(g);
-            }
-        }
-        family.mut_metric().push(m);
-    }
-
-    pub(super) fn counter(&mut self, name: &str, help: &str, labels: &[(&str, &str)], v: f64) {
-        self.add(name, help, MetricType::COUNTER, labels, v)
-    }
-
-    pub(super) fn gauge(&mut self, name: &str, help: &str, labels: &[(&str, &str)], v: f64) {
-        self.add(name, help, MetricType::GAUGE, labels, v)
-    }
-
-    pub fn into_vec(self) -> Vec<MetricFamily> {
-        self.map.into_values().collect()
-    }
-}
 
 /// Adds one cgroup's series under `prefix` (`berth_container` or `berth_task`).
 pub fn add_cgroup(f: &mut Families, prefix: &str, labels: &[(&str, &str)], s: &CgroupStats) {
@@ -198,6 +142,7 @@ fn add_pressure(
 /// Every running task's and container's series, and the count of tasks by status.
 pub fn collect(engine: &Engine) -> Families {
     let mut f = Families::default();
+    let links = super::network::host_links();
     for t in engine.tasks(false) {
         let Some(usage) = engine.usage(&t.id) else {
             continue;
@@ -212,7 +157,7 @@ pub fn collect(engine: &Engine) -> Families {
             ("revision", revision),
         ];
         add_cgroup(&mut f, "berth_task", &task_labels, &usage.task);
-        super::network::add_task_on_host(&mut f, &t, &task_labels);
+        super::network::add_task(&mut f, &t, &task_labels, &links);
         for (container, stats) in &usage.containers {
             let mut l = task_labels.to_vec();
             l.push(("container", container.as_str()));
@@ -256,7 +201,6 @@ pub fn collect(engine: &Engine) -> Families {
 mod tests {
     use super::*;
     use crate::cgroup::stats::CpuStat;
-    use prometheus::{Encoder, TextEncoder};
 
     #[test]
     fn a_container_renders_as_counters_and_gauges_in_base_units() {
@@ -278,9 +222,7 @@ mod tests {
             ("container", "app"),
         ];
         add_cgroup(&mut f, "berth_container", &labels, &stats);
-        let mut out = Vec::new();
-        TextEncoder::new().encode(&f.into_vec(), &mut out).unwrap();
-        let text = String::from_utf8(out).unwrap();
+        let text = f.text();
         let l = r#"{task_id="t1",family="web",revision="3",container="app"}"#;
         for want in [
             "# TYPE berth_container_cpu_usage_seconds_total counter".to_string(),

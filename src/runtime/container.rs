@@ -18,14 +18,14 @@ use super::envfiles;
 use super::microvm::{self, VmSettings};
 use super::net;
 use super::plan::{ContainerPlan, HealthPlan, Plan, DEFAULT_START_TIMEOUT_SECS, PLAN_FILE};
-use super::report::{self, StatusDir};
+use super::report::StatusDir;
 use super::scope::Scopes;
 use super::secrets;
 use super::spawn;
 use super::status_watch::StatusWatch;
 use super::volumes;
 use super::{Launch, LaunchError, Runtime, Seen, Usage};
-use crate::cgroup::{stats, task as task_cgroup, CgroupTree, TaskLimits};
+use crate::cgroup::{task as task_cgroup, CgroupTree, TaskLimits};
 use crate::fsutil::write_atomic_private;
 use crate::image::{ImageRecord, ImageStore};
 use crate::network::Networks;
@@ -71,6 +71,7 @@ pub struct ContainerRuntime {
     watch: Option<Arc<StatusWatch>>,
     /// berth's bridge; `None` when the host has none (bridge and awsvpc tasks are refused).
     networks: Option<Arc<Networks>>,
+    usage: super::usage::UsageReader,
 }
 
 pub(super) fn io<'a>(
@@ -96,6 +97,7 @@ impl ContainerRuntime {
             tree,
             images,
             networks,
+            usage: Default::default(),
             spawned: Arc::default(),
             watch: match StatusWatch::new() {
                 Ok(w) => Some(Arc::new(w)),
@@ -401,6 +403,8 @@ impl Runtime for ContainerRuntime {
 
     /// A shim that ended normally has cleared all of this already; one that died has not.
     fn release(&self, task_id: &str) {
+        // Open statistics files would keep the removed cgroups alive.
+        self.usage.forget(task_id);
         if let Some(w) = &self.watch {
             w.remove(task_id);
         }
@@ -460,6 +464,7 @@ impl Runtime for ContainerRuntime {
     }
 
     fn sweep(&self, live: &BTreeSet<String>) {
+        self.usage.retain(live);
         let tasks_dir = &self.config.tasks_dir;
         // A task id, or nothing: a directory named otherwise beneath tasks/ is no task's.
         let task_of = |p: &Path| -> Option<String> {
@@ -503,19 +508,12 @@ impl Runtime for ContainerRuntime {
     }
 
     fn usage(&self, task_id: &str, containers: &[String]) -> Option<Usage> {
-        let dir = self.tree.task(task_id);
-        let task = stats::read(&dir)?;
-        // A microVM task's containers have their cgroups in the guest: its agent reports them.
-        let guest = report::read_guest_usage(&self.task_dir(task_id));
-        let containers = containers
-            .iter()
-            .filter_map(|c| {
-                let stats =
-                    stats::read(&dir.join(c)).or_else(|| guest.get(c).map(microvm::guest_stats))?;
-                Some((c.clone(), stats))
-            })
-            .collect();
-        Some(Usage { task, containers })
+        self.usage.read(
+            &self.tree.task(task_id),
+            &self.task_dir(task_id),
+            task_id,
+            containers,
+        )
     }
 
     fn notify_changes(&self, tx: tokio::sync::mpsc::UnboundedSender<String>) {

@@ -20,6 +20,7 @@ pub mod secrets;
 pub mod shim;
 mod spawn;
 mod status_watch;
+mod usage;
 mod volumes;
 
 pub use container::{ContainerRuntime, RuntimeConfig};
