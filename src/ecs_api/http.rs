@@ -22,6 +22,8 @@ const TARGET_PREFIX: &str = "AmazonEC2ContainerServiceV20141113.";
 const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 /// ECS's own bound on a request (a task definition is the largest).
 const MAX_BODY: usize = 1 << 20;
+/// How long a signed request's body may take to arrive.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What every request is served with.
 pub struct Api {
@@ -61,8 +63,12 @@ fn error(e: &ApiError) -> Response<Full<Bytes>> {
     reply(e.status(), &e.body())
 }
 
-/// Who signed the request and with what access; the refusal otherwise.
-fn authenticate(api: &Api, headers: &[(String, String)], body: &[u8]) -> Result<Access, ApiError> {
+/// The request's claimed signer, known before its body is read: a caller without a key
+/// holds no connection while it trickles a body in.
+fn signer<'a>(
+    api: &'a Api,
+    headers: &[(String, String)],
+) -> Result<(sigv4::Authorization, &'a Key), ApiError> {
     let auth = headers
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case("authorization"))
@@ -74,6 +80,16 @@ fn authenticate(api: &Api, headers: &[(String, String)], body: &[u8]) -> Result<
         let e = sigv4::SigError::UnknownKey;
         ApiError::new(e.exception(), e.to_string())
     })?;
+    Ok((auth, key))
+}
+
+/// Whether the signature covers this request and its body; the key's access when it does.
+fn authenticate(
+    api: &Api,
+    (auth, key): (sigv4::Authorization, &Key),
+    headers: &[(String, String)],
+    body: &[u8],
+) -> Result<Access, ApiError> {
     let request = sigv4::Request {
         method: "POST",
         path: "/",
@@ -85,6 +101,25 @@ fn authenticate(api: &Api, headers: &[(String, String)], body: &[u8]) -> Result<
     sigv4::verify(&request, &auth, &key.secret, now, api.skew_secs)
         .map_err(|e| ApiError::new(e.exception(), e.to_string()))?;
     Ok(key.access)
+}
+
+/// The body, at most [`MAX_BODY`] bytes within [`BODY_TIMEOUT`].
+async fn read_body(body: Incoming) -> Result<Bytes, ApiError> {
+    let collect = Limited::new(body, MAX_BODY).collect();
+    match tokio::time::timeout(BODY_TIMEOUT, collect).await {
+        Ok(Ok(b)) => Ok(b.to_bytes()),
+        Ok(Err(_)) => Err(ApiError::new(
+            "SerializationException",
+            format!("the request body is over {MAX_BODY} bytes or was cut off"),
+        )),
+        Err(_) => Err(ApiError::new(
+            "SerializationException",
+            format!(
+                "the request body did not arrive within {} s",
+                BODY_TIMEOUT.as_secs()
+            ),
+        )),
+    }
 }
 
 async fn respond(api: Arc<Api>, req: Request<Incoming>) -> Response<Full<Bytes>> {
@@ -99,16 +134,14 @@ async fn respond(api: Arc<Api>, req: Request<Incoming>) -> Response<Full<Bytes>>
         .iter()
         .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
         .collect();
-    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => {
-            return error(&ApiError::new(
-                "SerializationException",
-                format!("the request body is over {MAX_BODY} bytes or was cut off"),
-            ))
-        }
+    let access = match signer(&api, &headers) {
+        Ok(signer) => match read_body(req.into_body()).await {
+            Ok(body) => authenticate(&api, signer, &headers, &body).map(|a| (a, body)),
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e),
     };
-    let access = match authenticate(&api, &headers, &body) {
+    let (access, body) = match access {
         Ok(a) => a,
         Err(e) => return error(&e),
     };

@@ -131,14 +131,20 @@ pub fn canonical_request(r: &Request<'_>, signed: &[String]) -> Result<String, S
         }
         lines.push_str(&format!("{name}:{}\n", values.join(",")));
     }
-    let payload = match r
+    // The body's own hash, always: a client's X-Amz-Content-Sha256 may only repeat it (one
+    // that differs, or UNSIGNED-PAYLOAD, would let a captured signature carry another body).
+    let payload = hex(&Sha256::digest(r.body));
+    if let Some((_, v)) = r
         .headers
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case("x-amz-content-sha256"))
     {
-        Some((_, v)) => v.clone(),
-        None => hex(&Sha256::digest(r.body)),
-    };
+        if !v.trim().eq_ignore_ascii_case(&payload) {
+            return Err(SigError::Incomplete(
+                "X-Amz-Content-Sha256 is not the SHA-256 of the body".into(),
+            ));
+        }
+    }
     Ok(format!(
         "{}\n{}\n{}\n{lines}\n{}\n{payload}",
         r.method,
@@ -186,6 +192,9 @@ pub fn parse_amz_date(s: &str) -> Option<i64> {
     Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
 }
 
+/// Headers every request must have signed.
+const REQUIRED_SIGNED: [&str; 3] = ["host", "x-amz-date", "x-amz-target"];
+
 /// Checks `r` signed with `auth` against `secret`, within `skew_secs` of `now` (epoch s).
 pub fn verify(
     r: &Request<'_>,
@@ -203,10 +212,14 @@ pub fn verify(
     let at = parse_amz_date(&amz_date).ok_or_else(|| {
         SigError::Incomplete(format!("X-Amz-Date {amz_date} is not YYYYMMDDTHHMMSSZ"))
     })?;
-    if !auth.signed_headers.iter().any(|h| h == "host") {
-        return Err(SigError::Incomplete(
-            "SignedHeaders must include host".into(),
-        ));
+    // Unsigned, the operation or the date of a captured request could be changed.
+    for must in REQUIRED_SIGNED {
+        if !auth.signed_headers.iter().any(|h| h == must) {
+            return Err(SigError::Incomplete(format!(
+                "SignedHeaders must include {}",
+                REQUIRED_SIGNED.join(", ")
+            )));
+        }
     }
     if !amz_date.starts_with(&auth.date) || auth.service != SERVICE {
         return Err(SigError::Incomplete(format!(
@@ -324,6 +337,31 @@ mod tests {
             verify(&ecs_request(&h), &auth(good), "other", now, 300),
             Err(SigError::Mismatch)
         );
+        // Another body under the captured signature, with or without a hash header naming
+        // the original body.
+        let other_body = Request {
+            body: b"{\"cluster\":\"x\"}",
+            ..ecs_request(&h)
+        };
+        assert_eq!(
+            verify(&other_body, &auth(good), SECRET, now, 300),
+            Err(SigError::Mismatch)
+        );
+        let mut claimed = h.clone();
+        claimed.push(("X-Amz-Content-Sha256".into(), hex(&Sha256::digest(b"{}"))));
+        let claimed_other = Request {
+            body: b"{\"cluster\":\"x\"}",
+            ..ecs_request(&claimed)
+        };
+        let e = verify(&claimed_other, &auth(good), SECRET, now, 300).unwrap_err();
+        assert!(e.to_string().contains("X-Amz-Content-Sha256"), "{e}");
+        let mut unsigned = claimed.clone();
+        unsigned.last_mut().unwrap().1 = "UNSIGNED-PAYLOAD".into();
+        assert!(verify(&ecs_request(&unsigned), &auth(good), SECRET, now, 300).is_err());
+        // The operation must be signed.
+        let loose = parse_authorization("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/ecs/aws4_request, SignedHeaders=host;x-amz-date, Signature=00").unwrap();
+        let e = verify(&ecs_request(&h), &loose, SECRET, now, 300).unwrap_err();
+        assert!(e.to_string().contains("x-amz-target"), "{e}");
         let late = verify(&ecs_request(&h), &auth(good), SECRET, now + 301, 300).unwrap_err();
         assert_eq!(late.exception(), "InvalidSignatureException");
         assert!(

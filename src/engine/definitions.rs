@@ -77,10 +77,19 @@ impl Registry {
 
     /// Active revisions whose family starts with `prefix`, oldest first.
     pub fn list(&self, prefix: &str) -> Vec<String> {
+        self.list_by(prefix, true)
+    }
+
+    /// The references of the revisions that are `active` (or inactive), by family.
+    pub fn list_by(&self, prefix: &str, active: bool) -> Vec<String> {
         self.families
             .iter()
             .filter(|(f, _)| f.starts_with(prefix))
-            .flat_map(|(_, revs)| revs.iter().filter(|r| r.active).map(Registered::reference))
+            .flat_map(|(_, revs)| {
+                revs.iter()
+                    .filter(|r| r.active == active)
+                    .map(Registered::reference)
+            })
             .collect()
     }
 

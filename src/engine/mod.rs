@@ -212,6 +212,11 @@ impl Engine {
         self.lock().definitions.list(family_prefix)
     }
 
+    /// The deregistered revisions' references (`list_definitions` has the active ones).
+    pub fn list_inactive_definitions(&self, family_prefix: &str) -> Vec<String> {
+        self.lock().definitions.list_by(family_prefix, false)
+    }
+
     /// The daemon's isolation settings (the defaults without).
     pub fn with_isolation_policy(mut self, policy: IsolationPolicy) -> Engine {
         self.isolation = policy;

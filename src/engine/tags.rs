@@ -1,7 +1,7 @@
 //! Tags on berth's objects: checked here by ECS's rules, kept in the store beside the object,
 //! forgotten with it.
 
-use super::Engine;
+use super::{Engine, State};
 use crate::store::{StoreError, Tag, Tagged};
 
 /// ECS's limit of user tags on one resource.
@@ -59,39 +59,45 @@ pub fn check(tags: &[Tag], existing: &[Tag]) -> Result<(), TagError> {
     Ok(())
 }
 
-impl Engine {
-    fn check_exists(&self, on: &Tagged) -> Result<(), TagError> {
-        let s = self.lock();
-        let (found, name) = match on {
-            Tagged::Cluster | Tagged::Instance => (true, String::new()),
-            Tagged::Definition(r) => (s.definitions.get(r).is_ok(), format!("task definition {r}")),
-            Tagged::Task(id) => (s.tasks.contains_key(id), format!("task {id}")),
-            Tagged::Service(n) => (
-                s.services.get(n).is_some_and(|s| !s.deleting),
-                format!("service {n}"),
-            ),
-        };
-        if found {
-            Ok(())
-        } else {
-            Err(TagError::NotFound(name))
-        }
+/// What `on` names as the store keys it (a definition by its canonical `family:revision`,
+/// so `web:03` and `web:3` share their tags), once it is known to exist.
+fn canonical(s: &State, on: &Tagged) -> Result<Tagged, TagError> {
+    let (found, name) = match on {
+        Tagged::Cluster | Tagged::Instance => return Ok(on.clone()),
+        Tagged::Definition(r) => match s.definitions.get(r) {
+            Ok(d) => return Ok(Tagged::Definition(d.reference())),
+            Err(_) => (false, format!("task definition {r}")),
+        },
+        Tagged::Task(id) => (s.tasks.contains_key(id), format!("task {id}")),
+        Tagged::Service(n) => (
+            s.services.get(n).is_some_and(|s| !s.deleting),
+            format!("service {n}"),
+        ),
+    };
+    if found {
+        Ok(on.clone())
+    } else {
+        Err(TagError::NotFound(name))
     }
+}
 
+// Each call holds the engine's lock from the existence check to the write, so a tag cannot
+// land on an object removed in between.
+impl Engine {
     pub fn tags(&self, on: &Tagged) -> Result<Vec<Tag>, TagError> {
-        self.check_exists(on)?;
-        Ok(self.lock().store.tags(on)?)
+        let state = self.lock();
+        let on = canonical(&state, on)?;
+        Ok(state.store.tags(&on)?)
     }
 
     pub fn tag(&self, on: &Tagged, tags: &[Tag]) -> Result<(), TagError> {
-        self.check_exists(on)?;
         let state = self.lock();
-        check(tags, &state.store.tags(on)?)?;
-        Ok(state.store.put_tags(on, tags)?)
+        let on = canonical(&state, on)?;
+        check(tags, &state.store.tags(&on)?)?;
+        Ok(state.store.put_tags(&on, tags)?)
     }
 
     pub fn untag(&self, on: &Tagged, keys: &[String]) -> Result<(), TagError> {
-        self.check_exists(on)?;
         if let Some(k) = keys
             .iter()
             .find(|k| k.to_ascii_lowercase().starts_with("aws:"))
@@ -100,7 +106,9 @@ impl Engine {
                 "{k}: the aws: prefix is reserved"
             )));
         }
-        Ok(self.lock().store.remove_tags(on, keys)?)
+        let state = self.lock();
+        let on = canonical(&state, on)?;
+        Ok(state.store.remove_tags(&on, keys)?)
     }
 }
 
@@ -154,5 +162,15 @@ mod tests {
             "the resource task nosuch does not exist"
         );
         assert!(e.tags(&Tagged::Service("nosuch".into())).is_err());
+        let def =
+            r#"{"family":"web","containerDefinitions":[{"name":"a","image":"b","memory":32}]}"#;
+        e.register_definition(def).unwrap();
+        // Another spelling of a revision tags the same definition.
+        e.tag(&Tagged::Definition("web:01".into()), &[tag("k", "v")])
+            .unwrap();
+        assert_eq!(
+            e.tags(&Tagged::Definition("web:1".into())).unwrap(),
+            vec![tag("k", "v")]
+        );
     }
 }

@@ -226,10 +226,12 @@ impl Store {
 
     /// Forgets a task (a stopped one past its retention).
     pub fn delete_task(&self, id: &str) -> Result<(), StoreError> {
-        self.conn
-            .execute("DELETE FROM tasks WHERE id = ?1", params![id])
-            .map_err(self.query_err("forget a task"))?;
-        self.delete_tags(&Tagged::Task(id.to_string()))
+        self.delete_with_tags(
+            "DELETE FROM tasks WHERE id = ?1",
+            id,
+            &Tagged::Task(id.to_string()),
+            "forget a task",
+        )
     }
 
     /// A fact berthd keeps about itself (such as the boot it last ran in).
@@ -279,10 +281,12 @@ impl Store {
     }
 
     pub fn delete_service(&self, name: &str) -> Result<(), StoreError> {
-        self.conn
-            .execute("DELETE FROM services WHERE name = ?1", params![name])
-            .map_err(self.query_err("delete a service"))?;
-        self.delete_tags(&Tagged::Service(name.to_string()))
+        self.delete_with_tags(
+            "DELETE FROM services WHERE name = ?1",
+            name,
+            &Tagged::Service(name.to_string()),
+            "delete a service",
+        )
     }
 
     /// Every recorded service as (name, state JSON).

@@ -91,10 +91,23 @@ impl Store {
         tx.commit().map_err(self.query_err("untag a resource"))
     }
 
-    pub(super) fn delete_tags(&self, on: &Tagged) -> Result<(), StoreError> {
-        self.conn
-            .execute("DELETE FROM tags WHERE resource = ?1", params![on.key()])
-            .map_err(self.query_err("forget a resource's tags"))?;
-        Ok(())
+    /// Runs `delete` (of the row keyed `key`) and forgets `on`'s tags in one transaction, so
+    /// no tag outlives its object to land on the next one of its name.
+    pub(super) fn delete_with_tags(
+        &self,
+        delete: &str,
+        key: &str,
+        on: &Tagged,
+        action: &'static str,
+    ) -> Result<(), StoreError> {
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(self.query_err(action))?;
+        tx.execute(delete, params![key])
+            .map_err(self.query_err(action))?;
+        tx.execute("DELETE FROM tags WHERE resource = ?1", params![on.key()])
+            .map_err(self.query_err(action))?;
+        tx.commit().map_err(self.query_err(action))
     }
 }

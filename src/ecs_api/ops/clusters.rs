@@ -26,7 +26,7 @@ pub fn describe(cx: &Context<'_>, body: &Value) -> Result<Value, ApiError> {
         .iter()
         .filter(|t| matches!(t.last_status, Status::Provisioning | Status::Pending))
         .count();
-    let services = cx.engine.services().len();
+    let services = cx.engine.services().iter().filter(|s| !s.deleting).count();
     let mut clusters = Vec::new();
     let mut failures = Vec::new();
     for c in asked {

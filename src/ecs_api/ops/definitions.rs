@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use super::{page, required, str_field, tags, Context};
+use super::{keyed, page, required, str_field, tags, Context};
 use crate::ecs_api::arn::definition_reference;
 use crate::ecs_api::error::ApiError;
 use crate::engine::Registered;
@@ -54,30 +54,44 @@ pub fn describe(cx: &Context<'_>, body: &Value) -> Result<Value, ApiError> {
 
 pub fn list(cx: &Context<'_>, body: &Value) -> Result<Value, ApiError> {
     let prefix = str_field(body, "familyPrefix")?.unwrap_or_default();
-    let mut refs: Vec<String> = cx
-        .engine
-        .list_definitions(&prefix)
+    let listed = match str_field(body, "status")?.as_deref() {
+        None | Some("ACTIVE") => cx.engine.list_definitions(&prefix),
+        Some("INACTIVE") => cx.engine.list_inactive_definitions(&prefix),
+        Some(_) => return Err(ApiError::invalid("status must be ACTIVE or INACTIVE")),
+    };
+    // Keyed by family, then revision as a fixed-width number (a space sorts before any
+    // character a family may hold), so `web:10` follows `web:9`.
+    let items = listed
         .into_iter()
-        .filter(|r| prefix.is_empty() || r.split(':').next() == Some(prefix.as_str()))
+        .filter_map(|r| {
+            let (family, rev) = r.split_once(':')?;
+            let rev: u32 = rev.parse().ok()?;
+            (prefix.is_empty() || family == prefix)
+                .then(|| (format!("{family} {rev:010}"), cx.arns.task_definition(&r)))
+        })
         .collect();
-    if str_field(body, "sort")?.as_deref() == Some("DESC") {
-        refs.reverse();
-    }
-    let arns = refs.iter().map(|r| cx.arns.task_definition(r)).collect();
-    let (arns, next) = page(arns, body, 100)?;
+    let descending = str_field(body, "sort")?.as_deref() == Some("DESC");
+    let (arns, next) = page(items, body, 100, descending)?;
     Ok(json!({"taskDefinitionArns": arns, "nextToken": next}))
 }
 
 pub fn families(cx: &Context<'_>, body: &Value) -> Result<Value, ApiError> {
     let prefix = str_field(body, "familyPrefix")?.unwrap_or_default();
-    let mut fams: Vec<String> = cx
-        .engine
-        .list_definitions(&prefix)
-        .into_iter()
-        .filter_map(|r| r.split(':').next().map(String::from))
-        .collect();
-    fams.dedup();
-    let (fams, next) = page(fams, body, 100)?;
+    let family = |refs: Vec<String>| -> std::collections::BTreeSet<String> {
+        refs.iter()
+            .filter_map(|r| r.split(':').next().map(String::from))
+            .collect()
+    };
+    let active = family(cx.engine.list_definitions(&prefix));
+    let inactive = family(cx.engine.list_inactive_definitions(&prefix));
+    // ECS: ACTIVE, families with an active revision; INACTIVE, those with none; unset, all.
+    let fams: Vec<String> = match str_field(body, "status")?.as_deref() {
+        None | Some("ALL") => active.union(&inactive).cloned().collect(),
+        Some("ACTIVE") => active.into_iter().collect(),
+        Some("INACTIVE") => inactive.difference(&active).cloned().collect(),
+        Some(_) => return Err(ApiError::invalid("status must be ACTIVE, INACTIVE or ALL")),
+    };
+    let (fams, next) = page(keyed(fams), body, 100, false)?;
     Ok(json!({"families": fams, "nextToken": next}))
 }
 

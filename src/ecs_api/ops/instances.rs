@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use super::{page, str_field, strings, Context};
+use super::{keyed, page, str_field, strings, Context};
 use crate::capacity::HostPort;
 use crate::ecs_api::error::ApiError;
 use crate::engine::Status;
@@ -70,7 +70,7 @@ pub fn list(cx: &Context<'_>, body: &Value) -> Result<Value, ApiError> {
         None | Some("ACTIVE") => vec![cx.arns.instance()],
         Some(_) => Vec::new(),
     };
-    let (arns, next) = page(arns, body, 100)?;
+    let (arns, next) = page(keyed(arns), body, 100, false)?;
     Ok(json!({"containerInstanceArns": arns, "nextToken": next}))
 }
 

@@ -113,12 +113,14 @@ pub fn strings(body: &Value, name: &str) -> Result<Vec<String>, ApiError> {
     }
 }
 
-/// ECS's paging over a sorted list: `maxResults` (1-100, `default`) and `nextToken`, which
-/// is the index to go on from.
+/// ECS's paging: `maxResults` (1-100, `default`) and `nextToken`, which is the sort key of
+/// the last item given, so a list that changes between pages neither skips nor repeats what
+/// stays in it. `items` are (sort key, value).
 pub fn page(
-    items: Vec<String>,
+    mut items: Vec<(String, String)>,
     body: &Value,
     default: usize,
+    descending: bool,
 ) -> Result<(Vec<String>, Option<String>), ApiError> {
     let max = match body.get("maxResults") {
         None | Some(Value::Null) => default,
@@ -128,15 +130,26 @@ pub fn page(
                 .ok_or_else(|| ApiError::invalid("maxResults must be 1-100"))? as usize
         }
     };
-    let start = match str_field(body, "nextToken")? {
-        None => 0,
-        Some(t) => t
-            .parse::<usize>()
-            .map_err(|_| ApiError::invalid("nextToken is not one berth gave"))?,
-    };
-    let rest: Vec<String> = items.into_iter().skip(start).collect();
-    let next = (rest.len() > max).then(|| (start + max).to_string());
-    Ok((rest.into_iter().take(max).collect(), next))
+    items.sort_by(|a, b| a.0.cmp(&b.0));
+    if descending {
+        items.reverse();
+    }
+    let after = str_field(body, "nextToken")?;
+    let rest: Vec<(String, String)> = items
+        .into_iter()
+        .filter(|(k, _)| match &after {
+            None => true,
+            Some(t) if descending => k < t,
+            Some(t) => k > t,
+        })
+        .collect();
+    let next = (rest.len() > max).then(|| rest[max - 1].0.clone());
+    Ok((rest.into_iter().take(max).map(|(_, v)| v).collect(), next))
+}
+
+/// Items keyed by themselves.
+pub fn keyed(items: impl IntoIterator<Item = String>) -> Vec<(String, String)> {
+    items.into_iter().map(|i| (i.clone(), i)).collect()
 }
 
 #[cfg(test)]

@@ -34,10 +34,10 @@ pub fn shape(cx: &Context<'_>, s: &Service) -> Value {
             }
         }
         if let Some(es) = o.get_mut("events").and_then(Value::as_array_mut) {
-            let n = es.len();
-            for (i, e) in es.iter_mut().enumerate() {
-                // Newest first; an event's id stays its own as newer ones arrive.
-                e["id"] = format!("{}-{}", s.name, n - i).into();
+            // Newest first, as the model keeps them; an event's id is its own for as long as
+            // it is kept (its time in µs), so tools that follow events by id see new ones.
+            for (e, at) in es.iter_mut().zip(s.events.iter().rev().map(|e| e.at)) {
+                e["id"] = format!("{}-{at}", s.name).into();
             }
         }
         o.remove("tasks");
@@ -157,13 +157,13 @@ pub fn describe(cx: &Context<'_>, body: &Value) -> Result<Value, ApiError> {
 }
 
 pub fn list(cx: &Context<'_>, body: &Value) -> Result<Value, ApiError> {
-    let arns: Vec<String> = cx
+    let items = cx
         .engine
         .services()
         .iter()
         .filter(|s| !s.deleting)
-        .map(|s| cx.arns.service(&s.name))
+        .map(|s| (s.name.clone(), cx.arns.service(&s.name)))
         .collect();
-    let (arns, next) = page(arns, body, 10)?;
+    let (arns, next) = page(items, body, 10, false)?;
     Ok(json!({"serviceArns": arns, "nextToken": next}))
 }

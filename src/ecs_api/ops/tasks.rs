@@ -19,23 +19,53 @@ pub fn shape(cx: &Context<'_>, t: &Task) -> Value {
             cx.arns.task_definition(&t.task_definition).into(),
         );
         o.insert("launchType".into(), "EC2".into());
-        o.insert(
-            "group".into(),
-            format!(
+        let group = match t
+            .started_by
+            .as_deref()
+            .and_then(|s| s.strip_prefix("service:"))
+        {
+            Some(service) => format!("service:{service}"),
+            None => format!(
                 "family:{}",
                 t.task_definition.split(':').next().unwrap_or("")
-            )
-            .into(),
-        );
+            ),
+        };
+        o.insert("group".into(), group.into());
         if let Some(cs) = o.get_mut("containers").and_then(Value::as_array_mut) {
             for c in cs {
                 c["taskArn"] = cx.arns.task(&t.id).into();
             }
         }
-        // ECS leaves a member out rather than send null.
-        o.retain(|_, v| !v.is_null());
     }
+    // ECS leaves a member out rather than send null, at every depth.
+    drop_nulls(&mut v);
     v
+}
+
+fn drop_nulls(v: &mut Value) {
+    match v {
+        Value::Object(o) => {
+            o.retain(|_, v| !v.is_null());
+            o.values_mut().for_each(drop_nulls);
+        }
+        Value::Array(a) => a.iter_mut().for_each(drop_nulls),
+        _ => {}
+    }
+}
+
+/// `startedBy` as ECS allows it: up to 128 letters, digits, `-`, `_` and `/`. berth's
+/// services start theirs as `service:NAME`, which this can never claim.
+fn started_by(body: &Value) -> Result<Option<String>, ApiError> {
+    let s = str_field(body, "startedBy")?;
+    if let Some(v) = &s {
+        let allowed = |c: char| c.is_ascii_alphanumeric() || "-_/".contains(c);
+        if v.is_empty() || v.len() > 128 || !v.chars().all(allowed) {
+            return Err(ApiError::invalid(
+                "startedBy must be 1-128 letters, digits, hyphens, underscores and slashes",
+            ));
+        }
+    }
+    Ok(s)
 }
 
 pub fn run(cx: &Context<'_>, body: &Value) -> Result<Value, ApiError> {
@@ -47,7 +77,7 @@ pub fn run(cx: &Context<'_>, body: &Value) -> Result<Value, ApiError> {
             .filter(|n| (1..=10).contains(n))
             .ok_or_else(|| ApiError::invalid("count must be 1-10"))?,
     };
-    let started_by = str_field(body, "startedBy")?;
+    let started_by = started_by(body)?;
     launch(cx, body, &reference, started_by.as_deref(), count)
 }
 
@@ -60,7 +90,7 @@ pub fn start(cx: &Context<'_>, body: &Value) -> Result<Value, ApiError> {
             "containerInstances must name 1-10 container instances",
         ));
     }
-    let started_by = str_field(body, "startedBy")?;
+    let started_by = started_by(body)?;
     let (ours, others): (Vec<String>, Vec<String>) =
         instances.into_iter().partition(|i| cx.arns.is_instance(i));
     let mut answer = launch(
@@ -109,6 +139,11 @@ fn launch(
             Err(TaskError::Capacity(refusal)) => failures.push(json!({
                 "arn": cx.arns.instance(),
                 "reason": refusal.to_string(),
+            })),
+            // Tasks already started are answered for: a retried call must not start them twice.
+            Err(e) if !tasks.is_empty() => failures.push(json!({
+                "arn": cx.arns.instance(),
+                "reason": ApiError::from(e).message,
             })),
             Err(e) => return Err(e.into()),
         }
@@ -162,7 +197,7 @@ pub fn list(cx: &Context<'_>, body: &Value) -> Result<Value, ApiError> {
             "desiredStatus must be RUNNING, PENDING or STOPPED",
         ));
     }
-    let ids: Vec<String> = cx
+    let ids: Vec<(String, String)> = cx
         .engine
         .tasks(true)
         .into_iter()
@@ -182,8 +217,8 @@ pub fn list(cx: &Context<'_>, body: &Value) -> Result<Value, ApiError> {
                 t.started_by.as_deref() == Some(crate::engine::started_by(last_segment(s)).as_str())
             })
         })
-        .map(|t| cx.arns.task(&t.id))
+        .map(|t| (t.id.clone(), cx.arns.task(&t.id)))
         .collect();
-    let (arns, next) = page(ids, body, 100)?;
+    let (arns, next) = page(ids, body, 100, false)?;
     Ok(json!({"taskArns": arns, "nextToken": next}))
 }

@@ -1,4 +1,4 @@
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::*;
 
@@ -47,17 +47,32 @@ fn definitions_register_describe_list_and_deregister_in_ecs_shapes() {
     )
     .unwrap();
     assert_eq!(l["taskDefinitionArns"], json!([arn]));
-    assert_eq!(l["nextToken"], "1");
-    let l = dispatch(
-        &cx,
-        "ListTaskDefinitions",
-        Access::ReadOnly,
-        &json!({"nextToken": "1"}),
-    )
-    .unwrap();
+    // Revisions 3-10 registered between the pages: the next page goes on after web:1, in
+    // numeric order, skipping nothing.
+    for _ in 3..=10 {
+        dispatch(&cx, "RegisterTaskDefinition", Access::ReadWrite, &def).unwrap();
+    }
+    let next = json!({"nextToken": l["nextToken"], "maxResults": 9});
+    let l = dispatch(&cx, "ListTaskDefinitions", Access::ReadOnly, &next).unwrap();
+    let revs: Vec<&str> = l["taskDefinitionArns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().rsplit(':').next().unwrap())
+        .collect();
+    assert_eq!(revs, ["2", "3", "4", "5", "6", "7", "8", "9", "10"]);
+    assert_eq!(l["nextToken"], Value::Null);
+    let desc = json!({"sort": "DESC", "maxResults": 2});
+    let l = dispatch(&cx, "ListTaskDefinitions", Access::ReadOnly, &desc).unwrap();
     assert_eq!(
         l["taskDefinitionArns"][0],
-        "arn:aws:ecs:us-east-1:000000000000:task-definition/web:2"
+        "arn:aws:ecs:us-east-1:000000000000:task-definition/web:10"
+    );
+    let desc = json!({"sort": "DESC", "nextToken": l["nextToken"]});
+    let l = dispatch(&cx, "ListTaskDefinitions", Access::ReadOnly, &desc).unwrap();
+    assert_eq!(
+        l["taskDefinitionArns"][0],
+        "arn:aws:ecs:us-east-1:000000000000:task-definition/web:8"
     );
     let f = dispatch(
         &cx,
@@ -268,6 +283,10 @@ fn the_host_is_the_clusters_one_container_instance() {
     let def = json!({"family": "web", "networkMode": "none",
         "containerDefinitions": [{"name": "app", "image": "busybox", "memory": 32}]});
     dispatch(&cx, "RegisterTaskDefinition", Access::ReadWrite, &def).unwrap();
+    // A caller cannot pass its task off as a service's.
+    let run = json!({"taskDefinition": "web", "startedBy": "service:web"});
+    let e = dispatch(&cx, "RunTask", Access::ReadWrite, &run).unwrap_err();
+    assert!(e.message.contains("startedBy"), "{e:?}");
     let s = dispatch(
         &cx,
         "StartTask",
