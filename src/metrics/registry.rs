@@ -1,5 +1,7 @@
 //! berth's metric families and how a scrape fills them from the engine.
 
+use std::time::{Duration, Instant};
+
 use prometheus::{Encoder, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use super::lifecycle::Lifecycle;
@@ -98,12 +100,33 @@ impl Metrics {
                     .set(n as i64);
             }
         }
-        let mut series = super::tasks::collect(&self.engine);
-        super::services::collect(&self.engine, &mut series);
         let mut out = Vec::new();
+        let started = Instant::now();
         // Encoding into a Vec fails only on malformed families, which `new` rules out.
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             tracing::error!(error = %e, "cannot encode metrics");
+        }
+        let host = started.elapsed();
+        let started = Instant::now();
+        let mut reading = Duration::ZERO;
+        let mut series = super::tasks::collect(&self.engine, &mut reading);
+        let tasks = started.elapsed();
+        let started = Instant::now();
+        super::services::collect(&self.engine, &mut series);
+        let services = started.elapsed();
+        // What this scrape cost berthd, by part, as node_exporter shows its collectors'.
+        for (part, took) in [
+            ("host", host),
+            ("task_files", reading),
+            ("task_series", tasks.saturating_sub(reading)),
+            ("services", services),
+        ] {
+            series.gauge(
+                "berth_scrape_part_duration_seconds",
+                "Time this scrape spent on each part: the host series, reading the tasks' cgroup and link files, building the tasks' series, the services' series.",
+                &[("part", part)],
+                took.as_secs_f64(),
+            );
         }
         series.write_text(&mut out);
         out

@@ -3,6 +3,8 @@
 //! Names follow cAdvisor where it has one (`container_cpu_usage_seconds_total` becomes
 //! `berth_container_cpu_usage_seconds_total`), base units, `_total` for counters.
 
+use std::time::{Duration, Instant};
+
 pub use super::families::Families;
 use crate::cgroup::stats::{CgroupStats, Pressure};
 use crate::engine::{Engine, Status};
@@ -139,12 +141,18 @@ fn add_pressure(
     }
 }
 
-/// Every running task's and container's series, and the count of tasks by status.
-pub fn collect(engine: &Engine) -> Families {
+/// Every running task's and container's series, and the count of tasks by status; the time
+/// spent reading cgroups and links is added to `reading`.
+pub fn collect(engine: &Engine, reading: &mut Duration) -> Families {
     let mut f = Families::default();
+    let started = Instant::now();
     let links = super::network::host_links();
+    *reading += started.elapsed();
     for t in engine.tasks(false) {
-        let Some(usage) = engine.usage(&t.id) else {
+        let started = Instant::now();
+        let usage = engine.usage(&t.id);
+        *reading += started.elapsed();
+        let Some(usage) = usage else {
             continue;
         };
         let (family, revision) = t

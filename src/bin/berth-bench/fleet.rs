@@ -2,6 +2,7 @@
 //! beyond its container (the shim's RSS, PSS and cgroup charge; berthd's RSS), and what a
 //! `/metrics` scrape costs as they grow.
 
+use std::collections::BTreeMap;
 use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -93,6 +94,20 @@ pub struct Level {
     pub berthd_rss_kib: Option<f64>,
     pub scrape_ms: Option<f64>,
     pub scrape_bytes: usize,
+    /// What berthd says the scrape cost it, by part (`berth_scrape_part_duration_seconds`),
+    /// medians in ms.
+    pub scrape_parts_ms: BTreeMap<String, f64>,
+}
+
+/// The `part` values of `berth_scrape_part_duration_seconds` in a scrape's body, in ms.
+fn scrape_parts(body: &str) -> BTreeMap<String, f64> {
+    body.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("berth_scrape_part_duration_seconds{part=\"")?;
+            let (part, value) = rest.split_once("\"} ")?;
+            Some((part.to_string(), value.trim().parse::<f64>().ok()? * 1000.0))
+        })
+        .collect()
 }
 
 fn kib_field(text: &str, key: &str) -> Option<f64> {
@@ -121,8 +136,8 @@ pub fn berthd_pid() -> Option<u32> {
         .filter(|p| *p > 0)
 }
 
-/// One GET of `/metrics`: its time and body size.
-pub fn scrape(addr: &str) -> anyhow::Result<(Duration, usize)> {
+/// One GET of `/metrics`: its time and body.
+pub fn scrape(addr: &str) -> anyhow::Result<(Duration, String)> {
     let t0 = Instant::now();
     let mut s = TcpStream::connect(addr).with_context(|| format!("cannot connect to {addr}"))?;
     s.write_all(b"GET /metrics HTTP/1.0\r\nHost: berth\r\n\r\n")?;
@@ -132,11 +147,11 @@ pub fn scrape(addr: &str) -> anyhow::Result<(Duration, usize)> {
     let body = buf
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
-        .map_or(0, |i| buf.len() - i - 4);
-    if !buf.starts_with(b"HTTP/1.") || body == 0 {
+        .map_or(&[][..], |i| &buf[i + 4..]);
+    if !buf.starts_with(b"HTTP/1.") || body.is_empty() {
         bail!("/metrics at {addr} answered no body");
     }
-    Ok((took, body))
+    Ok((took, String::from_utf8_lossy(body).into_owned()))
 }
 
 /// Measures the host's cost of the idle tasks `ids` (each of `per_task` containers).
@@ -161,8 +176,17 @@ pub fn measure(ids: &[String], per_task: usize, state_dir: &Path, metrics: &str)
     let berthd_rss_kib = berthd_pid()
         .and_then(|p| std::fs::read_to_string(format!("/proc/{p}/status")).ok())
         .and_then(|t| kib_field(&t, "VmRSS:"));
-    let scrapes: Vec<(Duration, usize)> = (0..5).filter_map(|_| scrape(metrics).ok()).collect();
+    let scrapes: Vec<(Duration, String)> = (0..5).filter_map(|_| scrape(metrics).ok()).collect();
     let times: Vec<f64> = scrapes.iter().map(|s| s.0.as_secs_f64() * 1000.0).collect();
+    let parts: Vec<BTreeMap<String, f64>> = scrapes.iter().map(|s| scrape_parts(&s.1)).collect();
+    let names: std::collections::BTreeSet<&String> = parts.iter().flat_map(|p| p.keys()).collect();
+    let scrape_parts_ms = names
+        .into_iter()
+        .filter_map(|n| {
+            let v: Vec<f64> = parts.iter().filter_map(|p| p.get(n).copied()).collect();
+            Some((n.clone(), median(&v)?))
+        })
+        .collect();
     Level {
         tasks: ids.len(),
         containers: ids.len() * per_task,
@@ -171,6 +195,7 @@ pub fn measure(ids: &[String], per_task: usize, state_dir: &Path, metrics: &str)
         shim_charge_kib: median(&charge),
         berthd_rss_kib,
         scrape_ms: median(&times),
-        scrape_bytes: scrapes.last().map_or(0, |s| s.1),
+        scrape_bytes: scrapes.last().map_or(0, |s| s.1.len()),
+        scrape_parts_ms,
     }
 }

@@ -180,6 +180,18 @@ async fn fleet_figures(m: &ManagerProxy<'_>, a: &Args, idle_ref: &str) -> anyhow
         .filter_map(|l| Some((l.containers as f64, l.scrape_ms?)))
         .collect();
     let scrape_line = fit(&scrape_points);
+    // berthd's own per-task work: reading the files and building the series.
+    let inside_points: Vec<(f64, f64)> = levels
+        .iter()
+        .filter_map(|l| {
+            let p = &l.scrape_parts_ms;
+            Some((
+                l.containers as f64,
+                p.get("task_files")? + p.get("task_series")?,
+            ))
+        })
+        .collect();
+    let inside_line = fit(&inside_points);
     let rss_points: Vec<(f64, f64)> = levels
         .iter()
         .filter_map(|l| Some((l.tasks as f64, l.berthd_rss_kib?)))
@@ -212,6 +224,8 @@ async fn fleet_figures(m: &ManagerProxy<'_>, a: &Args, idle_ref: &str) -> anyhow
             "bytes": levels.iter().map(|l| (l.tasks.to_string(), l.scrape_bytes)).collect::<BTreeMap<_, _>>(),
             "us_per_container": scrape_line.map(|l| l.slope * 1000.0),
             "linear_fit_r2": scrape_line.map(|l| l.r2),
+            "parts_ms": levels.iter().map(|l| (l.tasks.to_string(), l.scrape_parts_ms.clone())).collect::<BTreeMap<_, _>>(),
+            "berthd_us_per_container": inside_line.map(|l| l.slope * 1000.0),
         },
     }))
 }
