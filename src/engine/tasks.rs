@@ -305,12 +305,23 @@ impl Engine {
 
     /// What a running task has used so far, read from its backend now.
     pub fn usage(&self, id: &str) -> Option<crate::runtime::Usage> {
-        let names: Vec<String> = {
-            let state = self.lock();
-            let task = state.tasks.get(id).filter(|t| !t.is_stopped())?;
-            task.containers.iter().map(|c| c.name.clone()).collect()
-        };
-        self.runtime.usage(id, &names)
+        let task = self
+            .lock()
+            .tasks
+            .get(id)
+            .filter(|t| !t.is_stopped())?
+            .clone();
+        self.usage_of(&task)
+    }
+
+    /// [`Engine::usage`] of a task the caller holds a snapshot of: no wait on the engine's
+    /// lock, which a scrape of every task would otherwise take once per task.
+    pub fn usage_of(&self, task: &Task) -> Option<crate::runtime::Usage> {
+        if task.is_stopped() {
+            return None;
+        }
+        let names: Vec<String> = task.containers.iter().map(|c| c.name.clone()).collect();
+        self.runtime.usage(&task.id, &names)
     }
 
     /// Removes an image no unstopped task uses.

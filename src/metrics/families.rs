@@ -106,6 +106,9 @@ impl std::fmt::Display for Value {
             v if v.is_nan() => f.write_str("NaN"),
             v if v == f64::INFINITY => f.write_str("+Inf"),
             v if v == f64::NEG_INFINITY => f.write_str("-Inf"),
+            // Most samples are whole numbers (bytes, counts): written as integers, which is
+            // far cheaper than the shortest-float algorithm and prints the same digits.
+            v if v.fract() == 0.0 && v.abs() < 9.0e15 => write!(f, "{}", v as i64),
             v => write!(f, "{v}"),
         }
     }

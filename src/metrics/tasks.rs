@@ -145,12 +145,11 @@ fn add_pressure(
 /// spent reading cgroups and links is added to `reading`.
 pub fn collect(engine: &Engine, reading: &mut Duration) -> Families {
     let mut f = Families::default();
-    let started = Instant::now();
-    let links = super::network::host_links();
-    *reading += started.elapsed();
+    // Read once, and only when some task has an interface of its own.
+    let mut links = None;
     for t in engine.tasks(false) {
         let started = Instant::now();
-        let usage = engine.usage(&t.id);
+        let usage = engine.usage_of(&t);
         *reading += started.elapsed();
         let Some(usage) = usage else {
             continue;
@@ -165,7 +164,12 @@ pub fn collect(engine: &Engine, reading: &mut Duration) -> Families {
             ("revision", revision),
         ];
         add_cgroup(&mut f, "berth_task", &task_labels, &usage.task);
-        super::network::add_task(&mut f, &t, &task_labels, &links);
+        if !t.network.interfaces.is_empty() {
+            let started = Instant::now();
+            let links = links.get_or_insert_with(super::network::host_links);
+            *reading += started.elapsed();
+            super::network::add_task(&mut f, &t, &task_labels, links);
+        }
         for (container, stats) in &usage.containers {
             let mut l = task_labels.to_vec();
             l.push(("container", container.as_str()));

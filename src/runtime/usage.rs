@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use super::{microvm, report, Usage};
 use crate::cgroup::stats::StatFiles;
@@ -19,11 +19,22 @@ struct Held {
 }
 
 #[derive(Debug, Default)]
+struct Open {
+    tasks: HashMap<String, Held>,
+    /// One buffer for every read, kept between readings.
+    buf: Vec<u8>,
+}
+
+#[derive(Debug, Default)]
 pub struct UsageReader {
-    open: Mutex<HashMap<String, Held>>,
+    open: Mutex<Open>,
 }
 
 impl UsageReader {
+    fn lock(&self) -> MutexGuard<'_, Open> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The task's usage now; `None` once its cgroup is gone. A container whose cgroup is not
     /// (or no longer) there is read from the guest's report, or left out.
     pub fn read(
@@ -33,21 +44,19 @@ impl UsageReader {
         task_id: &str,
         containers: &[String],
     ) -> Option<Usage> {
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        if !open.contains_key(task_id) {
-            let task = StatFiles::open(cgroup)?;
-            open.insert(
-                task_id.to_string(),
-                Held {
-                    task,
-                    containers: HashMap::new(),
-                },
-            );
+        let mut guard = self.lock();
+        let Open { tasks, buf } = &mut *guard;
+        if buf.len() < BUF {
+            buf.resize(BUF, 0);
         }
-        let held = open.get_mut(task_id)?;
-        let mut buf = vec![0; BUF];
-        let Some(task) = held.task.read(&mut buf) else {
-            open.remove(task_id);
+        if !tasks.contains_key(task_id) {
+            let task = StatFiles::open(cgroup)?;
+            let containers = HashMap::new();
+            tasks.insert(task_id.to_string(), Held { task, containers });
+        }
+        let held = tasks.get_mut(task_id)?;
+        let Some(task) = held.task.read(buf) else {
+            tasks.remove(task_id);
             return None;
         };
         let mut guest = None;
@@ -58,7 +67,7 @@ impl UsageReader {
                     held.containers.insert(c.clone(), files);
                 }
             }
-            let stats = match held.containers.get(c).and_then(|f| f.read(&mut buf)) {
+            let stats = match held.containers.get(c).and_then(|f| f.read(buf)) {
                 Some(s) => Some(s),
                 None => {
                     held.containers.remove(c);
@@ -79,17 +88,11 @@ impl UsageReader {
 
     /// Closes a task's files, so its removed cgroups are freed.
     pub fn forget(&self, task_id: &str) {
-        self.open
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(task_id);
+        self.lock().tasks.remove(task_id);
     }
 
     /// Closes the files of every task not in `live`.
     pub fn retain(&self, live: &BTreeSet<String>) {
-        self.open
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|id, _| live.contains(id));
+        self.lock().tasks.retain(|id, _| live.contains(id));
     }
 }
