@@ -98,7 +98,11 @@ test_balance_rolling_update_drains_a_long_download_and_fails_no_request() {
   rm -f /tmp/lb-loop.stop
   "$REPO/tests/guest/lb-client" "$url" --until /tmp/lb-loop.stop > /tmp/lb-loop.txt &
   loop=$!
-  sleep 1
+  # Both clients under way before the update: each Python start costs seconds of emulated CPU
+  # beside the other lane, and a download not yet connected leaves nothing to drain (CI saw it).
+  wait_for 60 eval '(( $(svc_json lbroll | jq --arg t "'"$old"'" ".targets[] | select(.taskId == \$t) | .activeConnections") >= 1 ))' \
+    || fail "the download never reached the old task: $(svc_json lbroll | jq -c .targets)"
+  wait_for 60 eval '[ -s /tmp/lb-loop.txt ]' || fail "the request loop made no request"
   CTL service update lbroll --task-definition lb-roll:2 >/dev/null || fail "update refused"
   wait_for 180 eval '[ "$(lb_target_state lbroll '"$old"')" == draining ]' \
     || fail "the old task never drained: $(svc_json lbroll | jq -c '.targets, .events[:3]')"
