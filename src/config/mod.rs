@@ -163,7 +163,8 @@ pub struct Config {
     /// Seconds a pulled image may go unused by any task before it is removed (0: never; never
     /// with `prefer-cached`, as the ECS agent does). Imported images are never removed.
     pub image_cleanup_age_secs: u64,
-    /// Where the ECS API (AWS JSON 1.1) listens; unset: no ECS API.
+    /// Where the ECS API (AWS JSON 1.1) listens; `""`: no ECS API.
+    #[serde(deserialize_with = "listen_or_off")]
     pub ecs_api_listen: Option<SocketAddr>,
     /// The ECS API's access keys, root's alone: `{"keys": [{"accessKeyId", "secretAccessKey",
     /// "access": "read-only" | "read-write"}]}`. Absent: every request is refused.
@@ -326,6 +327,20 @@ impl Config {
                 ),
             });
         }
+        // Two of berthd's listeners on one address: the second bind would stop berthd.
+        if let Some(api) = config.ecs_api_listen {
+            let (m, a) = (config.metrics_listen, api);
+            let any = |x: SocketAddr| x.ip().is_unspecified();
+            if m.port() == a.port() && (m.ip() == a.ip() || any(m) || any(a)) {
+                return Err(ConfigError::Parse {
+                    path: path.to_owned(),
+                    message: format!(
+                        "metrics_listen = \"{m}\" and ecs_api_listen = \"{a}\" take one port: \
+                         move one (ecs_api_listen = \"\" turns the ECS API off)"
+                    ),
+                });
+            }
+        }
         // A task forgotten the moment it stops could not be waited on or described.
         let too_short = [
             (
@@ -363,6 +378,19 @@ impl Config {
             }),
         }
     }
+}
+
+/// An address, or `""` for a listener turned off.
+fn listen_or_off<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let text = String::deserialize(d)?;
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    text.trim().parse().map(Some).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "{text:?} is not ADDRESS:PORT ({e}); \"\" turns it off"
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -482,5 +510,23 @@ mod tests {
     fn explicit_missing_file_is_an_error() {
         let err = Config::load(Some(Path::new("/nonexistent/berthd.toml"))).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/berthd.toml"));
+    }
+
+    #[test]
+    fn the_ecs_api_turns_off_with_an_empty_address_and_may_not_share_the_metrics_port() {
+        let p = Path::new("/etc/berth/berthd.toml");
+        let c = Config::parse("ecs_api_listen = \"\"\n", p).unwrap();
+        assert_eq!(c.ecs_api_listen, None);
+        let c = Config::parse("ecs_api_listen = \"127.0.0.1:9600\"\n", p).unwrap();
+        assert_eq!(c.ecs_api_listen.map(|a| a.port()), Some(9600));
+        let e = Config::parse("metrics_listen = \"127.0.0.1:9581\"\n", p).unwrap_err();
+        assert!(e.to_string().contains("take one port"), "{e}");
+        let e = Config::parse("metrics_listen = \"0.0.0.0:9581\"\n", p).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("ecs_api_listen = \"\" turns the ECS API off"),
+            "{e}"
+        );
+        assert!(Config::parse("ecs_api_listen = \"nope\"\n", p).is_err());
     }
 }

@@ -16,6 +16,44 @@ struct Family {
 #[derive(Debug, Default)]
 pub struct Families {
     map: BTreeMap<String, Family>,
+    labels: LabelText,
+}
+
+/// The last label set written, escaped: a task's or container's series come one after
+/// another with the same labels, and comparing them is far cheaper than escaping them again.
+#[derive(Debug, Default)]
+struct LabelText {
+    pairs: Vec<(String, String)>,
+    text: String,
+}
+
+impl LabelText {
+    fn of(&mut self, labels: &[(&str, &str)]) -> &str {
+        let same = self.pairs.len() == labels.len()
+            && self
+                .pairs
+                .iter()
+                .zip(labels)
+                .all(|((k, v), (lk, lv))| k == lk && v == lv);
+        if !same {
+            self.pairs = labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            self.text.clear();
+            for (i, (k, val)) in labels.iter().enumerate() {
+                self.text.push(if i == 0 { '{' } else { ',' });
+                self.text.push_str(k);
+                self.text.push_str("=\"");
+                escape_into(&mut self.text, val);
+                self.text.push('"');
+            }
+            if !labels.is_empty() {
+                self.text.push('}');
+            }
+        }
+        &self.text
+    }
 }
 
 impl Families {
@@ -27,29 +65,21 @@ impl Families {
         labels: &[(&str, &str)],
         v: f64,
     ) {
-        if !self.map.contains_key(name) {
+        let Families { map, labels: memo } = self;
+        if !map.contains_key(name) {
             let family = Family {
                 help,
                 kind,
                 body: String::new(),
             };
-            self.map.insert(name.to_string(), family);
+            map.insert(name.to_string(), family);
         }
-        let Some(family) = self.map.get_mut(name) else {
+        let Some(family) = map.get_mut(name) else {
             return;
         };
         let body = &mut family.body;
         body.push_str(name);
-        for (i, (k, val)) in labels.iter().enumerate() {
-            body.push(if i == 0 { '{' } else { ',' });
-            body.push_str(k);
-            body.push_str("=\"");
-            escape_into(body, val);
-            body.push('"');
-        }
-        if !labels.is_empty() {
-            body.push('}');
-        }
+        body.push_str(memo.of(labels));
         // Writing to a String cannot fail.
         let _ = writeln!(body, " {}", Value(v));
     }

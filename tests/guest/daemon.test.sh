@@ -225,7 +225,7 @@ CONF
   buspid=$!
   wait_for 10 test -S /run/berth-test-bus || fail "private bus did not start"
   chmod 666 /run/berth-test-bus
-  printf 'bus = "unix:path=/run/berth-test-bus"\nmetrics_listen = "127.0.0.1:9581"\nstate_dir = "/run/berth-private"\n' > /tmp/private.toml
+  printf 'bus = "unix:path=/run/berth-test-bus"\nmetrics_listen = "127.0.0.1:9591"\necs_api_listen = ""\nstate_dir = "/run/berth-private"\n' > /tmp/private.toml
   systemd-run -q --unit berthd-private -p Type=notify -p Delegate=yes -p NotifyAccess=main "$BIN/berthd" --config /tmp/private.toml
   out=$(runuser -u tester -- env BERTH_BUS_ADDRESS=unix:path=/run/berth-test-bus "$BIN/berthctl" register - <<<"$DEF" 2>&1)
   assert_contains "$out" "AccessDenied: uid $(id -u tester) may not change berth's state" "tester's register on a policy-free bus"
