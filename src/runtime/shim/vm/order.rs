@@ -20,6 +20,19 @@ pub(super) struct VmCheck {
     state: HealthState,
     /// Sent to the agent, its result not yet back.
     in_flight: bool,
+    /// When it was sent (the shim's clock, ms).
+    sent_at_ms: u64,
+}
+
+/// Time past a check's own timeout that the agent has to answer it before the check counts as
+/// failed and the next one is sent: an answer lost in the guest must not leave the health
+/// UNKNOWN for good (CI once saw a writer's check never answered, its dependant waiting out
+/// its whole startTimeout).
+const UNANSWERED_GRACE_MS: u64 = 30_000;
+
+/// Whether a check sent at `sent_at_ms` with `timeout_secs` has gone unanswered too long.
+fn unanswered(sent_at_ms: u64, now_ms: u64, timeout_secs: u64) -> bool {
+    now_ms.saturating_sub(sent_at_ms) > timeout_secs.saturating_mul(1000) + UNANSWERED_GRACE_MS
 }
 
 impl VmCheck {
@@ -109,6 +122,7 @@ impl VmShim<'_> {
             plan: plan.clone(),
             cwd: c.cwd.clone(),
             in_flight: false,
+            sent_at_ms: 0,
         };
         self.checks.insert(name.to_string(), check);
         self.report_health(name);
@@ -120,7 +134,15 @@ impl VmShim<'_> {
             return;
         }
         let now = self.now_ms();
+        let mut lost = Vec::new();
         for (name, c) in &mut self.checks {
+            if c.in_flight && unanswered(c.sent_at_ms, now, u64::from(c.plan.check.timeout_secs)) {
+                c.in_flight = false;
+                let why = "the microVM's agent did not answer the check".to_string();
+                if c.state.record(Err(why), now) {
+                    lost.push(name.clone());
+                }
+            }
             if c.in_flight || !c.state.due(now) {
                 continue;
             }
@@ -138,6 +160,10 @@ impl VmShim<'_> {
                 eprintln!("berth-shim: {e}");
             }
             c.in_flight = true;
+            c.sent_at_ms = now;
+        }
+        for name in lost {
+            self.report_health(&name);
         }
     }
 
@@ -165,5 +191,18 @@ impl VmShim<'_> {
     pub(super) fn start_clock(&mut self) {
         self.clock = Instant::now();
         self.waiting_since_ms = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_check_counts_as_unanswered_only_past_its_timeout_and_the_grace() {
+        assert!(!unanswered(1_000, 1_000 + 5_000 + UNANSWERED_GRACE_MS, 5));
+        assert!(unanswered(1_000, 1_001 + 5_000 + UNANSWERED_GRACE_MS, 5));
+        // A clock read before the send (never, but harmless) is not a loss.
+        assert!(!unanswered(10_000, 0, 0));
     }
 }
