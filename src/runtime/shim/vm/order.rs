@@ -136,7 +136,7 @@ impl VmShim<'_> {
         let now = self.now_ms();
         let mut lost = Vec::new();
         for (name, c) in &mut self.checks {
-            if c.in_flight && unanswered(c.sent_at_ms, now, u64::from(c.plan.check.timeout_secs)) {
+            if c.in_flight && unanswered(c.sent_at_ms, now, c.plan.check.timeout_secs) {
                 c.in_flight = false;
                 let why = "the microVM's agent did not answer the check".to_string();
                 if c.state.record(Err(why), now) {
