@@ -450,7 +450,7 @@ impl Manager {
             .tasks(false)
             .into_iter()
             .map(|t| {
-                let u = self.engine.usage(&t.id);
+                let u = self.engine.usage_of(&t);
                 (t, u)
             })
             .collect();

@@ -111,7 +111,7 @@ impl Engine {
         let mut cpu = Vec::new();
         let mut memory = Vec::new();
         for t in &tasks {
-            let Some(u) = self.usage(&t.id) else { continue };
+            let Some(u) = self.usage_of(t) else { continue };
             let used = u.task.cpu.usage_usec;
             let prev = self.sampler().cpu.insert(t.id.clone(), (now, used));
             let units = match t.reservation.cpu_units {

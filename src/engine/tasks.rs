@@ -305,13 +305,11 @@ impl Engine {
 
     /// What a running task has used so far, read from its backend now.
     pub fn usage(&self, id: &str) -> Option<crate::runtime::Usage> {
-        let task = self
-            .lock()
-            .tasks
-            .get(id)
-            .filter(|t| !t.is_stopped())?
-            .clone();
-        self.usage_of(&task)
+        let names = {
+            let state = self.lock();
+            container_names(state.tasks.get(id).filter(|t| !t.is_stopped())?)
+        };
+        self.runtime.usage(id, &names)
     }
 
     /// [`Engine::usage`] of a task the caller holds a snapshot of: no wait on the engine's
@@ -320,8 +318,7 @@ impl Engine {
         if task.is_stopped() {
             return None;
         }
-        let names: Vec<String> = task.containers.iter().map(|c| c.name.clone()).collect();
-        self.runtime.usage(&task.id, &names)
+        self.runtime.usage(&task.id, &container_names(task))
     }
 
     /// Removes an image no unstopped task uses.
@@ -426,4 +423,9 @@ impl Engine {
         }
         self.emit(Change::TaskChanged(id.to_string()));
     }
+}
+
+/// The names `Runtime::usage` reads a task's containers by.
+fn container_names(task: &Task) -> Vec<String> {
+    task.containers.iter().map(|c| c.name.clone()).collect()
 }

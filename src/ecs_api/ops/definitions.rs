@@ -32,8 +32,7 @@ pub fn shape(cx: &Context<'_>, r: &Registered) -> Value {
 
 pub fn register(cx: &Context<'_>, body: &Value) -> Result<Value, ApiError> {
     required(body, "family")?;
-    let tags = tags::given(body)?;
-    tags::check_new(&tags)?;
+    let tags = tags::given_new(body)?;
     let r = cx.engine.register_definition(&body.to_string())?;
     tags::put(cx, &Tagged::Definition(r.reference()), &tags)?;
     Ok(json!({"taskDefinition": shape(cx, &r), "tags": tags}))

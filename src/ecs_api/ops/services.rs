@@ -88,8 +88,7 @@ pub fn create(cx: &Context<'_>, body: &Value) -> Result<Value, ApiError> {
         isolation: None,
         load_balancers,
     };
-    let given_tags = tags::given(body)?;
-    tags::check_new(&given_tags)?;
+    let given_tags = tags::given_new(body)?;
     let s = cx.engine.create_service(&spec)?;
     tags::put(cx, &Tagged::Service(s.name.clone()), &given_tags)?;
     let mut v = shape(cx, &s);

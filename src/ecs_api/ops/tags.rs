@@ -16,9 +16,12 @@ pub fn given(body: &Value) -> Result<Vec<Tag>, ApiError> {
     }
 }
 
-/// Checks `tags` before a creating call, so a bad tag creates nothing.
-pub fn check_new(tags: &[Tag]) -> Result<(), ApiError> {
-    Ok(crate::engine::check_tags(tags, &[])?)
+/// A creating call's `tags`, checked before it creates anything, so a bad tag creates
+/// nothing.
+pub fn given_new(body: &Value) -> Result<Vec<Tag>, ApiError> {
+    let tags = given(body)?;
+    crate::engine::check_tags(&tags, &[])?;
+    Ok(tags)
 }
 
 /// Puts the `tags` of a creating call on what it created.

@@ -119,8 +119,7 @@ fn launch(
     started_by: Option<&str>,
     count: u64,
 ) -> Result<Value, ApiError> {
-    let given_tags = tags::given(body)?;
-    tags::check_new(&given_tags)?;
+    let given_tags = tags::given_new(body)?;
     let mut tasks = Vec::new();
     let mut failures = Vec::new();
     for _ in 0..count {
