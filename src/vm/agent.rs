@@ -87,6 +87,7 @@ fn serve() -> Result<(), AgentError> {
         }
         let reaped = containers.reap();
         for e in reaped.containers {
+            trace(&format!("{} exited {} (oom {})", e.name, e.code, e.oom));
             for chunk in containers.output(Some(&e.name)) {
                 say_output(&mut chan, chunk)?;
             }
@@ -98,6 +99,9 @@ fn serve() -> Result<(), AgentError> {
             protocol::write_frame(&mut chan, &said)?;
         }
         for (name, failure) in reaped.checks {
+            if let Some(why) = &failure {
+                trace(&format!("check of {name} failed: {why}"));
+            }
             protocol::write_frame(&mut chan, &AgentMessage::Checked { name, failure })?;
         }
         containers.kill_overdue(Some(Instant::now()));
@@ -116,7 +120,10 @@ fn serve() -> Result<(), AgentError> {
             Ok(HostMessage::Run { containers: wanted }) => {
                 start_all(&mut chan, &mut containers, &wanted)?
             }
-            Ok(HostMessage::Stop) => containers.stop_all(),
+            Ok(HostMessage::Stop) => {
+                trace("stop");
+                containers.stop_all()
+            }
             Ok(HostMessage::Check {
                 name,
                 command,
@@ -194,6 +201,7 @@ fn start_all(
     wanted: &[VmContainer],
 ) -> Result<(), AgentError> {
     for c in wanted {
+        trace(&format!("creating {}", c.name));
         let said = match containers.start(c) {
             Ok(pid) => AgentMessage::Started {
                 name: c.name.clone(),
@@ -204,9 +212,28 @@ fn start_all(
                 reason,
             },
         };
+        if let AgentMessage::Failed { reason, .. } = &said {
+            trace(&format!("{} failed: {reason}", c.name));
+        } else {
+            trace(&format!("{} started", c.name));
+        }
         protocol::write_frame(chan, &said)?;
     }
     Ok(())
+}
+
+/// A line on the console (the task's `console.log` on the host) for each step the agent
+/// takes, with the guest's uptime: what a VM was doing when it went wrong is otherwise unseen
+/// (the kernel's own lines come at `loglevel=4`).
+fn trace(what: &str) {
+    let uptime = std::fs::read_to_string("/proc/uptime").unwrap_or_default();
+    let secs = uptime.split_whitespace().next().unwrap_or("?");
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let avail = meminfo
+        .lines()
+        .find(|l| l.starts_with("MemAvailable:"))
+        .unwrap_or("");
+    eprintln!("[{secs:>9}] berth-agent: {what} ({avail})");
 }
 
 fn mount_basics() -> Result<(), AgentError> {

@@ -69,9 +69,10 @@ pub struct Qemu {
 impl Qemu {
     /// The guest kernel's command line. ACPI stays on: it is how the kernel finds the
     /// virtio-mmio devices (Debian's kernels ignore `virtio_mmio.device=`). `panic=-1` turns a
-    /// dead agent into a VM that exits instead of one that hangs.
+    /// dead agent into a VM that exits instead of one that hangs. `loglevel=4` lets the
+    /// kernel's errors through to the console log, an OOM kill's one line among them.
     pub fn kernel_cmdline(vm: &VmSpec) -> String {
-        let mut c = String::from("console=ttyS0 panic=-1 quiet loglevel=3 rdinit=/init");
+        let mut c = String::from("console=ttyS0 panic=-1 quiet loglevel=4 rdinit=/init");
         if let Accel::Tcg { tsc_khz } = vm.accel {
             c.push_str(&format!(" tsc_early_khz={tsc_khz}"));
         }

@@ -39,29 +39,33 @@ test_microvm_task_waits_for_a_healthy_writer_shares_a_volume_logs_an_oom_kill_an
   ensure_images || return 1
   # main starts once the writer is HEALTHY (its check, run in the guest, sees the note on the
   # task volume both mount), then says the note and the kernel it runs on; the writer says a
-  # line on stderr and idles, deaf to SIGTERM, until killed at its stopTimeout; the hog, not essential, reads 100 MB into its 32 (200 MB would be refused outright by
-  # the 148 MiB guest's overcommit check: dd would exit 1, not be OOM-killed).
+  # line on stderr and idles, deaf to SIGTERM, until killed at its stopTimeout; the hog, not
+  # essential, reads 16 MB into its 8 (more than the guest has free would be refused outright
+  # by its overcommit check: dd would exit 1, not be OOM-killed).
   # main waits for the hog to end too: once, beside a busy lane, the task ended before the hog
   # was OOM-killed, and the stop's SIGKILL (137, no OOM) was what ended it.
-  # main's startTimeout is long: under nested emulation beside the other lane, creating the
-  # writer in the guest and its first health check took past the default 180 s once.
-  register vm-exit42 '{"name":"main","image":"busybox","memory":100,"mountPoints":[{"sourceVolume":"shared","containerPath":"/shared"}],
-      "dependsOn":[{"containerName":"writer","condition":"HEALTHY"},{"containerName":"hog","condition":"COMPLETE"}],"startTimeout":600,
+  # The times are long for nested emulation beside the other lane (CI saw, on the agent's
+  # console: 46 s to create the writer, a check's exec a minute, so a 5 s check timed out each
+  # time): main's startTimeout, the check's timeout and its startPeriod (failures inside it do
+  # not count; the first pass makes the writer HEALTHY).
+  register vm-exit42 '{"name":"main","image":"busybox","memory":124,"mountPoints":[{"sourceVolume":"shared","containerPath":"/shared"}],
+      "dependsOn":[{"containerName":"writer","condition":"HEALTHY"},{"containerName":"hog","condition":"COMPLETE"}],"startTimeout":900,
       "command":["sh","-c","cat /shared/note; uname -r; uname -r | grep -q cloud-amd64 && exit 42; exit 1"]},
     {"name":"writer","image":"busybox","essential":false,"memoryReservation":16,"mountPoints":[{"sourceVolume":"shared","containerPath":"/shared"}],
-      "healthCheck":{"command":["CMD-SHELL","test -s /shared/note"],"interval":5,"retries":3},
+      "healthCheck":{"command":["CMD-SHELL","test -s /shared/note"],"interval":10,"timeout":60,"retries":10,"startPeriod":300},
       "stopTimeout":2,"command":["sh","-c","echo from-the-writer > /shared/note; echo writer-on-stderr >&2; trap \"\" TERM; sleep 3000 & wait"]},
-    {"name":"hog","image":"busybox","essential":false,"memory":32,"command":["dd","if=/dev/zero","of=/dev/null","bs=100M","count=1"]}' \
+    {"name":"hog","image":"busybox","essential":false,"memory":8,"command":["dd","if=/dev/zero","of=/dev/null","bs=16M","count=1"]}' \
     '"volumes":[{"name":"shared","host":{}}]' >/dev/null || { fail "not registered"; return 1; }
   reserved=$(prop ReservedMemory)
   json=$(CTL --json run --isolation microvm --wait vm-exit42); rc=$?
   if [ "$rc" != 42 ]; then
     echo "the task as it stopped: $(echo "$json" | jq -c '{stopCode, stoppedReason, containers: [.containers[] | {name, lastStatus, healthStatus, exitCode, reason}]}')"
     echo "its shim's log: $(tail -20 "/var/lib/berth/tasks/$(echo "$json" | jfield taskId)/shim.log" 2>&1)"
+    echo "its guest's console: $(tail -30 "/var/lib/berth/tasks/$(echo "$json" | jfield taskId)/console.log" 2>&1)"
   fi
   assert_eq 42 "$rc" "berthctl run --wait exit status (42 only on the cloud kernel)"
   assert_eq microvm "$(echo "$json" | jfield isolation)" "isolation"
-  assert_eq 148 "$(echo "$json" | jfield vm.memoryMiB)" "the VM's memory (100 + 16 + 32 MiB)"
+  assert_eq 148 "$(echo "$json" | jfield vm.memoryMiB)" "the VM's memory (124 + 16 + 8 MiB)"
   assert_eq 404 "$(echo "$json" | jfield memory)" "the task's reservation: the VM and its VMM's 256 MiB"
   assert_eq 42 "$(echo "$json" | jfield containers.0.exitCode)" "containers[0].exitCode"
   assert_eq EssentialContainerExited "$(echo "$json" | jfield stopCode)" "stopCode"

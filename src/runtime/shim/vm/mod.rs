@@ -64,8 +64,10 @@ struct VmShim<'a> {
     exit_codes: BTreeMap<String, i32>,
     checks: BTreeMap<String, order::VmCheck>,
     clock: Instant,
-    /// When a stop began, the time by which the agent must have reported every exit.
+    /// When a stop began, the time by which the agent must have reported every exit, and
+    /// how long that was.
     stop_deadline: Option<Instant>,
+    stop_waits: Duration,
     /// The agent's messages refused (names outside the plan, replays, unasked answers).
     dropped: u64,
 }
@@ -95,6 +97,7 @@ pub(super) fn run(
         checks: BTreeMap::new(),
         clock: Instant::now(),
         stop_deadline: None,
+        stop_waits: Duration::ZERO,
         dropped: 0,
     };
     let mut machine = match shim.boot(vm, sigfd) {
@@ -230,7 +233,7 @@ impl VmShim<'_> {
                 return self.lost(format!(
                     "the microVM's agent did not end its containers within {}s of the stop; \
                      its VMM ({}) was killed{}",
-                    self.stop_wait().as_secs(),
+                    self.stop_waits.as_secs(),
                     self.vmm_name(),
                     m.console()
                 ));
@@ -327,7 +330,8 @@ impl VmShim<'_> {
             self.waiting.clear();
             let now = Instant::now();
             // A stopTimeout past any clock's reach waits as long as a clock can.
-            self.stop_deadline = now.checked_add(self.stop_wait());
+            self.stop_waits = self.stop_wait();
+            self.stop_deadline = now.checked_add(self.stop_waits);
             if let Err(e) = m.send(&HostMessage::Stop) {
                 // A guest that does not take the stop is not waited for.
                 eprintln!("berth-shim: {e}");
@@ -336,7 +340,10 @@ impl VmShim<'_> {
         }
     }
 
-    /// How long a stop may take: the longest stopTimeout, then the grace.
+    /// How long a stop may take: the longest stopTimeout, then the grace; and when the agent
+    /// is at work it answers nothing during (a create, a check's exec), as long again as that
+    /// work is allowed (a boot's time), for it takes the stop only after. Under emulation a
+    /// check's exec took a minute in CI, and the stop that came during it found the VM killed.
     fn stop_wait(&self) -> Duration {
         let longest = self
             .plan
@@ -345,7 +352,11 @@ impl VmShim<'_> {
             .map(|c| c.stop_timeout_secs)
             .max()
             .unwrap_or(0);
-        Duration::from_secs(longest).saturating_add(STOP_GRACE)
+        let wait = Duration::from_secs(longest).saturating_add(STOP_GRACE);
+        match (&self.plan.vm, self.busy()) {
+            (Some(vm), true) => wait.saturating_add(Duration::from_secs(vm.boot_timeout_secs)),
+            _ => wait,
+        }
     }
 
     /// Counts a refused message; says so for the first ones and then at each power of two.
