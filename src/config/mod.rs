@@ -63,6 +63,9 @@ pub struct Config {
     pub memory_reserve_mib: u64,
     /// Address of the Prometheus `/metrics` endpoint.
     pub metrics_listen: SocketAddr,
+    /// How often, while someone scrapes, the tasks' series are read and rendered off the
+    /// request path (as cAdvisor's housekeeping); 0 reads them for each scrape.
+    pub metrics_refresh_ms: u64,
     /// `"system"`, `"session"`, or a D-Bus address such as `unix:path=/run/x`.
     pub bus: BusChoice,
     /// Where cgroup v2 is mounted; only tests point it elsewhere.
@@ -209,6 +212,7 @@ impl Default for Config {
             state_dir: PathBuf::from("/var/lib/berth"),
             memory_reserve_mib: 256,
             metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9580)),
+            metrics_refresh_ms: 5000,
             bus: BusChoice::System,
             cgroup_mount: PathBuf::from("/sys/fs/cgroup"),
             slice: "berth.slice".into(),

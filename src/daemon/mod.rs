@@ -37,6 +37,8 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot start the metrics refresher thread")]
+    MetricsRefresher(#[source] std::io::Error),
     #[error("cannot listen for metrics on {addr} (set metrics_listen in the config)")]
     MetricsListen {
         addr: std::net::SocketAddr,
@@ -198,7 +200,11 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         Some(b) => engine.with_balancer(b),
         None => engine,
     };
-    let metrics = Metrics::new(engine.clone())?;
+    let refresh = std::time::Duration::from_millis(config.metrics_refresh_ms);
+    let metrics = Metrics::new(engine.clone(), refresh)?;
+    metrics
+        .start_refresher()
+        .map_err(DaemonError::MetricsRefresher)?;
     metrics.add(Box::new(puller.durations()))?;
     // Following before the watch loop runs, so no launch it completes goes uncounted.
     let lifecycle_task = tokio::spawn(metrics.lifecycle().follow(engine.clone()));

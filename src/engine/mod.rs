@@ -76,6 +76,7 @@ pub struct Engine {
     runtime: Arc<dyn Runtime>,
     images: Arc<ImageStore>,
     changes: broadcast::Sender<Change>,
+    generation: Arc<std::sync::atomic::AtomicU64>,
     service_gate: Arc<Mutex<()>>,
     /// The autoscaler's samples and CPU readings, kept in memory only.
     sampler: Arc<Mutex<autoscaling::Sampler>>,
@@ -151,6 +152,7 @@ impl Engine {
             runtime,
             images,
             changes,
+            generation: Arc::default(),
             service_gate: Arc::new(Mutex::new(())),
             sampler: Arc::new(Mutex::new(autoscaling::Sampler::default())),
             decision_counts: Arc::new(Mutex::new(DecisionCounts::default())),
@@ -174,8 +176,16 @@ impl Engine {
     }
 
     fn emit(&self, change: Change) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // No subscriber yet is fine: faces read the state when they start.
         let _ = self.changes.send(change);
+    }
+
+    /// A count of the changes so far: a view built at one generation is current while the
+    /// generation stays (the metrics' kept rendering).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn images(&self) -> &Arc<ImageStore> {

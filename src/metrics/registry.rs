@@ -1,9 +1,11 @@
 //! berth's metric families and how a scrape fills them from the engine.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prometheus::{Encoder, IntGaugeVec, Opts, Registry, TextEncoder};
 
+use super::cache::{Rendered, SeriesCache};
 use super::lifecycle::Lifecycle;
 use crate::engine::Engine;
 use crate::spec::Protocol;
@@ -18,6 +20,7 @@ pub struct Metrics {
     memory_bytes: IntGaugeVec,
     ports: IntGaugeVec,
     lifecycle: Lifecycle,
+    cache: SeriesCache,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +30,9 @@ pub enum MetricsError {
 }
 
 impl Metrics {
-    pub fn new(engine: Engine) -> Result<Metrics, MetricsError> {
+    /// `refresh`: how often the tasks' series are rendered off the request path while someone
+    /// scrapes (`metrics_refresh_ms`); zero renders them for each scrape.
+    pub fn new(engine: Engine, refresh: Duration) -> Result<Metrics, MetricsError> {
         let registry = Registry::new();
         let cpu_units = IntGaugeVec::new(
             Opts::new(
@@ -67,6 +72,7 @@ impl Metrics {
             memory_bytes,
             ports,
             lifecycle,
+            cache: SeriesCache::new(refresh),
         })
     }
 
@@ -107,6 +113,43 @@ impl Metrics {
             tracing::error!(error = %e, "cannot encode metrics");
         }
         let host = started.elapsed();
+        out.extend_from_slice(
+            format!(
+                "# HELP berth_scrape_host_duration_seconds Time this scrape spent on the host's series.\n\
+                 # TYPE berth_scrape_host_duration_seconds gauge\n\
+                 berth_scrape_host_duration_seconds {}\n",
+                host.as_secs_f64()
+            )
+            .as_bytes(),
+        );
+        let generation = self.engine.generation();
+        let tasks = match self.cache.scraped(generation) {
+            Some(r) => r,
+            None => {
+                let r = self.render_tasks(self.cache.now_ms());
+                if self.cache.enabled() {
+                    self.cache.store(r.clone());
+                }
+                r
+            }
+        };
+        let age_ms = self.cache.now_ms().saturating_sub(tasks.at_ms);
+        out.extend_from_slice(
+            format!(
+                "# HELP berth_scrape_series_age_seconds Age of the task and service series in this answer: read off the request path every metrics_refresh_ms, or for this scrape.\n\
+                 # TYPE berth_scrape_series_age_seconds gauge\n\
+                 berth_scrape_series_age_seconds {}\n",
+                age_ms as f64 / 1000.0
+            )
+            .as_bytes(),
+        );
+        out.extend_from_slice(&tasks.text);
+        out
+    }
+
+    /// Renders the tasks' and services' series now.
+    fn render_tasks(&self, began_ms: u64) -> Rendered {
+        let generation = self.engine.generation();
         let started = Instant::now();
         let mut reading = Duration::ZERO;
         let mut series = super::tasks::collect(&self.engine, &mut reading);
@@ -114,22 +157,42 @@ impl Metrics {
         let started = Instant::now();
         super::services::collect(&self.engine, &mut series);
         let services = started.elapsed();
-        // What this scrape cost berthd, by part, as node_exporter shows its collectors'.
+        // What this rendering cost berthd, by part, as node_exporter shows its collectors'.
         for (part, took) in [
-            ("host", host),
             ("task_files", reading),
             ("task_series", tasks.saturating_sub(reading)),
             ("services", services),
         ] {
             series.gauge(
                 "berth_scrape_part_duration_seconds",
-                "Time this scrape spent on each part: the host series, reading the tasks' cgroup and link files, building the tasks' series, the services' series.",
+                "Time the rendering of the task and service series in this answer spent on each part: reading the tasks' cgroup and link files, building the tasks' series, the services' series.",
                 &[("part", part)],
                 took.as_secs_f64(),
             );
         }
-        series.write_text(&mut out);
-        out
+        let mut text = Vec::new();
+        series.write_text(&mut text);
+        Rendered {
+            text: Arc::new(text),
+            generation,
+            at_ms: began_ms,
+        }
+    }
+
+    /// Starts the thread that renders the tasks' series off the request path, when the cache
+    /// is on.
+    pub fn start_refresher(&self) -> std::io::Result<()> {
+        if !self.cache.enabled() {
+            return Ok(());
+        }
+        let metrics = self.clone();
+        std::thread::Builder::new()
+            .name("metrics-refresh".into())
+            .spawn(move || {
+                let cache = metrics.cache.clone();
+                cache.refresh_forever(|began| metrics.render_tasks(began))
+            })
+            .map(|_| ())
     }
 }
 
@@ -141,7 +204,8 @@ mod tests {
     fn scrape_shows_registered_and_remaining() {
         let dir = tempfile::tempdir().unwrap();
         let engine = crate::engine::test_engine(dir.path());
-        let text = String::from_utf8(Metrics::new(engine).unwrap().render()).unwrap();
+        let text =
+            String::from_utf8(Metrics::new(engine, Duration::ZERO).unwrap().render()).unwrap();
         assert!(
             text.contains("berth_host_cpu_units{state=\"registered\"} 2048"),
             "{text}"

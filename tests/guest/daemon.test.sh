@@ -17,7 +17,7 @@ install_berthd() {
   # `sleep` as a container's PID 1 ignores SIGTERM, and each stop of one waited the whole 30.
   # Secrets as files of a root-only directory, one per valueFrom (definition.test.sh).
   install -d -m 700 /etc/berth/secrets
-  printf 'memory_reserve_mib = %s\nmetrics_listen = "%s"\nautoscale_interval_secs = 2\nautoscale_window_secs = 10\ncontainer_stop_timeout_secs = 5\nsecrets_dir = "/etc/berth/secrets"\n' \
+  printf 'memory_reserve_mib = %s\nmetrics_listen = "%s"\nmetrics_refresh_ms = 1000\nautoscale_interval_secs = 2\nautoscale_window_secs = 10\ncontainer_stop_timeout_secs = 5\nsecrets_dir = "/etc/berth/secrets"\n' \
     "$RESERVE" "$METRICS" > /etc/berth/berthd.toml
   # MicroVMs: the cloud kernel shared from the host, the agent stripped by bench/stage (the
   # debug build's own is 200 MB of debug info), and time for a boot nested in emulation.

@@ -129,7 +129,7 @@ pub fn table(v: &Value) -> String {
     let s = &v["scrape"];
     let per = num(&s["us_per_container"]);
     line(format!(
-        "scrape: {} µs per container end to end, linear fit R² {} (target ≤ 200 µs in the test guest, ≤ 20 ms at 1000 on a host: {}); inside berthd (files + series): {} µs per container",
+        "scrape: {} µs per container end to end, the answer served from the rendering kept off the request path, linear fit R² {} (target ≤ 200 µs in the test guest, ≤ 20 ms at 1000 on a host: {}); that rendering, every metrics_refresh_ms while scraped (files + series): {} µs per container",
         f(&s["us_per_container"], 1),
         f(&s["linear_fit_r2"], 3),
         verdict(per.map(|p| p <= 200.0)),
