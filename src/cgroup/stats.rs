@@ -5,6 +5,7 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use super::task::{parse_memory_events, CPU_PERIOD_US};
 
@@ -46,22 +47,22 @@ pub struct CgroupStats {
     pub io_pressure: Pressure,
 }
 
-/// The files a cgroup's statistics come from.
-const FILES: [&str; 13] = [
+/// The files a cgroup's statistics come from: what it uses, read at every reading...
+const FILES: [&str; 9] = [
     "cpu.stat",
-    "cpu.max",
     "memory.current",
     "memory.stat",
-    "memory.max",
-    "memory.low",
     "memory.swap.current",
     "memory.events",
     "pids.current",
-    "pids.max",
     "cpu.pressure",
     "memory.pressure",
     "io.pressure",
 ];
+/// ... and its limits, which berth sets at creation and nothing changes after: read again only
+/// every [`LIMITS_EVERY`] (a cgroup opened before its limits were written shows them then).
+const LIMIT_FILES: [&str; 4] = ["cpu.max", "memory.max", "memory.low", "pids.max"];
+const LIMITS_EVERY: Duration = Duration::from_secs(30);
 
 /// Reads the statistics of the cgroup directory `dir`; `None` when it does not exist.
 pub fn read(dir: &Path) -> Option<CgroupStats> {
@@ -76,22 +77,45 @@ pub fn read(dir: &Path) -> Option<CgroupStats> {
 #[derive(Debug)]
 pub struct StatFiles {
     files: Vec<Option<File>>,
+    limit_files: Vec<Option<File>>,
+    /// The limit files' texts, and when they were read.
+    limits: Vec<Option<String>>,
+    limits_at: Option<Instant>,
 }
 
 impl StatFiles {
     /// `None` when `dir` is not a cgroup (its `cpu.stat` does not open).
     pub fn open(dir: &Path) -> Option<StatFiles> {
-        let files: Vec<Option<File>> = FILES.iter().map(|f| File::open(dir.join(f)).ok()).collect();
+        let open = |f: &&str| File::open(dir.join(f)).ok();
+        let files: Vec<Option<File>> = FILES.iter().map(open).collect();
         files.first()?.as_ref()?;
-        Some(StatFiles { files })
+        Some(StatFiles {
+            files,
+            limit_files: LIMIT_FILES.iter().map(open).collect(),
+            limits: vec![None; LIMIT_FILES.len()],
+            limits_at: None,
+        })
     }
 
     /// The statistics now; `None` once the cgroup is gone.
-    pub fn read(&self, buf: &mut [u8]) -> Option<CgroupStats> {
+    pub fn read(&mut self, buf: &mut [u8]) -> Option<CgroupStats> {
+        let now = Instant::now();
+        if self
+            .limits_at
+            .is_none_or(|t| now.duration_since(t) >= LIMITS_EVERY)
+        {
+            for (text, file) in self.limits.iter_mut().zip(&self.limit_files) {
+                *text = file.as_ref().and_then(|f| read_whole(f, buf));
+            }
+            self.limits_at = Some(now);
+        }
+        let (files, limits) = (&self.files, &self.limits);
         parse(|name| {
+            if let Some(i) = LIMIT_FILES.iter().position(|f| *f == name) {
+                return limits.get(i)?.clone();
+            }
             let i = FILES.iter().position(|f| *f == name)?;
-            let file = self.files.get(i)?.as_ref()?;
-            read_whole(file, buf)
+            read_whole(files.get(i)?.as_ref()?, buf)
         })
     }
 }
@@ -248,11 +272,15 @@ mod tests {
         assert_eq!(s.cpu_limit_cores, None);
         assert!(read(&d.path().join("gone")).is_none());
         // Held open, the files read again as they are now.
-        let held = StatFiles::open(d.path()).unwrap();
+        let mut held = StatFiles::open(d.path()).unwrap();
         let mut buf = vec![0; 16 << 10];
         assert_eq!(held.read(&mut buf), Some(s));
         w("pids.current", "5\n");
-        assert_eq!(held.read(&mut buf).unwrap().pids, 5);
+        w("pids.max", "100\n");
+        let again = held.read(&mut buf).unwrap();
+        assert_eq!(again.pids, 5);
+        // The limits, set at creation, are not read again within LIMITS_EVERY.
+        assert_eq!(again.pids_max, Some(4096));
         assert!(StatFiles::open(&d.path().join("gone")).is_none());
         // A file larger than the buffer still reads whole.
         let mut small = vec![0; 8];

@@ -67,7 +67,7 @@ impl UsageReader {
                     held.containers.insert(c.clone(), files);
                 }
             }
-            let stats = match held.containers.get(c).and_then(|f| f.read(buf)) {
+            let stats = match held.containers.get_mut(c).and_then(|f| f.read(buf)) {
                 Some(s) => Some(s),
                 None => {
                     held.containers.remove(c);
