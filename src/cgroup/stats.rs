@@ -59,9 +59,11 @@ const FILES: [&str; 9] = [
     "memory.pressure",
     "io.pressure",
 ];
-/// ... and its limits, which berth sets at creation and nothing changes after: read again only
-/// every [`LIMITS_EVERY`] (a cgroup opened before its limits were written shows them then).
+/// ... and its limits, which berth sets at creation and nothing changes after: read at every
+/// reading only while the files are young (a cgroup can be opened between its creation and
+/// libcontainer's writing of its limits), then every [`LIMITS_EVERY`].
 const LIMIT_FILES: [&str; 4] = ["cpu.max", "memory.max", "memory.low", "pids.max"];
+const LIMITS_YOUNG: Duration = Duration::from_secs(15);
 const LIMITS_EVERY: Duration = Duration::from_secs(30);
 
 /// Reads the statistics of the cgroup directory `dir`; `None` when it does not exist.
@@ -81,6 +83,7 @@ pub struct StatFiles {
     /// The limit files' texts, and when they were read.
     limits: Vec<Option<String>>,
     limits_at: Option<Instant>,
+    opened: Instant,
 }
 
 impl StatFiles {
@@ -94,15 +97,18 @@ impl StatFiles {
             limit_files: LIMIT_FILES.iter().map(open).collect(),
             limits: vec![None; LIMIT_FILES.len()],
             limits_at: None,
+            opened: Instant::now(),
         })
     }
 
     /// The statistics now; `None` once the cgroup is gone.
     pub fn read(&mut self, buf: &mut [u8]) -> Option<CgroupStats> {
         let now = Instant::now();
-        if self
-            .limits_at
-            .is_none_or(|t| now.duration_since(t) >= LIMITS_EVERY)
+        let young = now.duration_since(self.opened) < LIMITS_YOUNG;
+        if young
+            || self
+                .limits_at
+                .is_none_or(|t| now.duration_since(t) >= LIMITS_EVERY)
         {
             for (text, file) in self.limits.iter_mut().zip(&self.limit_files) {
                 *text = file.as_ref().and_then(|f| read_whole(f, buf));
@@ -279,8 +285,14 @@ mod tests {
         w("pids.max", "100\n");
         let again = held.read(&mut buf).unwrap();
         assert_eq!(again.pids, 5);
-        // The limits, set at creation, are not read again within LIMITS_EVERY.
-        assert_eq!(again.pids_max, Some(4096));
+        // While the files are young, the limits are read too (libcontainer may not have
+        // written them at the first reading)...
+        assert_eq!(again.pids_max, Some(100));
+        // ... then not again within LIMITS_EVERY.
+        held.opened -= LIMITS_YOUNG;
+        held.read(&mut buf);
+        w("pids.max", "200\n");
+        assert_eq!(held.read(&mut buf).unwrap().pids_max, Some(100));
         assert!(StatFiles::open(&d.path().join("gone")).is_none());
         // A file larger than the buffer still reads whole.
         let mut small = vec![0; 8];

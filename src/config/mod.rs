@@ -13,11 +13,8 @@ use crate::vm::sizing::Isolation;
 
 use crate::network::Subnet;
 
-/// The shortest `vm_agent_timeout_secs`: two pings' time.
-pub const MIN_AGENT_TIMEOUT_SECS: u64 = 10;
-
-/// The shortest `stopped_task_retention_secs`.
-pub const MIN_RETENTION_SECS: u64 = 10;
+mod check;
+pub use check::{MIN_AGENT_TIMEOUT_SECS, MIN_RETENTION_SECS};
 
 /// Where the daemon looks when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/berth/berthd.toml";
@@ -320,50 +317,10 @@ impl Config {
             path: path.to_owned(),
             message: e.to_string().trim_end().replace('\n', " "),
         })?;
-        // The shim pings a microVM's agent every 5 s: a shorter silence is no sign of loss.
-        if config.vm_agent_timeout_secs < MIN_AGENT_TIMEOUT_SECS {
-            return Err(ConfigError::Parse {
-                path: path.to_owned(),
-                message: format!(
-                    "vm_agent_timeout_secs = {}: at least {MIN_AGENT_TIMEOUT_SECS} (the agent is \
-                     pinged every 5 s)",
-                    config.vm_agent_timeout_secs
-                ),
-            });
-        }
-        // Two of berthd's listeners on one address: the second bind would stop berthd.
-        if let Some(api) = config.ecs_api_listen {
-            let (m, a) = (config.metrics_listen, api);
-            let any = |x: SocketAddr| x.ip().is_unspecified();
-            if m.port() == a.port() && (m.ip() == a.ip() || any(m) || any(a)) {
-                return Err(ConfigError::Parse {
-                    path: path.to_owned(),
-                    message: format!(
-                        "metrics_listen = \"{m}\" and ecs_api_listen = \"{a}\" take one port: \
-                         move one (ecs_api_listen = \"\" turns the ECS API off)"
-                    ),
-                });
-            }
-        }
-        // A task forgotten the moment it stops could not be waited on or described.
-        let too_short = [
-            (
-                "stopped_task_retention_secs",
-                config.stopped_task_retention_secs,
-                MIN_RETENTION_SECS,
-            ),
-            ("stopped_task_max", config.stopped_task_max as u64, 1),
-        ]
-        .into_iter()
-        .find(|(_, v, min)| v < min);
-        if let Some((key, v, min)) = too_short {
-            return Err(ConfigError::Parse {
-                path: path.to_owned(),
-                message: format!(
-                    "{key} = {v}: at least {min} (a stopped task must be there to be read)"
-                ),
-            });
-        }
+        check::check(&config).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })?;
         Ok(config)
     }
 
@@ -400,14 +357,6 @@ fn listen_or_off<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Socket
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn an_agent_timeout_shorter_than_two_pings_is_refused_by_name() {
-        let e = Config::parse("vm_agent_timeout_secs = 3", Path::new("b.toml"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("vm_agent_timeout_secs = 3: at least 10"), "{e}");
-    }
 
     #[test]
     fn a_retention_too_short_to_read_a_stopped_task_is_refused_by_name() {
@@ -514,23 +463,5 @@ mod tests {
     fn explicit_missing_file_is_an_error() {
         let err = Config::load(Some(Path::new("/nonexistent/berthd.toml"))).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/berthd.toml"));
-    }
-
-    #[test]
-    fn the_ecs_api_turns_off_with_an_empty_address_and_may_not_share_the_metrics_port() {
-        let p = Path::new("/etc/berth/berthd.toml");
-        let c = Config::parse("ecs_api_listen = \"\"\n", p).unwrap();
-        assert_eq!(c.ecs_api_listen, None);
-        let c = Config::parse("ecs_api_listen = \"127.0.0.1:9600\"\n", p).unwrap();
-        assert_eq!(c.ecs_api_listen.map(|a| a.port()), Some(9600));
-        let e = Config::parse("metrics_listen = \"127.0.0.1:9581\"\n", p).unwrap_err();
-        assert!(e.to_string().contains("take one port"), "{e}");
-        let e = Config::parse("metrics_listen = \"0.0.0.0:9581\"\n", p).unwrap_err();
-        assert!(
-            e.to_string()
-                .contains("ecs_api_listen = \"\" turns the ECS API off"),
-            "{e}"
-        );
-        assert!(Config::parse("ecs_api_listen = \"nope\"\n", p).is_err());
     }
 }

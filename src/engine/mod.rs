@@ -176,16 +176,22 @@ impl Engine {
     }
 
     fn emit(&self, change: Change) {
-        self.generation
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // No subscriber yet is fine: faces read the state when they start.
         let _ = self.changes.send(change);
     }
 
-    /// A count of the changes so far: a view built at one generation is current while the
-    /// generation stays (the metrics' kept rendering).
+    /// A count of the tasks' recorded changes: a view of the tasks built at one generation
+    /// is current while the generation stays (the metrics' kept rendering).
     pub fn generation(&self) -> u64 {
-        self.generation.load(std::sync::atomic::Ordering::Relaxed)
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Records a task's state, the caller holding the lock, and counts the change first: by
+    /// the time anyone can read the new state, a view built before it is known stale.
+    fn record(&self, store: &Store, task: &Task) -> Result<(), StoreError> {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        tasks::persist(store, task)
     }
 
     pub fn images(&self) -> &Arc<ImageStore> {

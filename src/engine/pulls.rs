@@ -112,7 +112,7 @@ impl Engine {
             task.failed_to_start(reason, pulled_at);
             books.release(task.claim());
             let task = task.clone();
-            if let Err(e) = super::tasks::persist(&state.store, &task) {
+            if let Err(e) = self.record(&state.store, &task) {
                 tracing::error!(task = %id, error = %e, "cannot record the task's state");
             }
             task

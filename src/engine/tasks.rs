@@ -134,7 +134,7 @@ impl Engine {
                 task.start_pull(now_us());
             }
             state.books.admit(task.claim())?;
-            if let Err(e) = persist(&state.store, &task) {
+            if let Err(e) = self.record(&state.store, &task) {
                 state.books.release(task.claim());
                 return Err(e.into());
             }
@@ -214,7 +214,7 @@ impl Engine {
             }
         }
         let task = task.clone();
-        persist(&state.store, &task)?;
+        self.record(&state.store, &task)?;
         drop(state);
         self.emit(Change::TaskChanged(id.to_string()));
         if task.is_stopped() {
@@ -241,7 +241,7 @@ impl Engine {
                 task.stop_unlaunched(reason.to_string(), now_us());
                 let task = task.clone();
                 state.books.release(task.claim());
-                persist(&state.store, &task)?;
+                self.record(&state.store, &task)?;
                 drop(state);
                 self.emit(Change::TaskChanged(id.to_string()));
                 self.emit(Change::Capacity);
@@ -251,7 +251,7 @@ impl Engine {
                 return Ok(task.clone());
             }
             let task = task.clone();
-            persist(&state.store, &task)?;
+            self.record(&state.store, &task)?;
             task
         };
         self.runtime.stop(id);
@@ -410,7 +410,7 @@ impl Engine {
         if task.is_stopped() {
             books.release(task.claim());
         }
-        if let Err(e) = persist(&state.store, &task) {
+        if let Err(e) = self.record(&state.store, &task) {
             tracing::error!(task = %id, error = %e, "cannot record the task's state");
         }
         drop(state);

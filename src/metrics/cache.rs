@@ -1,10 +1,9 @@
-//! The tasks' and services' series rendered off the request path, as cAdvisor's housekeeping
-//! does: while someone scrapes, a refresher thread renders them every `metrics_refresh_ms`, and
-//! a scrape answers with the newest rendering when it is fresh (no task or service has changed
-//! since it began, and it is younger than two periods); otherwise the scrape renders them
-//! itself. Reading every container's cgroup files moves from the scrape's answer to the
-//! refresher, which stops when nobody has scraped for a while: an unwatched berthd reads no
-//! cgroup files at all.
+//! The tasks' series rendered off the request path, as cAdvisor's housekeeping does: while
+//! someone scrapes, a refresher thread renders them every `metrics_refresh_ms`, and a scrape
+//! answers with the newest rendering when it is fresh (no task has changed since it began, and
+//! it is younger than two periods); otherwise the scrape renders them itself. Reading every
+//! container's cgroup files moves from the scrape's answer to the refresher, which stops when
+//! nobody has scraped for a while: an unwatched berthd reads no cgroup files at all.
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -12,7 +11,7 @@ use std::time::{Duration, Instant};
 /// Without a scrape for this long, the refresher sleeps until the next one.
 const IDLE_AFTER_MS: u64 = 5 * 60 * 1000;
 
-/// One rendering of the tasks' and services' series.
+/// One rendering of the tasks' series.
 #[derive(Clone)]
 pub struct Rendered {
     pub text: Arc<Vec<u8>>,
@@ -20,6 +19,8 @@ pub struct Rendered {
     pub generation: u64,
     /// When it began, on the cache's clock (ms).
     pub at_ms: u64,
+    /// What it took (ms).
+    pub took_ms: u64,
 }
 
 /// Whether a scrape at `now_ms`, with the engine at `generation`, may answer with `r`.
@@ -37,21 +38,24 @@ pub enum Next {
 }
 
 /// The refresher's next step: idle without a recent scrape, else render one period after the
-/// last rendering.
+/// last rendering began, and never sooner than twice its length after: the thread reads at
+/// most half the time, whatever the number of containers.
 pub fn next(
     now_ms: u64,
     last_scrape_ms: Option<u64>,
-    last_render_ms: Option<u64>,
+    last: Option<&Rendered>,
     refresh_ms: u64,
 ) -> Next {
     match last_scrape_ms {
         Some(s) if now_ms.saturating_sub(s) <= IDLE_AFTER_MS => {}
         _ => return Next::Idle,
     }
-    let Some(r) = last_render_ms else {
+    let Some(r) = last else {
         return Next::Render;
     };
-    let due = r.saturating_add(refresh_ms);
+    let due = r
+        .at_ms
+        .saturating_add(refresh_ms.max(r.took_ms.saturating_mul(2)));
     if now_ms >= due {
         Next::Render
     } else {
@@ -124,30 +128,27 @@ impl SeriesCache {
     /// The refresher's loop: renders with `render(began_ms)` when due. Never returns.
     pub fn refresh_forever(&self, mut render: impl FnMut(u64) -> Rendered) -> ! {
         loop {
-            let step = {
-                let s = self.lock();
-                next(
-                    self.now_ms(),
-                    s.last_scrape_ms,
-                    s.rendered.as_ref().map(|r| r.at_ms),
-                    self.refresh_ms,
-                )
-            };
-            match step {
+            let s = self.lock();
+            let step = next(
+                self.now_ms(),
+                s.last_scrape_ms,
+                s.rendered.as_ref(),
+                self.refresh_ms,
+            );
+            // Decided and waited on under one hold of the lock: a scrape's wake-up between the
+            // two would be lost, and the refresher idle for minutes.
+            let wait = match step {
                 Next::Render => {
+                    drop(s);
                     let r = render(self.now_ms());
                     self.store(r);
+                    continue;
                 }
-                Next::SleepMs(ms) => self.sleep(Duration::from_millis(ms)),
-                Next::Idle => self.sleep(Duration::from_millis(IDLE_AFTER_MS)),
-            }
+                Next::SleepMs(ms) => Duration::from_millis(ms),
+                Next::Idle => Duration::from_millis(IDLE_AFTER_MS),
+            };
+            let _ = self.state.1.wait_timeout(s, wait);
         }
-    }
-
-    /// Sleeps up to `d`, or until a scrape wakes an idle refresher.
-    fn sleep(&self, d: Duration) {
-        let s = self.lock();
-        let _ = self.state.1.wait_timeout(s, d);
     }
 }
 
@@ -160,6 +161,7 @@ mod tests {
             text: Arc::new(Vec::new()),
             generation,
             at_ms,
+            took_ms: 10,
         }
     }
 
@@ -181,15 +183,25 @@ mod tests {
     fn the_refresher_renders_each_period_while_scraped_and_idles_without_scrapes() {
         assert_eq!(next(0, None, None, 1_000), Next::Idle, "never scraped");
         assert_eq!(next(10, Some(5), None, 1_000), Next::Render, "first scrape");
+        let last = r(1, 1_000);
         assert_eq!(
-            next(1_500, Some(1_400), Some(1_000), 1_000),
+            next(1_500, Some(1_400), Some(&last), 1_000),
             Next::SleepMs(500)
         );
-        assert_eq!(next(2_000, Some(1_400), Some(1_000), 1_000), Next::Render);
+        assert_eq!(next(2_000, Some(1_400), Some(&last), 1_000), Next::Render);
         let long_after = 1_400 + IDLE_AFTER_MS + 1;
         assert_eq!(
-            next(long_after, Some(1_400), Some(1_000), 1_000),
+            next(long_after, Some(1_400), Some(&last), 1_000),
             Next::Idle
+        );
+        // A rendering that took 800 ms: the next waits till twice that after it began.
+        let slow = Rendered {
+            took_ms: 800,
+            ..r(1, 1_000)
+        };
+        assert_eq!(
+            next(2_000, Some(1_900), Some(&slow), 1_000),
+            Next::SleepMs(600)
         );
     }
 
@@ -199,7 +211,7 @@ mod tests {
         assert!(c.scraped(1).is_none(), "nothing rendered yet");
         c.store(r(1, 0));
         assert!(c.scraped(1).is_some());
-        assert!(c.scraped(2).is_none(), "the engine changed since");
+        assert!(c.scraped(2).is_none(), "a task changed since");
         c.store(r(2, 10));
         c.store(r(1, 0));
         assert_eq!(c.lock().rendered.as_ref().map(|r| r.generation), Some(2));

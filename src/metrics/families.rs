@@ -1,4 +1,4 @@
-//! Series built on each scrape (per task, per container, per service), written straight into
+//! Series built for a scrape or the refresher (per task, per container, per service), written straight into
 //! the text exposition format: one family's `# HELP`/`# TYPE` once, its series after. Building
 //! the client library's protobuf families for thousands of series cost more than reading them.
 

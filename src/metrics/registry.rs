@@ -112,10 +112,14 @@ impl Metrics {
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             tracing::error!(error = %e, "cannot encode metrics");
         }
+        // The services' series are few and cheap: read for each scrape, as the host's are.
+        let mut services = super::tasks::Families::default();
+        super::services::collect(&self.engine, &mut services);
+        services.write_text(&mut out);
         let host = started.elapsed();
         out.extend_from_slice(
             format!(
-                "# HELP berth_scrape_host_duration_seconds Time this scrape spent on the host's series.\n\
+                "# HELP berth_scrape_host_duration_seconds Time this scrape spent on the host's and the services' series, read for each scrape.\n\
                  # TYPE berth_scrape_host_duration_seconds gauge\n\
                  berth_scrape_host_duration_seconds {}\n",
                 host.as_secs_f64()
@@ -136,7 +140,7 @@ impl Metrics {
         let age_ms = self.cache.now_ms().saturating_sub(tasks.at_ms);
         out.extend_from_slice(
             format!(
-                "# HELP berth_scrape_series_age_seconds Age of the task and service series in this answer: read off the request path every metrics_refresh_ms, or for this scrape.\n\
+                "# HELP berth_scrape_series_age_seconds Age of the task series in this answer: read off the request path every metrics_refresh_ms, or for this scrape.\n\
                  # TYPE berth_scrape_series_age_seconds gauge\n\
                  berth_scrape_series_age_seconds {}\n",
                 age_ms as f64 / 1000.0
@@ -147,25 +151,21 @@ impl Metrics {
         out
     }
 
-    /// Renders the tasks' and services' series now.
+    /// Renders the tasks' series now.
     fn render_tasks(&self, began_ms: u64) -> Rendered {
         let generation = self.engine.generation();
         let started = Instant::now();
         let mut reading = Duration::ZERO;
         let mut series = super::tasks::collect(&self.engine, &mut reading);
         let tasks = started.elapsed();
-        let started = Instant::now();
-        super::services::collect(&self.engine, &mut series);
-        let services = started.elapsed();
         // What this rendering cost berthd, by part, as node_exporter shows its collectors'.
         for (part, took) in [
             ("task_files", reading),
             ("task_series", tasks.saturating_sub(reading)),
-            ("services", services),
         ] {
             series.gauge(
                 "berth_scrape_part_duration_seconds",
-                "Time the rendering of the task and service series in this answer spent on each part: reading the tasks' cgroup and link files, building the tasks' series, the services' series.",
+                "Time the rendering of the task series in this answer spent on each part: reading the tasks' cgroup and link files, building the series.",
                 &[("part", part)],
                 took.as_secs_f64(),
             );
@@ -176,6 +176,7 @@ impl Metrics {
             text: Arc::new(text),
             generation,
             at_ms: began_ms,
+            took_ms: started.elapsed().as_millis() as u64,
         }
     }
 

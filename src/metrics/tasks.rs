@@ -1,5 +1,6 @@
-//! Per-task and per-container series, built fresh on every scrape from what each running
-//! task's cgroups say (through the runtime seam), so a stopped task's series are gone with it.
+//! Per-task and per-container series, built from what each running task's cgroups say
+//! (through the runtime seam) for a scrape or the refresher (`cache.rs`); a task's change
+//! makes the kept rendering stale, so a stopped task's series are gone with it.
 //! Names follow cAdvisor where it has one (`container_cpu_usage_seconds_total` becomes
 //! `berth_container_cpu_usage_seconds_total`), base units, `_total` for counters.
 
