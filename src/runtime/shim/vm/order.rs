@@ -20,14 +20,17 @@ pub(super) struct VmCheck {
     state: HealthState,
     /// Sent to the agent, its result not yet back.
     in_flight: bool,
+    /// Counted as failed for going unanswered; its late answer may still pass it.
+    given_up: bool,
     /// When it was sent (the shim's clock, ms).
     sent_at_ms: u64,
 }
 
 /// Time past a check's own timeout that the agent has to answer it before the check counts as
-/// failed and the next one is sent: an answer lost in the guest must not leave the health
-/// UNKNOWN for good (CI once saw a writer's check never answered, its dependant waiting out
-/// its whole startTimeout).
+/// failed, so the health is judged even of an agent stuck in a check's exec. The check stays
+/// in flight till its answer comes (the agent answers nothing while it makes the exec, and is
+/// busy, not lost, all that time: CI saw a minute per exec under nested emulation, and an
+/// agent declared lost when the shim stopped waiting for the answer), and no other is sent.
 const UNANSWERED_GRACE_MS: u64 = 30_000;
 
 /// Whether a check sent at `sent_at_ms` with `timeout_secs` has gone unanswered too long.
@@ -122,6 +125,7 @@ impl VmShim<'_> {
             plan: plan.clone(),
             cwd: c.cwd.clone(),
             in_flight: false,
+            given_up: false,
             sent_at_ms: 0,
         };
         self.checks.insert(name.to_string(), check);
@@ -136,8 +140,11 @@ impl VmShim<'_> {
         let now = self.now_ms();
         let mut lost = Vec::new();
         for (name, c) in &mut self.checks {
-            if c.in_flight && unanswered(c.sent_at_ms, now, c.plan.check.timeout_secs) {
-                c.in_flight = false;
+            if c.in_flight
+                && !c.given_up
+                && unanswered(c.sent_at_ms, now, c.plan.check.timeout_secs)
+            {
+                c.given_up = true;
                 let why = "the microVM's agent did not answer the check".to_string();
                 if c.state.record(Err(why), now) {
                     lost.push(name.clone());
@@ -160,6 +167,7 @@ impl VmShim<'_> {
                 eprintln!("berth-shim: {e}");
             }
             c.in_flight = true;
+            c.given_up = false;
             c.sent_at_ms = now;
         }
         for name in lost {
@@ -174,6 +182,12 @@ impl VmShim<'_> {
             return;
         };
         c.in_flight = false;
+        // A failure already counted when the shim stopped waiting is not counted twice; a late
+        // pass stands.
+        let counted = std::mem::take(&mut c.given_up);
+        if counted && failure.is_some() {
+            return;
+        }
         let result = failure.map_or(Ok(()), Err);
         if c.state.record(result, now) {
             self.report_health(name);
