@@ -113,21 +113,15 @@ impl Metrics {
             tracing::error!(error = %e, "cannot encode metrics");
         }
         // The services' series are few and cheap: read for each scrape, as the host's are.
-        let mut services = super::tasks::Families::default();
-        super::services::collect(&self.engine, &mut services);
-        services.write_text(&mut out);
-        let host = started.elapsed();
-        out.extend_from_slice(
-            format!(
-                "# HELP berth_scrape_host_duration_seconds Time this scrape spent on the host's and the services' series, read for each scrape.\n\
-                 # TYPE berth_scrape_host_duration_seconds gauge\n\
-                 berth_scrape_host_duration_seconds {}\n",
-                host.as_secs_f64()
-            )
-            .as_bytes(),
+        let mut f = super::tasks::Families::default();
+        super::services::collect(&self.engine, &mut f);
+        f.gauge(
+            "berth_scrape_host_duration_seconds",
+            "Time this scrape spent on the host's and the services' series, read for each scrape.",
+            &[],
+            started.elapsed().as_secs_f64(),
         );
-        let generation = self.engine.generation();
-        let tasks = match self.cache.scraped(generation) {
+        let tasks = match self.cache.scraped(self.engine.generation()) {
             Some(r) => r,
             None => {
                 let r = self.render_tasks(self.cache.now_ms());
@@ -138,15 +132,13 @@ impl Metrics {
             }
         };
         let age_ms = self.cache.now_ms().saturating_sub(tasks.at_ms);
-        out.extend_from_slice(
-            format!(
-                "# HELP berth_scrape_series_age_seconds Age of the task series in this answer: read off the request path every metrics_refresh_ms, or for this scrape.\n\
-                 # TYPE berth_scrape_series_age_seconds gauge\n\
-                 berth_scrape_series_age_seconds {}\n",
-                age_ms as f64 / 1000.0
-            )
-            .as_bytes(),
+        f.gauge(
+            "berth_scrape_series_age_seconds",
+            "Age of the task series in this answer: read off the request path every metrics_refresh_ms, or for this scrape.",
+            &[],
+            age_ms as f64 / 1000.0,
         );
+        f.write_text(&mut out);
         out.extend_from_slice(&tasks.text);
         out
     }
@@ -216,6 +208,14 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("# TYPE berth_build_info gauge"), "{text}");
+        assert!(
+            text.contains("\nberth_scrape_host_duration_seconds "),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nberth_scrape_series_age_seconds 0\n"),
+            "{text}"
+        );
         assert!(
             text.contains("berth_host_ports{protocol=\"udp\",state=\"remaining\"} 65535"),
             "{text}"
